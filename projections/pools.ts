@@ -1,0 +1,38 @@
+/** Pool views: what a pool allows, what it has in use and who waits, from the state. */
+import { poolCount, poolLimitOf } from '../src/domain/constraints.js';
+import type { State } from './state.js';
+
+export interface PoolView {
+  name: string;
+  /** The limit in force: its own, else the default; null when unlimited. */
+  limit: number | null;
+  explicitLimit: number | null;
+  /** Runs in progress using the pool (RUN granularity) or slots held by steps (OP). */
+  inUse: number;
+  /** Runs held by the pool's limit (RUN) or step claims waiting for a slot (OP). */
+  pending: number;
+  activeRunIds: string[];
+}
+
+export function poolView(state: State, name: string): PoolView {
+  const config = state.config;
+  const view = { name, limit: poolLimitOf(config, name), explicitLimit: config.poolLimits.get(name) ?? null };
+  if (config.poolGranularity === 'RUN') {
+    let pending = 0;
+    for (const id of state.queuedByKey.get(poolCount(name)) ?? []) {
+      if (state.runs.get(id)?.blockedBy.some((c) => c.kind === 'POOL_LIMIT' && c.pool === name)) pending++;
+    }
+    return {
+      ...view,
+      inUse: state.counts.get(poolCount(name)) ?? 0,
+      pending,
+      activeRunIds: [...(state.activeRunsByPool.get(name) ?? [])],
+    };
+  }
+  return { ...view, inUse: 0, pending: 0, activeRunIds: [] };
+}
+
+/** Every pool named by a limit or by a run's steps, by name. */
+export function poolViews(state: State): PoolView[] {
+  return [...state.knownPools].sort().map((name) => poolView(state, name));
+}

@@ -1,0 +1,202 @@
+/**
+ * Commands are imperatives; each is validated here, whatever door it came in by (GraphQL,
+ * CLI, config file), so every input path gets the same clear, field-naming errors.
+ */
+import { z } from 'zod';
+import { LIMITS, type PoolGranularity, type TagConcurrencyLimit } from './config.js';
+import { InvalidInputError } from './errors.js';
+import type { FinalStatus, Step, Tag } from './run.js';
+
+export interface EnqueueRunInput {
+  runId?: string | null;
+  jobName: string;
+  tags?: Array<{ key: string; value: string }> | null;
+  steps?: Array<{ key: string; pool?: string | null; priority?: number | null }> | null;
+  priority?: number | null;
+  maxConcurrentSteps?: number | null;
+  leaseSeconds?: number | null;
+}
+
+export interface TagConcurrencyLimitInput {
+  key: string;
+  value?: string | null;
+  applyLimitPerUniqueValue?: boolean | null;
+  limit: number;
+}
+
+export type Command =
+  | { type: 'EnqueueRun'; input: EnqueueRunInput }
+  | { type: 'MarkRunStarted'; runId: string }
+  | { type: 'MarkRunFinished'; runId: string; status: string }
+  | { type: 'TerminateRun'; runId: string; force?: boolean | null }
+  | { type: 'SetMaxConcurrentRuns'; limit: number }
+  | { type: 'SetTagConcurrencyLimits'; limits: TagConcurrencyLimitInput[] }
+  | { type: 'SetPoolGranularity'; granularity: string }
+  | { type: 'SetDefaultPoolLimit'; limit: number | null }
+  | { type: 'SetPoolLimit'; pool: string; limit: number }
+  | { type: 'DeletePoolLimit'; pool: string };
+
+const name = (what: string) =>
+  z
+    .string({ error: `${what} must be a string` })
+    .min(1, `${what} must not be empty`)
+    .max(LIMITS.maxNameLength, `${what} must be at most ${LIMITS.maxNameLength} characters`)
+    .refine((s) => !s.includes('\u0000'), `${what} must not contain NUL characters`);
+
+const limitValue = z
+  .number()
+  .int(`must be an integer from 0 to ${LIMITS.maxLimit}`)
+  .min(0, `must be an integer from 0 to ${LIMITS.maxLimit}`)
+  .max(LIMITS.maxLimit, `must be an integer from 0 to ${LIMITS.maxLimit}`);
+
+const int32 = (what: string, min: number, max: number) =>
+  z
+    .number()
+    .int(`${what} must be an integer`)
+    .min(min, `${what} must be an integer from ${min} to ${max}`)
+    .max(max, `${what} must be an integer from ${min} to ${max}`);
+
+const enqueueSchema = z.object({
+  runId: name('run id').nullish(),
+  jobName: name('job name'),
+  tags: z
+    .array(z.object({ key: name('tag key'), value: name('tag value') }))
+    .max(LIMITS.maxTagsPerRun, `a run may carry at most ${LIMITS.maxTagsPerRun} tags`)
+    .nullish(),
+  steps: z
+    .array(
+      z.object({
+        key: name('step key'),
+        pool: name('pool name').nullish(),
+        priority: int32('step priority', -1_000_000, 1_000_000).nullish(),
+      }),
+    )
+    .max(LIMITS.maxStepsPerRun, `a run may declare at most ${LIMITS.maxStepsPerRun} steps`)
+    .nullish(),
+  priority: int32('priority', -1_000_000, 1_000_000).nullish(),
+  maxConcurrentSteps: int32('maxConcurrentSteps', 1, LIMITS.maxLimit).nullish(),
+  leaseSeconds: int32('leaseSeconds', 1, 7 * 24 * 3600).nullish(),
+});
+
+const tagLimitSchema = z.object({
+  key: name('tag key'),
+  value: name('tag value').nullish(),
+  applyLimitPerUniqueValue: z.boolean().nullish(),
+  limit: limitValue,
+});
+
+function parse<T>(schema: z.ZodType<T>, input: unknown, prefix: string): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = [prefix, ...(issue?.path ?? []).map(String)].filter((p) => p !== '').join('.');
+  throw new InvalidInputError(path || null, `${path ? `${path}: ` : ''}${issue?.message ?? 'invalid input'}`);
+}
+
+export interface ValidEnqueue {
+  runId: string | null;
+  jobName: string;
+  tags: Tag[];
+  steps: Step[];
+  priority: number | null;
+  maxConcurrentSteps: number | null;
+  leaseSeconds: number | null;
+}
+
+export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
+  const valid = parse(enqueueSchema, input, 'input');
+  const tags = valid.tags ?? [];
+  const seenTags = new Set<string>();
+  tags.forEach((tag, i) => {
+    if (seenTags.has(tag.key)) {
+      throw new InvalidInputError(`input.tags.${i}.key`, `input.tags.${i}.key: tag ${tag.key} appears twice`);
+    }
+    seenTags.add(tag.key);
+  });
+  const priorityTagIndex = tags.findIndex((t) => t.key === 'dagster/priority');
+  const priorityTag = tags[priorityTagIndex];
+  if (priorityTag && !/^\s*[+-]?\d{1,7}\s*$/.test(priorityTag.value)) {
+    throw new InvalidInputError(
+      `input.tags.${priorityTagIndex}.value`,
+      `input.tags.${priorityTagIndex}.value: the dagster/priority tag must be an integer from -1000000 to 1000000, got ${JSON.stringify(priorityTag.value)}`,
+    );
+  }
+  const steps = (valid.steps ?? []).map((s) => ({ key: s.key, pool: s.pool ?? null, priority: s.priority ?? 0 }));
+  const seenSteps = new Set<string>();
+  steps.forEach((step, i) => {
+    if (seenSteps.has(step.key)) {
+      throw new InvalidInputError(`input.steps.${i}.key`, `input.steps.${i}.key: step ${step.key} is declared twice`);
+    }
+    seenSteps.add(step.key);
+  });
+  return {
+    runId: valid.runId ?? null,
+    jobName: valid.jobName,
+    tags,
+    steps,
+    priority: valid.priority ?? null,
+    maxConcurrentSteps: valid.maxConcurrentSteps ?? null,
+    leaseSeconds: valid.leaseSeconds ?? null,
+  };
+}
+
+export function validateRunId(runId: unknown, field = 'runId'): string {
+  return parse(name('run id'), runId, field);
+}
+
+export function validateFinalStatus(status: unknown): FinalStatus {
+  if (status === 'SUCCESS' || status === 'FAILURE' || status === 'CANCELED') return status;
+  throw new InvalidInputError(
+    'status',
+    `status: a run finishes as SUCCESS, FAILURE or CANCELED, not ${JSON.stringify(status)}`,
+  );
+}
+
+export function validateMaxConcurrentRuns(limit: unknown): number {
+  return parse(
+    z
+      .number()
+      .int(`must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`)
+      .min(-1, `must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`)
+      .max(LIMITS.maxLimit, `must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`),
+    limit,
+    'limit',
+  );
+}
+
+export function validateLimit(limit: unknown, field = 'limit'): number {
+  return parse(limitValue, limit, field);
+}
+
+export function validatePoolName(pool: unknown, field = 'pool'): string {
+  return parse(name('pool name'), pool, field);
+}
+
+export function validateGranularity(granularity: unknown): PoolGranularity {
+  if (granularity === 'OP' || granularity === 'RUN') return granularity;
+  throw new InvalidInputError('granularity', `granularity: must be OP or RUN, not ${JSON.stringify(granularity)}`);
+}
+
+export function validateTagLimits(limits: unknown): TagConcurrencyLimit[] {
+  const valid = parse(
+    z.array(tagLimitSchema).max(LIMITS.maxTagLimits, `at most ${LIMITS.maxTagLimits} tag limits`),
+    limits,
+    'limits',
+  );
+  const seen = new Set<string>();
+  return valid.map((l, i) => {
+    const perUnique = l.applyLimitPerUniqueValue ?? false;
+    if (perUnique && l.value != null) {
+      throw new InvalidInputError(
+        `limits.${i}.value`,
+        `limits.${i}.value: a limit per unique value applies to every value of ${l.key}; leave value empty`,
+      );
+    }
+    const identity = JSON.stringify([l.key, l.value ?? null, perUnique]);
+    if (seen.has(identity)) {
+      throw new InvalidInputError(`limits.${i}`, `limits.${i}: the same tag limit is listed twice`);
+    }
+    seen.add(identity);
+    return { key: l.key, value: l.value ?? null, applyLimitPerUniqueValue: perUnique, limit: l.limit };
+  });
+}

@@ -1,0 +1,154 @@
+/**
+ * What a limit is, which runs it applies to, and how it reads to a person.
+ *
+ * Every run limit counts in-progress runs under a *count key*: all runs, runs with a tag key,
+ * runs with a tag key and value, runs using a pool. Counts are kept per key whatever the
+ * config says, so a limit edit never needs a recount.
+ */
+import type { ConcurrencyConfig, TagConcurrencyLimit } from './config.js';
+import type { Tag } from './run.js';
+
+export type ConstraintKind = 'MAX_CONCURRENT_RUNS' | 'TAG_LIMIT' | 'POOL_LIMIT' | 'RUN_STEP_LIMIT';
+
+/** One limit as it held a run or a step back, recorded in decisions. */
+export interface Constraint {
+  kind: ConstraintKind;
+  key: string | null;
+  value: string | null;
+  pool: string | null;
+  /** For TAG_LIMIT: the limit applies to each value of the key separately. */
+  perUniqueValue: boolean;
+  limit: number;
+  inUse: number;
+  message: string;
+}
+
+export const ALL_RUNS = 'runs';
+export const tagKeyCount = (key: string): string => `k\u0000${key}`;
+export const tagValueCount = (key: string, value: string): string => `v\u0000${key}\u0000${value}`;
+export const poolCount = (pool: string): string => `p\u0000${pool}`;
+
+/** The keys an in-progress run counts under, whatever limits exist. */
+export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[] }): string[] {
+  const keys = [ALL_RUNS];
+  for (const tag of run.tags) keys.push(tagKeyCount(tag.key), tagValueCount(tag.key, tag.value));
+  for (const pool of run.pools) keys.push(poolCount(pool));
+  return keys;
+}
+
+/** A limit that applies to a particular run, with the key it counts under. */
+export interface ApplicableLimit {
+  countKey: string;
+  kind: ConstraintKind;
+  key: string | null;
+  value: string | null;
+  pool: string | null;
+  perUniqueValue: boolean;
+  limit: number;
+}
+
+/** The limit a pool has: its own, else the default, else none (null). */
+export function poolLimitOf(config: ConcurrencyConfig, pool: string): number | null {
+  return config.poolLimits.get(pool) ?? config.defaultPoolLimit;
+}
+
+function tagLimitApplies(limit: TagConcurrencyLimit, tag: Tag): boolean {
+  if (limit.key !== tag.key) return false;
+  return limit.applyLimitPerUniqueValue || limit.value === null || limit.value === tag.value;
+}
+
+/** Every run limit that applies to a run under a config, in a stable order. */
+export function runLimitsOf(
+  run: { tags: readonly Tag[]; pools: readonly string[] },
+  config: ConcurrencyConfig,
+): ApplicableLimit[] {
+  const limits: ApplicableLimit[] = [];
+  if (config.maxConcurrentRuns >= 0) {
+    limits.push({
+      countKey: ALL_RUNS,
+      kind: 'MAX_CONCURRENT_RUNS',
+      key: null,
+      value: null,
+      pool: null,
+      perUniqueValue: false,
+      limit: config.maxConcurrentRuns,
+    });
+  }
+  for (const tagLimit of config.tagConcurrencyLimits) {
+    for (const tag of run.tags) {
+      if (!tagLimitApplies(tagLimit, tag)) continue;
+      const byValue = tagLimit.applyLimitPerUniqueValue || tagLimit.value !== null;
+      limits.push({
+        countKey: byValue ? tagValueCount(tag.key, tag.value) : tagKeyCount(tag.key),
+        kind: 'TAG_LIMIT',
+        key: tag.key,
+        value: byValue ? tag.value : null,
+        pool: null,
+        perUniqueValue: tagLimit.applyLimitPerUniqueValue,
+        limit: tagLimit.limit,
+      });
+    }
+  }
+  if (config.poolGranularity === 'RUN') {
+    for (const pool of run.pools) {
+      const limit = poolLimitOf(config, pool);
+      if (limit === null) continue;
+      limits.push({
+        countKey: poolCount(pool),
+        kind: 'POOL_LIMIT',
+        key: null,
+        value: null,
+        pool,
+        perUniqueValue: false,
+        limit,
+      });
+    }
+  }
+  return limits;
+}
+
+/** A sentence a person can read, built only from the constraint's data. */
+export function describeLimit(c: Omit<Constraint, 'message'>, granularity: 'OP' | 'RUN' = 'RUN'): string {
+  const counted = `${c.inUse} of ${c.limit}`;
+  switch (c.kind) {
+    case 'MAX_CONCURRENT_RUNS':
+      return `max concurrent runs: ${counted} runs in progress`;
+    case 'TAG_LIMIT':
+      if (c.perUniqueValue) return `tag ${c.key}=${c.value} (limit per value of ${c.key}): ${counted} runs in progress`;
+      if (c.value !== null) return `tag ${c.key}=${c.value}: ${counted} runs in progress`;
+      return `tag ${c.key} (any value): ${counted} runs in progress`;
+    case 'POOL_LIMIT':
+      return granularity === 'OP'
+        ? `pool ${c.pool}: ${counted} slots in use`
+        : `pool ${c.pool}: ${counted} runs in progress`;
+    case 'RUN_STEP_LIMIT':
+      return `run's max concurrent steps: ${counted} steps hold slots`;
+  }
+}
+
+export function toConstraint(limit: ApplicableLimit, inUse: number, granularity: 'OP' | 'RUN' = 'RUN'): Constraint {
+  const data = {
+    kind: limit.kind,
+    key: limit.key,
+    value: limit.value,
+    pool: limit.pool,
+    perUniqueValue: limit.perUniqueValue,
+    limit: limit.limit,
+    inUse,
+  };
+  return { ...data, message: describeLimit(data, granularity) };
+}
+
+/**
+ * Identity of a constraint for "did what holds this run change": which limit it is, not its
+ * count nor its current value, so editing a full limit that stays full records nothing new.
+ */
+export function constraintIdentity(c: Omit<Constraint, 'inUse' | 'message' | 'limit'>): string {
+  return [c.kind, c.key ?? '', c.value ?? '', c.pool ?? '', c.perUniqueValue ? 'u' : ''].join('\u0000');
+}
+
+export function sameConstraintSet(a: readonly Constraint[], b: readonly Constraint[]): boolean {
+  if (a.length !== b.length) return false;
+  const ids = new Set(a.map(constraintIdentity));
+  return b.every((c) => ids.has(constraintIdentity(c)));
+}

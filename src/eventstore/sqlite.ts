@@ -1,0 +1,468 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { ConcurrencyError, StoreUnavailableError, StoreUsageError } from './errors.js';
+import type {
+  AppendResult,
+  EventHandler,
+  EventStore,
+  ExpectedRevision,
+  NewEvent,
+  ReadAllOptions,
+  ReadOptions,
+  RecordedEvent,
+  SubscribeOptions,
+  Subscription,
+} from './store.js';
+
+export interface SqliteStoreOptions {
+  /** A file path (its directory is created when missing) or ':memory:'. */
+  path: string;
+  /** FULL (default) survives power loss; NORMAL only survives a process crash. */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** How long a write waits for another writer's lock before failing; default 5000. */
+  busyTimeoutMs?: number;
+  /** How often subscriptions look for commits by other connections; default 25. */
+  pollIntervalMs?: number;
+  /** For failure tests only: caps the database at this many pages to simulate a full disk. */
+  maxPageCount?: number;
+}
+
+/** Bumped when the table layout changes; a file from a newer Sluice is refused. */
+const SCHEMA_VERSION = 1n;
+/** Subscriptions read in pages so a long catch-up never loads the whole stream at once. */
+const SUBSCRIPTION_PAGE = 500;
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    UNIQUE (stream, revision)
+  );
+`;
+
+interface EventRow {
+  position: bigint;
+  stream: string;
+  revision: bigint;
+  type: string;
+  schema_version: bigint;
+  data: string;
+  actor: string;
+  at: string;
+}
+
+/**
+ * Opens (creating when missing) an SQLite event store. Throws StoreUnavailableError when the
+ * file cannot be opened or is not a Sluice event store.
+ */
+export function openSqliteStore(options: SqliteStoreOptions): EventStore {
+  return new SqliteEventStore(options);
+}
+
+class SqliteEventStore implements EventStore {
+  readonly description: string;
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<typeof prepare>;
+  private readonly subscriptions = new Set<SqliteSubscription>();
+  private readonly pollIntervalMs: number;
+  private readonly inMemory: boolean;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private lastDataVersion = 0n;
+  private closed = false;
+
+  constructor(options: SqliteStoreOptions) {
+    this.description = `sqlite:${options.path}`;
+    this.pollIntervalMs = options.pollIntervalMs ?? 25;
+    const inMemory = options.path === ':memory:' || options.path === '';
+    this.inMemory = inMemory;
+    try {
+      if (!inMemory) mkdirSync(dirname(options.path), { recursive: true });
+      this.db = new Database(options.path);
+    } catch (error) {
+      throw unavailable(`cannot open event store ${this.description}`, error);
+    }
+    try {
+      this.db.defaultSafeIntegers(true);
+      // Set first: switching to WAL needs a lock another process may briefly hold.
+      this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+      if (!inMemory) this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+      const version = this.db.pragma('user_version', { simple: true }) as bigint;
+      if (version > SCHEMA_VERSION) {
+        throw new StoreUnavailableError(
+          `event store ${this.description} has schema version ${version}, newer than this Sluice understands (${SCHEMA_VERSION})`,
+        );
+      }
+      this.db.exec(SCHEMA);
+      if (version < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      if (options.maxPageCount !== undefined) {
+        this.db.pragma(`max_page_count = ${Math.trunc(options.maxPageCount)}`);
+      }
+      this.statements = prepare(this.db);
+    } catch (error) {
+      this.db.close();
+      if (error instanceof StoreUnavailableError) throw error;
+      throw unavailable(`cannot open event store ${this.description}`, error);
+    }
+  }
+
+  async append(stream: string, events: NewEvent[], expected: ExpectedRevision): Promise<AppendResult> {
+    this.assertOpen();
+    checkStream(stream);
+    if (typeof expected === 'bigint' && expected < -1n) {
+      throw new StoreUsageError(`expected revision ${expected} is not a revision`);
+    }
+    // Serialise before the transaction, so a bad event fails without taking the write lock.
+    const rows = events.map((event) => toRow(stream, event));
+    let result: AppendResult;
+    try {
+      result = this.db
+        .transaction((): AppendResult => {
+          const last = this.lastRevision(stream);
+          checkExpected(stream, expected, last);
+          const recorded = rows.map((row, index) => {
+            const revision = last + 1n + BigInt(index);
+            const position = this.statements.insert.get({ ...row, revision }) as bigint;
+            // Built from the stored row, so the result equals what a later read returns.
+            return fromRow({ ...row, revision, position, schema_version: BigInt(row.schema_version) });
+          });
+          return { nextExpectedRevision: last + BigInt(rows.length), events: recorded };
+        })
+        .immediate();
+    } catch (error) {
+      if (error instanceof ConcurrencyError) throw error;
+      if (errorCode(error) === 'SQLITE_CONSTRAINT_UNIQUE') {
+        // Only a writer bypassing this store can get here, yet it is still a lost race.
+        const actual = this.lastRevision(stream);
+        throw new ConcurrencyError(stream, expected, actual < 0n ? 'no_stream' : actual);
+      }
+      throw toStoreError(error, 'nothing was appended');
+    }
+    // After the commit, so a woken subscription is sure to read what was just appended.
+    if (result.events.length > 0) {
+      for (const subscription of this.subscriptions) {
+        if (subscription.stream === stream) subscription.wake();
+      }
+    }
+    return result;
+  }
+
+  async readStream(stream: string, options: ReadOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    checkStream(stream);
+    return this.readStreamNow(stream, options.fromRevision ?? 0n, limit(options.maxCount));
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    this.assertOpen();
+    const limitRows = limit(options.maxCount);
+    return this.query(() => this.statements.readAll.all(options.afterPosition ?? -1n, limitRows));
+  }
+
+  async streamRevision(stream: string): Promise<bigint> {
+    this.assertOpen();
+    checkStream(stream);
+    try {
+      return this.lastRevision(stream);
+    } catch (error) {
+      throw toStoreError(error, 'cannot read');
+    }
+  }
+
+  subscribe(
+    stream: string,
+    options: SubscribeOptions,
+    onEvent: EventHandler,
+    onError?: (error: Error) => void,
+  ): Subscription {
+    this.assertOpen();
+    checkStream(stream);
+    let head: bigint;
+    try {
+      head = this.lastRevision(stream);
+    } catch (error) {
+      throw toStoreError(error, 'cannot subscribe');
+    }
+    const subscription = new SqliteSubscription(
+      stream,
+      options.afterRevision ?? -1n,
+      head,
+      (from) => this.readStreamNow(stream, from, SUBSCRIPTION_PAGE),
+      onEvent,
+      onError,
+      () => this.forget(subscription),
+    );
+    this.subscriptions.add(subscription);
+    this.startPolling();
+    subscription.wake();
+    return subscription;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const subscription of [...this.subscriptions]) await subscription.close();
+    this.stopPolling();
+    this.db.close();
+  }
+
+  private readStreamNow(stream: string, fromRevision: bigint, maxCount: number): RecordedEvent[] {
+    if (this.closed) throw new StoreUnavailableError('event store is closed');
+    return this.query(() => this.statements.readStream.all(stream, fromRevision, maxCount));
+  }
+
+  private query(run: () => unknown[]): RecordedEvent[] {
+    try {
+      return (run() as EventRow[]).map(fromRow);
+    } catch (error) {
+      throw toStoreError(error, 'cannot read');
+    }
+  }
+
+  private lastRevision(stream: string): bigint {
+    return (this.statements.lastRevision.get(stream) as bigint | null) ?? -1n;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new StoreUnavailableError('event store is closed');
+  }
+
+  /**
+   * Other connections' commits are invisible to this process except through the database, so
+   * poll `data_version`, which changes only when another connection committed: a cheap check
+   * that queries events only when something did change.
+   */
+  private startPolling(): void {
+    // Nothing but this connection can ever reach an in-memory database.
+    if (this.inMemory || this.pollTimer !== undefined) return;
+    this.lastDataVersion = this.dataVersion();
+    this.pollTimer = setInterval(() => {
+      const version = this.dataVersion();
+      if (version === this.lastDataVersion) return;
+      this.lastDataVersion = version;
+      for (const subscription of this.subscriptions) subscription.wake();
+    }, this.pollIntervalMs);
+    this.pollTimer.unref();
+  }
+
+  private dataVersion(): bigint {
+    try {
+      return this.statements.dataVersion.get() as bigint;
+    } catch {
+      // Report "changed": the woken subscriptions' reads then either succeed or fail loudly.
+      return this.lastDataVersion - 1n;
+    }
+  }
+
+  private stopPolling(): void {
+    clearInterval(this.pollTimer);
+    this.pollTimer = undefined;
+  }
+
+  private forget(subscription: SqliteSubscription): void {
+    this.subscriptions.delete(subscription);
+    if (this.subscriptions.size === 0) this.stopPolling();
+  }
+}
+
+/**
+ * Delivers by one loop per subscription: "deliver every event after the last delivered one,
+ * again until none is left". Catch-up and live delivery are the same loop, so the seam can
+ * neither skip nor repeat an event, and handler calls never overlap. `caughtUp` rejects when the
+ * subscription ends first: with the handler's error, or because it was closed.
+ */
+class SqliteSubscription implements Subscription {
+  readonly caughtUp: Promise<void>;
+  private resolveCaughtUp!: () => void;
+  private rejectCaughtUp!: (error: Error) => void;
+  private isCaughtUp = false;
+  private running = false;
+  private closed = false;
+
+  constructor(
+    readonly stream: string,
+    private lastDelivered: bigint,
+    /** The stream's last revision at subscribe time: delivering it means caught up. */
+    private readonly head: bigint,
+    private readonly readFrom: (revision: bigint) => RecordedEvent[],
+    private readonly onEvent: EventHandler,
+    private readonly onError: ((error: Error) => void) | undefined,
+    private readonly onClose: () => void,
+  ) {
+    this.caughtUp = new Promise<void>((resolve, reject) => {
+      this.resolveCaughtUp = resolve;
+      this.rejectCaughtUp = reject;
+    });
+    // Nobody has to await caughtUp; an unobserved rejection must not crash the process.
+    this.caughtUp.catch(() => undefined);
+    this.checkCaughtUp();
+  }
+
+  wake(): void {
+    // A running loop reads once more before it stops, so it finds what this wake is about.
+    if (this.running || this.closed) return;
+    this.running = true;
+    void this.deliver();
+  }
+
+  async close(): Promise<void> {
+    this.stop(new StoreUnavailableError('subscription closed before catching up'));
+  }
+
+  private async deliver(): Promise<void> {
+    // Start on a later tick: never call the handler from inside subscribe() or append().
+    await Promise.resolve();
+    try {
+      // No await between the read that comes back empty and `running = false`: an append
+      // after that read finds the loop stopped and starts it again, so nothing is missed.
+      while (!this.closed) {
+        const batch = this.readFrom(this.lastDelivered + 1n);
+        if (batch.length === 0) break;
+        for (const event of batch) {
+          if (this.closed) return;
+          await this.onEvent(event);
+          this.lastDelivered = event.revision;
+          this.checkCaughtUp();
+        }
+      }
+    } catch (error) {
+      if (this.closed) return;
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.stop(failure);
+      this.onError?.(failure);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private checkCaughtUp(): void {
+    if (this.isCaughtUp || this.lastDelivered < this.head) return;
+    this.isCaughtUp = true;
+    this.resolveCaughtUp();
+  }
+
+  /** Ends delivery; a handler call in flight finishes, but no other one starts. */
+  private stop(reason: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (!this.isCaughtUp) this.rejectCaughtUp(reason);
+    this.onClose();
+  }
+}
+
+function prepare(db: Database.Database) {
+  return {
+    lastRevision: db.prepare('SELECT MAX(revision) FROM events WHERE stream = ?').pluck(),
+    insert: db
+      .prepare(
+        `INSERT INTO events (stream, revision, type, schema_version, data, actor, at)
+         VALUES (@stream, @revision, @type, @schema_version, @data, @actor, @at)
+         RETURNING position`,
+      )
+      .pluck(),
+    readStream: db.prepare('SELECT * FROM events WHERE stream = ? AND revision >= ? ORDER BY revision LIMIT ?'),
+    readAll: db.prepare('SELECT * FROM events WHERE position > ? ORDER BY position LIMIT ?'),
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
+  };
+}
+
+function checkExpected(stream: string, expected: ExpectedRevision, last: bigint): void {
+  const matches =
+    expected === 'any' ||
+    (expected === 'no_stream' && last === -1n) ||
+    (expected === 'stream_exists' && last >= 0n) ||
+    expected === last;
+  if (!matches) throw new ConcurrencyError(stream, expected, last < 0n ? 'no_stream' : last);
+}
+
+function checkStream(stream: string): void {
+  if (typeof stream !== 'string' || stream.length === 0) {
+    throw new StoreUsageError('a stream name must be a non-empty string');
+  }
+}
+
+function toRow(stream: string, event: NewEvent) {
+  if (typeof event.type !== 'string' || event.type.length === 0) {
+    throw new StoreUsageError(`an event of stream ${stream} has no type`);
+  }
+  if (!Number.isInteger(event.schemaVersion)) {
+    throw new StoreUsageError(`event ${event.type} has a schemaVersion that is not an integer`);
+  }
+  let data: string | undefined;
+  try {
+    data = JSON.stringify(event.data);
+  } catch (error) {
+    throw new StoreUsageError(`event ${event.type} has data that is not JSON: ${String(error)}`);
+  }
+  if (data === undefined) throw new StoreUsageError(`event ${event.type} has no data`);
+  if (typeof event.actor !== 'string' || typeof event.at !== 'string') {
+    throw new StoreUsageError(`event ${event.type} needs an actor and an at, both strings`);
+  }
+  return {
+    stream,
+    type: event.type,
+    schema_version: event.schemaVersion,
+    data,
+    actor: event.actor,
+    at: event.at,
+  };
+}
+
+function fromRow(row: EventRow): RecordedEvent {
+  return {
+    stream: row.stream,
+    revision: row.revision,
+    position: row.position,
+    type: row.type,
+    schemaVersion: Number(row.schema_version),
+    data: JSON.parse(row.data),
+    actor: row.actor,
+    at: row.at,
+  };
+}
+
+/** SQLite's LIMIT: a negative one means no limit. */
+function limit(maxCount: number | undefined): number {
+  if (maxCount === undefined) return -1;
+  if (!Number.isInteger(maxCount) || maxCount < 0) {
+    throw new StoreUsageError(`maxCount must be a non-negative integer, not ${maxCount}`);
+  }
+  return maxCount;
+}
+
+function errorCode(error: unknown): string | undefined {
+  return error instanceof Database.SqliteError ? error.code : undefined;
+}
+
+/** SQLite failures that mean "cannot serve now", not "the request is wrong". */
+const UNAVAILABLE: [RegExp, string][] = [
+  [/^SQLITE_(BUSY|LOCKED)/, 'event store is busy (locked by another writer past the busy timeout)'],
+  [/^SQLITE_FULL$/, 'event store is full (disk full)'],
+  [/^SQLITE_IOERR/, 'event store had an I/O error'],
+  [/^SQLITE_READONLY/, 'event store is read-only'],
+  [/^SQLITE_CANTOPEN/, 'event store file cannot be opened'],
+  [/^SQLITE_(CORRUPT|NOTADB)/, 'event store file is corrupt or not a database'],
+];
+
+/** Turns what SQLite reports into the store's errors; anything unexpected is rethrown as is. */
+function toStoreError(error: unknown, consequence: string): unknown {
+  if (error instanceof StoreUnavailableError || error instanceof StoreUsageError) return error;
+  if (error instanceof TypeError && /connection is not open/.test(error.message)) {
+    return new StoreUnavailableError('event store is closed', error);
+  }
+  const code = errorCode(error) ?? '';
+  const reason = UNAVAILABLE.find(([pattern]) => pattern.test(code))?.[1];
+  return reason === undefined ? error : new StoreUnavailableError(`${reason}: ${consequence}`, error);
+}
+
+function unavailable(message: string, error: unknown): StoreUnavailableError {
+  const detail = error instanceof Error ? `: ${error.message}` : '';
+  return new StoreUnavailableError(`${message}${detail}`, error);
+}

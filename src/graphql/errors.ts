@@ -1,0 +1,52 @@
+/**
+ * Errors a client must handle are part of the schema: the domain's refusals map to typed
+ * union members here, at the boundary. Anything else is masked by Yoga, except a store
+ * outage, which is explicit (code STORE_UNAVAILABLE) so clients know to retry.
+ */
+import { GraphQLError } from 'graphql';
+import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../domain/errors.js';
+import { StoreUnavailableError } from '../eventstore/errors.js';
+import { builder } from './builder.js';
+
+export const ErrorInterface = builder.interfaceRef<Error>('Error').implement({
+  fields: (t) => ({ message: t.exposeString('message') }),
+});
+
+builder.objectType(InvalidInputError, {
+  name: 'ValidationError',
+  description: 'Bad input: nothing was appended.',
+  interfaces: [ErrorInterface],
+  fields: (t) => ({
+    field: t.exposeString('field', {
+      nullable: true,
+      description: 'Path of the offending input field, e.g. input.tags.0.key',
+    }),
+  }),
+});
+
+builder.objectType(RunNotFoundError, {
+  name: 'NotFoundError',
+  interfaces: [ErrorInterface],
+});
+
+builder.objectType(TransitionNotAllowedError, {
+  name: 'ConflictError',
+  description: 'The command is not allowed in the current state (e.g. finishing a QUEUED run).',
+  interfaces: [ErrorInterface],
+});
+
+/** Resolver wrapper: a store outage becomes an explicit error, not a masked one. */
+export async function storeErrorsExplicit<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) {
+      throw new GraphQLError(`${error.message}; nothing was recorded, try again`, {
+        extensions: { code: 'STORE_UNAVAILABLE' },
+      });
+    }
+    throw error;
+  }
+}
+
+export const DOMAIN_ERRORS = [InvalidInputError, RunNotFoundError, TransitionNotAllowedError] as const;

@@ -1,0 +1,59 @@
+/** Yoga plugins, one concern each. */
+import { GraphQLError } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+
+export interface HealthRoutesOptions {
+  /** Answers 200 while true, 503 otherwise. */
+  isReady: () => boolean;
+  healthPath?: string;
+  readyPath?: string;
+}
+
+/** `GET /health`: the process serves. `GET /ready`: the projections have caught up with the log. */
+export function useHealthRoutes(options: HealthRoutesOptions): Plugin {
+  const healthPath = options.healthPath ?? '/health';
+  const readyPath = options.readyPath ?? '/ready';
+  return {
+    onRequest({ request, url, fetchAPI, endResponse }) {
+      if (request.method !== 'GET' && request.method !== 'HEAD') return;
+      const json = (status: number, body: unknown) =>
+        endResponse(
+          new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } }),
+        );
+      if (url.pathname === healthPath) json(200, { status: 'ok' });
+      else if (url.pathname === readyPath) {
+        const ready = options.isReady();
+        json(ready ? 200 : 503, { status: ready ? 'ready' : 'catching up' });
+      }
+    },
+  };
+}
+
+const BAD_REQUEST_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT']);
+
+/**
+ * A request that is not a valid GraphQL operation (not JSON, a syntax error, an unknown field,
+ * a wrong argument type) answers HTTP 400 whatever the client accepts, so proxies and scripts
+ * see a client error. Yoga answers 200 to legacy `application/json` clients; this overrides it.
+ */
+export function useBadRequestStatus(): Plugin {
+  return {
+    onResultProcess({ result, setResult }) {
+      if (Array.isArray(result) || !('errors' in result) || !result.errors?.length) return;
+      if ('data' in result && result.data != null) return;
+      const errors = result.errors.map((error) => {
+        const code = error.extensions?.code;
+        if (typeof code !== 'string' || !BAD_REQUEST_CODES.has(code)) return error;
+        return new GraphQLError(error.message, {
+          nodes: error.nodes,
+          source: error.source,
+          positions: error.positions,
+          path: error.path,
+          originalError: error.originalError,
+          extensions: { ...error.extensions, http: { status: 400 } },
+        });
+      });
+      setResult({ ...result, errors });
+    },
+  };
+}

@@ -1,0 +1,116 @@
+/** Queries: reads of the projections, after catching up with the log. */
+import { z } from 'zod';
+import { poolView, poolViews } from '../../projections/pools.js';
+import type { Decision, RunRecord } from '../../projections/state.js';
+import { builder } from './builder.js';
+import {
+  ConcurrencyConfigType,
+  DecisionConnectionType,
+  PoolType,
+  RunConnectionType,
+  RunStatusEnum,
+  RunType,
+} from './types.js';
+
+export const positionArg = z.string().regex(/^\d{1,19}$/, 'must be a position or cursor returned by this API');
+const pageSize = z.number().int().min(0, 'must be from 0 to 1000').max(1000, 'must be from 0 to 1000');
+
+function page<T>(items: Iterable<T>, first: number, cursorOf: (item: T) => string) {
+  const edges: Array<{ cursor: string; node: T }> = [];
+  let hasNextPage = false;
+  for (const node of items) {
+    if (edges.length === first) {
+      hasNextPage = true;
+      break;
+    }
+    edges.push({ cursor: cursorOf(node), node });
+  }
+  return { edges, pageInfo: { hasNextPage, endCursor: edges.at(-1)?.cursor ?? null } };
+}
+
+builder.queryType({
+  fields: (t) => ({
+    run: t.field({
+      type: RunType,
+      nullable: true,
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (_root, { id }, ctx) => {
+        await ctx.sluice.catchUp();
+        return ctx.sluice.state.runs.get(String(id)) ?? null;
+      },
+    }),
+    runs: t.field({
+      type: RunConnectionType,
+      description: 'Runs in enqueue order. The cursor is stable: new runs only ever come after it.',
+      args: {
+        statuses: t.arg({ type: [RunStatusEnum] }),
+        first: t.arg.int({ validate: pageSize }),
+        after: t.arg.string({ validate: positionArg }),
+      },
+      resolve: async (_root, { statuses, first, after }, ctx) => {
+        await ctx.sluice.catchUp();
+        const state = ctx.sluice.state;
+        const wanted = statuses ? new Set(statuses) : null;
+        const start = after == null ? 0 : Number(after) + 1;
+        function* runs(): Generator<RunRecord> {
+          for (let seq = start; seq < state.runIds.length; seq++) {
+            const run = state.runs.get(state.runIds[seq] as string) as RunRecord;
+            if (!wanted || wanted.has(run.status)) yield run;
+          }
+        }
+        return page(runs(), first ?? 100, (run) => String(run.seq));
+      },
+    }),
+    queue: t.field({
+      type: [RunType],
+      description: 'QUEUED runs in the order in which they are considered for admission.',
+      resolve: async (_root, _args, ctx) => {
+        await ctx.sluice.catchUp();
+        const state = ctx.sluice.state;
+        return [...state.queue.inOrder()].map((id) => state.runs.get(id) as RunRecord);
+      },
+    }),
+    pools: t.field({
+      type: [PoolType],
+      resolve: async (_root, _args, ctx) => {
+        await ctx.sluice.catchUp();
+        return poolViews(ctx.sluice.state);
+      },
+    }),
+    pool: t.field({
+      type: PoolType,
+      nullable: true,
+      description: 'A pool named by a limit or by a run; null for a name Sluice has never seen.',
+      args: { name: t.arg.string({ required: true }) },
+      resolve: async (_root, { name }, ctx) => {
+        await ctx.sluice.catchUp();
+        const state = ctx.sluice.state;
+        return state.knownPools.has(name) ? poolView(state, name) : null;
+      },
+    }),
+    concurrencyConfig: t.field({
+      type: ConcurrencyConfigType,
+      resolve: async (_root, _args, ctx) => {
+        await ctx.sluice.catchUp();
+        return ctx.sluice.state.config;
+      },
+    }),
+    decisions: t.field({
+      type: DecisionConnectionType,
+      description: 'Decisions in log order; cursors are log positions, so pages stay stable as new ones arrive.',
+      args: {
+        runId: t.arg.id(),
+        first: t.arg.int({ validate: pageSize }),
+        after: t.arg.string({ validate: positionArg }),
+      },
+      resolve: async (_root, { runId, first, after }, ctx) => {
+        await ctx.sluice.catchUp();
+        const sluice = ctx.sluice;
+        let list: readonly Decision[] = sluice.state.decisions;
+        if (runId != null) list = sluice.state.runs.get(String(runId))?.decisions ?? [];
+        const rest = sluice.decisionsAfter(after == null ? null : BigInt(after), list);
+        return page(rest, first ?? 100, (d) => d.position.toString());
+      },
+    }),
+  }),
+});

@@ -1,0 +1,11 @@
+/** The whole schema, printed to schema/schema.graphql and served by Yoga. */
+import { lexicographicSortSchema } from 'graphql';
+import { builder } from './builder.js';
+import './errors.js';
+import './types.js';
+import './inputs.js';
+import './query.js';
+import './mutation.js';
+import './subscription.js';
+
+export const schema = lexicographicSortSchema(builder.toSchema());

@@ -1,0 +1,24 @@
+/** Subscriptions: decisions streamed as they are made, resumable from a log position. */
+import { builder } from './builder.js';
+import { positionArg } from './query.js';
+import { DecisionType } from './types.js';
+
+builder.subscriptionType({
+  fields: (t) => ({
+    dequeueDecisions: t.field({
+      type: DecisionType,
+      description:
+        'Every decision as it is made, with its reasons; with after, first every decision after that position, then live, none missed or repeated.',
+      args: { runId: t.arg.id(), pool: t.arg.string(), after: t.arg.string({ validate: positionArg }) },
+      subscribe: async (_root, { runId, pool, after }, ctx) => {
+        await ctx.sluice.catchUp();
+        return ctx.sluice.decisionStream({
+          runId: runId == null ? null : String(runId),
+          pool: pool ?? null,
+          after: after == null ? null : BigInt(after),
+        });
+      },
+      resolve: (decision) => decision,
+    }),
+  }),
+});

@@ -1,0 +1,198 @@
+/** Object types: runs, decisions, limits, pools, as the contract names them. */
+import type { ObjectRef } from '@pothos/core';
+import type { PoolView } from '../../projections/pools.js';
+import type { Decision, RunRecord, WaitInterval } from '../../projections/state.js';
+import { currentHolds } from '../domain/admission.js';
+import type { ConcurrencyConfig, TagConcurrencyLimit } from '../domain/config.js';
+import type { Constraint } from '../domain/constraints.js';
+import type { Tag } from '../domain/run.js';
+import { type BuilderTypes, builder } from './builder.js';
+
+export const RunStatusEnum = builder.enumType('RunStatus', {
+  values: ['QUEUED', 'STARTING', 'STARTED', 'CANCELING', 'SUCCESS', 'FAILURE', 'CANCELED'] as const,
+});
+
+export const PoolGranularityEnum = builder.enumType('PoolGranularity', { values: ['OP', 'RUN'] as const });
+
+export const ConstraintKindEnum = builder.enumType('ConstraintKind', {
+  description: 'Which kind of limit holds a run or a step back.',
+  values: ['MAX_CONCURRENT_RUNS', 'TAG_LIMIT', 'POOL_LIMIT', 'RUN_STEP_LIMIT'] as const,
+});
+
+export const DecisionKindEnum = builder.enumType('DecisionKind', {
+  values: ['ADMITTED', 'BLOCKED', 'SLOT_GRANTED', 'SLOT_PENDING'] as const,
+});
+
+export const TagType = builder.objectRef<Tag>('Tag').implement({
+  fields: (t) => ({ key: t.exposeString('key'), value: t.exposeString('value') }),
+});
+
+export const ConstraintType = builder.objectRef<Constraint>('Constraint').implement({
+  description: 'One limit, as it bound a run or a step at the moment of a decision.',
+  fields: (t) => ({
+    kind: t.expose('kind', { type: ConstraintKindEnum }),
+    key: t.exposeString('key', { nullable: true, description: 'Tag key, for TAG_LIMIT.' }),
+    value: t.exposeString('value', {
+      nullable: true,
+      description: 'Tag value, for TAG_LIMIT with a value or with a limit per unique value.',
+    }),
+    pool: t.exposeString('pool', { nullable: true, description: 'Pool name, for POOL_LIMIT.' }),
+    perUniqueValue: t.exposeBoolean('perUniqueValue', {
+      description: 'For TAG_LIMIT: the limit counts each value of the key separately.',
+    }),
+    limit: t.exposeInt('limit'),
+    inUse: t.exposeInt('inUse'),
+    message: t.exposeString('message', {
+      description: "A sentence a person can read, e.g. 'pool database: 1 of 1 slots in use'.",
+    }),
+  }),
+});
+
+export const DecisionType = builder.objectRef<Decision>('Decision').implement({
+  fields: (t) => ({
+    position: t.string({
+      description: 'Opaque, strictly increasing log position of the event that records the decision.',
+      resolve: (d) => d.position.toString(),
+    }),
+    at: t.expose('at', { type: 'DateTime' }),
+    kind: t.expose('kind', { type: DecisionKindEnum }),
+    runId: t.exposeID('runId'),
+    stepKey: t.exposeString('stepKey', { nullable: true }),
+    pool: t.exposeString('pool', { nullable: true }),
+    reasons: t.expose('reasons', {
+      type: [ConstraintType],
+      description:
+        'What holds the run or step back (BLOCKED, SLOT_PENDING); may be empty for ADMITTED and SLOT_GRANTED.',
+    }),
+    message: t.exposeString('message'),
+  }),
+});
+
+export const WaitIntervalType = builder.objectRef<WaitInterval>('WaitInterval').implement({
+  description: 'One stretch of time a run spent held back, and why.',
+  fields: (t) => ({
+    from: t.expose('from', { type: 'DateTime' }),
+    to: t.expose('to', { type: 'DateTime', nullable: true, description: 'null while the run is still waiting.' }),
+    reasons: t.expose('reasons', { type: [ConstraintType] }),
+  }),
+});
+
+export const RunType = builder.objectRef<RunRecord>('Run').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    jobName: t.exposeString('jobName'),
+    status: t.expose('status', { type: RunStatusEnum }),
+    tags: t.expose('tags', { type: [TagType] }),
+    pools: t.exposeStringList('pools', { description: "Distinct pools of the run's steps." }),
+    priority: t.exposeInt('priority'),
+    maxConcurrentSteps: t.exposeInt('maxConcurrentSteps', { nullable: true }),
+    enqueuedAt: t.expose('enqueuedAt', { type: 'DateTime' }),
+    admittedAt: t.expose('admittedAt', { type: 'DateTime', nullable: true }),
+    startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    finishReason: t.exposeString('finishReason', {
+      nullable: true,
+      description: 'Why Sluice ended the run (a timeout, a forced cancel), when it did.',
+    }),
+    blockedBy: t.field({
+      type: [ConstraintType],
+      description: 'What holds this run back right now; empty unless it is QUEUED and held.',
+      resolve: (run, _args, ctx) => currentHolds(ctx.sluice.state, run),
+    }),
+    waits: t.expose('waits', {
+      type: [WaitIntervalType],
+      description: 'Every stretch this run spent held back, oldest first.',
+    }),
+    decisions: t.expose('decisions', {
+      type: [DecisionType],
+      description: 'Every decision about this run, oldest first.',
+    }),
+  }),
+});
+
+export const TagConcurrencyLimitType = builder.objectRef<TagConcurrencyLimit>('TagConcurrencyLimit').implement({
+  fields: (t) => ({
+    key: t.exposeString('key'),
+    value: t.exposeString('value', {
+      nullable: true,
+      description: 'null: the limit counts every run that has the key, whatever its value.',
+    }),
+    applyLimitPerUniqueValue: t.exposeBoolean('applyLimitPerUniqueValue'),
+    limit: t.exposeInt('limit'),
+  }),
+});
+
+export const ConcurrencyConfigType = builder.objectRef<ConcurrencyConfig>('ConcurrencyConfig').implement({
+  fields: (t) => ({
+    maxConcurrentRuns: t.exposeInt('maxConcurrentRuns', { description: '-1: no limit.' }),
+    tagConcurrencyLimits: t.expose('tagConcurrencyLimits', { type: [TagConcurrencyLimitType] }),
+    poolGranularity: t.expose('poolGranularity', { type: PoolGranularityEnum }),
+    defaultPoolLimit: t.exposeInt('defaultPoolLimit', {
+      nullable: true,
+      description: 'null: a pool with no limit of its own is unlimited.',
+    }),
+  }),
+});
+
+export const PoolType = builder.objectRef<PoolView>('Pool').implement({
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    limit: t.exposeInt('limit', {
+      nullable: true,
+      description: 'The limit in force: its own, else the default; null when unlimited.',
+    }),
+    explicitLimit: t.exposeInt('explicitLimit', {
+      nullable: true,
+      description: 'The limit set for this pool itself, if any.',
+    }),
+    inUse: t.exposeInt('inUse', {
+      description: 'Slots claimed by steps (OP granularity) or runs in progress holding the pool (RUN granularity).',
+    }),
+    pending: t.exposeInt('pending', { description: 'Steps or runs waiting for this pool.' }),
+    activeRunIds: t.exposeIDList('activeRunIds'),
+  }),
+});
+
+export const PageInfoType = builder
+  .objectRef<{ hasNextPage: boolean; endCursor: string | null }>('PageInfo')
+  .implement({
+    fields: (t) => ({
+      hasNextPage: t.exposeBoolean('hasNextPage'),
+      endCursor: t.exposeString('endCursor', { nullable: true }),
+    }),
+  });
+
+function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
+  const edge = builder.objectRef<{ cursor: string; node: T }>(`${name}Edge`).implement({
+    fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.expose('node', { type: node }) }),
+  });
+  return builder
+    .objectRef<{
+      edges: Array<{ cursor: string; node: T }>;
+      pageInfo: { hasNextPage: boolean; endCursor: string | null };
+    }>(`${name}Connection`)
+    .implement({
+      fields: (t) => ({
+        edges: t.expose('edges', { type: [edge] }),
+        pageInfo: t.expose('pageInfo', { type: PageInfoType }),
+      }),
+    });
+}
+
+export const RunConnectionType = connection('Run', RunType);
+export const DecisionConnectionType = connection('Decision', DecisionType);
+
+export const RunPayloadType = builder.objectRef<{ run: RunRecord }>('RunPayload').implement({
+  isTypeOf: (value) => typeof value === 'object' && value !== null && 'run' in value,
+  fields: (t) => ({ run: t.expose('run', { type: RunType }) }),
+});
+
+export const PoolPayloadType = builder.objectRef<{ pool: PoolView }>('PoolPayload').implement({
+  isTypeOf: (value) => typeof value === 'object' && value !== null && 'pool' in value,
+  fields: (t) => ({ pool: t.expose('pool', { type: PoolType }) }),
+});
+
+export const ConfigPayloadType = builder.objectRef<{ config: ConcurrencyConfig }>('ConfigPayload').implement({
+  isTypeOf: (value) => typeof value === 'object' && value !== null && 'config' in value,
+  fields: (t) => ({ config: t.expose('config', { type: ConcurrencyConfigType }) }),
+});

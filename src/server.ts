@@ -1,0 +1,125 @@
+/** Wiring: Yoga over HTTP, graphql-ws over the same port, health routes, graceful shutdown. */
+import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ExecutionArgs, execute, subscribe } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import { applyConfigFile } from './app/config-file.js';
+import { Sluice } from './app/sluice.js';
+import { parseConcurrencyConfigFile } from './config-file.js';
+import { openEventStore } from './eventstore/open.js';
+import type { EventStore } from './eventstore/store.js';
+import type { GraphQLContext } from './graphql/builder.js';
+import { useBadRequestStatus, useHealthRoutes } from './graphql/plugins.js';
+import { schema } from './graphql/schema.js';
+import type { Settings } from './settings.js';
+
+const ACTOR_HEADER = 'x-sluice-actor';
+
+interface EnvelopedRoot {
+  execute: (args: ExecutionArgs) => ReturnType<typeof execute>;
+  subscribe: (args: ExecutionArgs) => ReturnType<typeof subscribe>;
+}
+
+function actorFrom(value: string | null | undefined): string {
+  const actor = value?.trim();
+  return actor && actor.length <= 255 ? actor : 'graphql';
+}
+
+export function createSluiceYoga(sluice: Sluice): YogaServerInstance<Record<string, unknown>, GraphQLContext> {
+  return createYoga<Record<string, unknown>, GraphQLContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    graphiql: { title: 'Sluice', subscriptionsProtocol: 'WS' },
+    context: ({ request }) => ({ sluice, actor: actorFrom(request.headers.get(ACTOR_HEADER)) }),
+    plugins: [useHealthRoutes({ isReady: () => sluice.ready }), useBadRequestStatus()],
+    logging: process.env.NODE_ENV === 'test' ? false : 'info',
+  });
+}
+
+export interface RunningServer {
+  url: string;
+  sluice: Sluice;
+  store: EventStore;
+  http: Server;
+  close(): Promise<void>;
+}
+
+/** Opens the store, replays the log, applies the config file, and serves. */
+export async function startServer(
+  settings: Settings,
+  log: (line: string) => void = console.log,
+): Promise<RunningServer> {
+  const store = await openEventStore(settings.eventStoreUrl);
+  let sluice: Sluice;
+  try {
+    sluice = await Sluice.open({ store });
+    if (settings.concurrencyConfigPath) {
+      const text = await readFile(settings.concurrencyConfigPath, 'utf8');
+      const file = parseConcurrencyConfigFile(text, settings.concurrencyConfigPath);
+      const appended = await applyConfigFile(sluice, file, settings.concurrencyConfigPath);
+      log(`applied ${settings.concurrencyConfigPath}: ${appended} limit edit(s) appended`);
+    }
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+
+  const yoga = createSluiceYoga(sluice);
+  const http = createServer(yoga);
+  const ws = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
+  const wsServer = useServer(
+    {
+      // Yoga's enveloped execute/subscribe travel in rootValue so its plugins wrap them.
+      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
+      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
+      onSubscribe: async (ctx, _id, params) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+        });
+        const document = parse(params.query);
+        const errors = validate(schema, document);
+        if (errors.length > 0) return errors;
+        return {
+          schema,
+          operationName: params.operationName,
+          document,
+          variableValues: params.variables,
+          contextValue: await contextFactory({
+            sluice,
+            actor: actorFrom(ctx.extra.request.headers[ACTOR_HEADER] as string),
+          }),
+          rootValue: { execute, subscribe },
+        };
+      },
+    },
+    ws,
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(settings.port, settings.host, () => resolve());
+  });
+  const address = http.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}/graphql`;
+
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      await wsServer.dispose();
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+      await sluice.close();
+      await store.close();
+    })());
+  return { url, sluice, store, http, close };
+}

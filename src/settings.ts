@@ -1,0 +1,35 @@
+/** The settings of DESIGN section 5, read from the environment once, at the edge. */
+
+export interface Settings {
+  port: number;
+  host: string;
+  eventStoreUrl: string;
+  /** Path of a dagster.yaml-style file, or null. */
+  concurrencyConfigPath: string | null;
+}
+
+export class SettingsError extends Error {
+  override readonly name = 'SettingsError';
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  port: 4000,
+  host: '127.0.0.1',
+  eventStoreUrl: 'sqlite:data/events.db',
+  concurrencyConfigPath: null,
+};
+
+export function readSettings(env: Record<string, string | undefined> = process.env): Settings {
+  const settings = { ...DEFAULT_SETTINGS };
+  if (env.PORT !== undefined && env.PORT !== '') {
+    const port = Number(env.PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+      throw new SettingsError(`PORT must be an integer from 0 to 65535, got ${JSON.stringify(env.PORT)}`);
+    }
+    settings.port = port;
+  }
+  if (env.HOST) settings.host = env.HOST;
+  if (env.EVENT_STORE_URL) settings.eventStoreUrl = env.EVENT_STORE_URL;
+  if (env.CONCURRENCY_CONFIG) settings.concurrencyConfigPath = env.CONCURRENCY_CONFIG;
+  return settings;
+}

@@ -1,0 +1,325 @@
+/**
+ * A brute-force reference for the admission rules (DESIGN section 1), used to check the decider
+ * and the projections. It ignores every index the state keeps (counts, queuedByKey, the queue
+ * structure) and recomputes what it needs from the runs' statuses and the config alone.
+ */
+import type { RunRecord, State } from '../../projections/state.js';
+import type { ConcurrencyConfig } from '../../src/domain/config.js';
+import {
+  ALL_RUNS,
+  type Constraint,
+  type ConstraintKind,
+  constraintIdentity,
+  countKeysOf,
+  runLimitsOf,
+} from '../../src/domain/constraints.js';
+import { isInProgress, poolsOf, type RunStatus } from '../../src/domain/run.js';
+
+/** A limit applying to a run, as the reference sees it, with its count recomputed from scratch. */
+export interface ReferenceLimit {
+  identity: string;
+  kind: ConstraintKind;
+  key: string | null;
+  value: string | null;
+  pool: string | null;
+  perUniqueValue: boolean;
+  limit: number;
+  /** Does an in-progress run count against this limit? */
+  counts: (run: RunRecord) => boolean;
+}
+
+const hasTag = (run: RunRecord, key: string, value?: string) =>
+  run.tags.some((t) => t.key === key && (value === undefined || t.value === value));
+
+function make(l: Omit<ReferenceLimit, 'identity'>): ReferenceLimit {
+  return { ...l, identity: constraintIdentity(l) };
+}
+
+/**
+ * Every run limit that applies to a run, derived straight from the rules table (independent of
+ * runLimitsOf, which {@link limitsAgreeWithRunLimitsOf} cross-checks).
+ */
+export function referenceLimitsOf(run: RunRecord, config: ConcurrencyConfig): ReferenceLimit[] {
+  const limits: ReferenceLimit[] = [];
+  if (config.maxConcurrentRuns >= 0) {
+    limits.push(
+      make({
+        kind: 'MAX_CONCURRENT_RUNS',
+        key: null,
+        value: null,
+        pool: null,
+        perUniqueValue: false,
+        limit: config.maxConcurrentRuns,
+        counts: () => true,
+      }),
+    );
+  }
+  for (const tl of config.tagConcurrencyLimits) {
+    for (const tag of run.tags) {
+      if (tag.key !== tl.key) continue;
+      if (tl.applyLimitPerUniqueValue) {
+        limits.push(
+          make({
+            kind: 'TAG_LIMIT',
+            key: tag.key,
+            value: tag.value,
+            pool: null,
+            perUniqueValue: true,
+            limit: tl.limit,
+            counts: (other) => hasTag(other, tag.key, tag.value),
+          }),
+        );
+      } else if (tl.value !== null) {
+        if (tl.value !== tag.value) continue;
+        limits.push(
+          make({
+            kind: 'TAG_LIMIT',
+            key: tag.key,
+            value: tag.value,
+            pool: null,
+            perUniqueValue: false,
+            limit: tl.limit,
+            counts: (other) => hasTag(other, tag.key, tag.value),
+          }),
+        );
+      } else {
+        limits.push(
+          make({
+            kind: 'TAG_LIMIT',
+            key: tag.key,
+            value: null,
+            pool: null,
+            perUniqueValue: false,
+            limit: tl.limit,
+            counts: (other) => hasTag(other, tag.key),
+          }),
+        );
+      }
+    }
+  }
+  if (config.poolGranularity === 'RUN') {
+    for (const pool of new Set(run.steps.flatMap((s) => (s.pool === null ? [] : [s.pool])))) {
+      const limit = config.poolLimits.has(pool) ? config.poolLimits.get(pool)! : config.defaultPoolLimit;
+      if (limit === null) continue;
+      limits.push(
+        make({
+          kind: 'POOL_LIMIT',
+          key: null,
+          value: null,
+          pool,
+          perUniqueValue: false,
+          limit,
+          counts: (other) => other.steps.some((s) => s.pool === pool),
+        }),
+      );
+    }
+  }
+  return limits;
+}
+
+/** Problems if the reference limits and runLimitsOf disagree for a run (identities and values). */
+export function limitsAgreeWithRunLimitsOf(run: RunRecord, config: ConcurrencyConfig): string[] {
+  const mine = referenceLimitsOf(run, config)
+    .map((l) => `${l.identity}=${l.limit}`)
+    .sort();
+  const theirs = runLimitsOf(run, config)
+    .map((l) => `${constraintIdentity(l)}=${l.limit}`)
+    .sort();
+  return JSON.stringify(mine) === JSON.stringify(theirs)
+    ? []
+    : [`run ${run.id}: runLimitsOf gives ${show(theirs)}, the rules give ${show(mine)}`];
+}
+
+const show = (x: unknown) => JSON.stringify(x).replaceAll('\\u0000', '|');
+
+export function inProgressRuns(state: State): RunRecord[] {
+  return [...state.runs.values()].filter((r) => isInProgress(r.status));
+}
+
+/** How many in-progress runs count against a limit, counted from the runs themselves. */
+export function recountLimit(limit: ReferenceLimit, inProgress: readonly RunRecord[]): number {
+  let n = 0;
+  for (const run of inProgress) if (limit.counts(run)) n++;
+  return n;
+}
+
+export interface FullLimit {
+  limit: ReferenceLimit;
+  inUse: number;
+}
+
+/** The limits applying to a run that are full now (count >= limit), counted from scratch. */
+export function fullLimitsOf(
+  state: State,
+  run: RunRecord,
+  inProgress: readonly RunRecord[] = inProgressRuns(state),
+): FullLimit[] {
+  return referenceLimitsOf(run, state.config)
+    .map((limit) => ({ limit, inUse: recountLimit(limit, inProgress) }))
+    .filter(({ limit, inUse }) => inUse >= limit.limit);
+}
+
+/** (a) Problems if admitting this run now would exceed a limit that applies to it. */
+export function admissionViolations(state: State, runId: string): string[] {
+  const run = state.runs.get(runId);
+  if (!run) return [`RunAdmitted for unknown run ${runId}`];
+  if (run.status !== 'QUEUED') return [`RunAdmitted for run ${runId}, which is ${run.status}`];
+  const full = fullLimitsOf(state, run);
+  return full.map(
+    ({ limit, inUse }) => `run ${runId} admitted while ${show(limit.identity)} had ${inUse} of ${limit.limit} in use`,
+  );
+}
+
+/** QUEUED runs in admission order (priority descending, then enqueue order), from the runs alone. */
+export function queuedInOrder(state: State): RunRecord[] {
+  return [...state.runs.values()]
+    .filter((r) => r.status === 'QUEUED')
+    .sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+}
+
+/**
+ * The admission pass done from scratch over every QUEUED run: walk them in order, admit each
+ * run whose every limit has room, and count it at once. Returns the run ids in admission order.
+ */
+export function referenceAdmissions(state: State): string[] {
+  const inProgress = inProgressRuns(state);
+  const admitted: string[] = [];
+  for (const run of queuedInOrder(state)) {
+    const room = referenceLimitsOf(run, state.config).every((l) => recountLimit(l, inProgress) < l.limit);
+    if (room) {
+      admitted.push(run.id);
+      inProgress.push(run);
+    }
+  }
+  return admitted;
+}
+
+const identities = (cs: readonly { kind: ConstraintKind }[]) =>
+  (cs as Constraint[]).map((c) => constraintIdentity(c)).sort();
+
+/**
+ * The QUEUED runs whose recorded blockedBy differs (as a set of identities) from the limits
+ * that hold them now, in admission order, with those limits as constraints.
+ */
+export function staleHolds(state: State): Array<{ run: RunRecord; expected: Constraint[] }> {
+  const inProgress = inProgressRuns(state);
+  const out: Array<{ run: RunRecord; expected: Constraint[] }> = [];
+  for (const run of queuedInOrder(state)) {
+    const expected = fullLimitsOf(state, run, inProgress).map(({ limit, inUse }) => ({
+      kind: limit.kind,
+      key: limit.key,
+      value: limit.value,
+      pool: limit.pool,
+      perUniqueValue: limit.perUniqueValue,
+      limit: limit.limit,
+      inUse,
+      message: '',
+    }));
+    if (JSON.stringify(identities(expected)) !== JSON.stringify(identities(run.blockedBy))) {
+      out.push({ run, expected });
+    }
+  }
+  return out;
+}
+
+/** The in-progress count per count key, recounted from the runs' statuses. */
+export function recountCounts(state: State): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const run of inProgressRuns(state)) {
+    for (const key of countKeysOf(run)) counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+const sortedEntries = <V>(m: ReadonlyMap<string, V>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+
+/**
+ * Every invariant that must hold between commands, checked from scratch:
+ * (b) no QUEUED run could be admitted; (c) each QUEUED run's blockedBy is the set of its full
+ * limits; (e) every run is in one status and the queue holds exactly the QUEUED runs; the
+ * indexes (counts, queuedByKey, activeRunsByPool, runIds) match a recount; runLimitsOf agrees
+ * with the rules. Returns the problems found (empty when all hold).
+ */
+export function invariantProblems(state: State): string[] {
+  const problems: string[] = [];
+  const inProgress = inProgressRuns(state);
+  const statuses: readonly RunStatus[] = [
+    'QUEUED',
+    'STARTING',
+    'STARTED',
+    'CANCELING',
+    'SUCCESS',
+    'FAILURE',
+    'CANCELED',
+  ];
+
+  // (e) runs, ids and queue
+  if (state.runIds.length !== state.runs.size || new Set(state.runIds).size !== state.runIds.length) {
+    problems.push(`runIds (${state.runIds.length}) does not list each of the ${state.runs.size} runs once`);
+  }
+  state.runIds.forEach((id, seq) => {
+    const run = state.runs.get(id);
+    if (!run) problems.push(`runIds lists ${id}, which is not a run`);
+    else if (run.seq !== seq) problems.push(`run ${id} has seq ${run.seq}, but is number ${seq} in enqueue order`);
+  });
+  for (const run of state.runs.values()) {
+    if (!statuses.includes(run.status)) problems.push(`run ${run.id} has status ${run.status}`);
+    if (run.status !== 'QUEUED' && run.blockedBy.length > 0) {
+      problems.push(`run ${run.id} is ${run.status} but still has blockedBy`);
+    }
+    const openWaits = run.waits.filter((w) => w.to === null).length;
+    if (openWaits > (run.status === 'QUEUED' ? 1 : 0)) {
+      problems.push(`run ${run.id} (${run.status}) has ${openWaits} open waits`);
+    }
+    if (JSON.stringify(run.pools) !== JSON.stringify(poolsOf(run.steps))) {
+      problems.push(`run ${run.id} pools ${show(run.pools)} do not match its steps`);
+    }
+  }
+  const queue = [...state.queue.inOrder()];
+  const expectedQueue = queuedInOrder(state).map((r) => r.id);
+  if (JSON.stringify(queue) !== JSON.stringify(expectedQueue)) {
+    problems.push(`queue is ${show(queue)}, the QUEUED runs in order are ${show(expectedQueue)}`);
+  }
+  if (state.queue.size !== expectedQueue.length) {
+    problems.push(`queue size ${state.queue.size}, ${expectedQueue.length} runs are QUEUED`);
+  }
+
+  // counts and indexes
+  const counts = sortedEntries(recountCounts(state));
+  if (show(counts) !== show(sortedEntries(state.counts))) {
+    problems.push(`counts ${show(sortedEntries(state.counts))}, recount ${show(counts)}`);
+  }
+  const queuedByKey = new Map<string, string[]>();
+  for (const run of state.runs.values()) {
+    if (run.status !== 'QUEUED') continue;
+    for (const key of countKeysOf(run)) {
+      if (key === ALL_RUNS) continue;
+      queuedByKey.set(key, [...(queuedByKey.get(key) ?? []), run.id].sort());
+    }
+  }
+  const actualQueuedByKey = new Map([...state.queuedByKey].map(([k, ids]) => [k, [...ids].sort()]));
+  if (show(sortedEntries(queuedByKey)) !== show(sortedEntries(actualQueuedByKey))) {
+    problems.push(`queuedByKey ${show(sortedEntries(actualQueuedByKey))}, recount ${show(sortedEntries(queuedByKey))}`);
+  }
+  const byPool = new Map<string, string[]>();
+  for (const run of inProgress) {
+    for (const pool of run.pools) byPool.set(pool, [...(byPool.get(pool) ?? []), run.id].sort());
+  }
+  const actualByPool = new Map([...state.activeRunsByPool].map(([k, ids]) => [k, [...ids].sort()]));
+  if (show(sortedEntries(byPool)) !== show(sortedEntries(actualByPool))) {
+    problems.push(`activeRunsByPool ${show(sortedEntries(actualByPool))}, recount ${show(sortedEntries(byPool))}`);
+  }
+
+  // (b) and (c)
+  for (const run of queuedInOrder(state)) {
+    problems.push(...limitsAgreeWithRunLimitsOf(run, state.config));
+    const full = fullLimitsOf(state, run, inProgress);
+    if (full.length === 0) problems.push(`run ${run.id} is QUEUED but every limit that applies to it has room`);
+  }
+  for (const { run, expected } of staleHolds(state)) {
+    problems.push(
+      `run ${run.id} blockedBy ${show(identities(run.blockedBy))}, full limits ${show(identities(expected))}`,
+    );
+  }
+  return problems;
+}

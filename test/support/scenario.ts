@@ -1,0 +1,350 @@
+/**
+ * A given/when/then harness over the pure core: a State, a fake clock and a revision counter.
+ * `when(command)` runs `decide`, folds the events in with `evolve` (giving each a revision, a
+ * time and an actor) and returns the events. Unless told otherwise it checks each command
+ * against the brute-force reference in ./reference.ts while folding:
+ *
+ * - every event validates against its zod schema, as when read back from a store;
+ * - the command's events are its own events, then its RunAdmitted decisions, then its
+ *   RunBlocked decisions;
+ * - (a) before each RunAdmitted, every limit applying to the run has count < limit;
+ * - the RunAdmitted runs are exactly, in order, what a from-scratch pass over the queue admits;
+ * - the RunBlocked runs are exactly the QUEUED runs whose set of full limits changed, each
+ *   naming every full limit with its limit and count;
+ * - afterwards, the invariants of reference.invariantProblems hold.
+ */
+import { evolve } from '../../projections/evolve.js';
+import { type Decision, initialState, type RunRecord, type State, type WaitInterval } from '../../projections/state.js';
+import type { Command, EnqueueRunInput, TagConcurrencyLimitInput } from '../../src/domain/commands.js';
+import { type Constraint, constraintIdentity } from '../../src/domain/constraints.js';
+import { decide } from '../../src/domain/decide.js';
+import { DomainError } from '../../src/domain/errors.js';
+import { CURRENT_SCHEMA_VERSION, type DomainEvent, type LoggedEvent, parseEvent } from '../../src/domain/events.js';
+import type { RunStatus } from '../../src/domain/run.js';
+import { admissionViolations, invariantProblems, referenceAdmissions, staleHolds } from './reference.js';
+
+export * from './reference.js';
+
+/** A reference check failed: the core broke a rule. Never a DomainError. */
+export class ReferenceCheckError extends Error {
+  override readonly name = 'ReferenceCheckError';
+}
+
+export type CheckLevel =
+  /** Decisions checked while folding, and every invariant after each command. */
+  | 'full'
+  /** Decisions checked while folding only (cheaper for large queues). */
+  | 'decisions'
+  | 'off';
+
+export interface ScenarioOptions {
+  /** ISO time of the first command; default 2024-01-01T00:00:00.000Z. */
+  start?: string;
+  actor?: string;
+  check?: CheckLevel;
+  /** Also check that decide leaves the state untouched (costs a snapshot per command). */
+  checkPurity?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands, built tersely
+
+export interface EnqueueOptions {
+  jobName?: string;
+  /** `{team: 'a'}` or a list of tags, kept in the order given. */
+  tags?: Record<string, string> | Array<{ key: string; value: string }>;
+  /** Steps as `'key@pool'` / `'key'` strings or full objects. */
+  steps?: Array<string | { key: string; pool?: string | null; priority?: number | null }>;
+  /** Shorthand: one step per pool listed (keys s0, s1, ...). */
+  pools?: string[];
+  priority?: number | null;
+  maxConcurrentSteps?: number | null;
+  leaseSeconds?: number | null;
+}
+
+function enqueueInput(runId: string | null, o: EnqueueOptions = {}): EnqueueRunInput {
+  const tags = o.tags === undefined ? [] : Array.isArray(o.tags) ? o.tags : Object.entries(o.tags);
+  const steps = [
+    ...(o.steps ?? []).map((s) => {
+      if (typeof s !== 'string') return s;
+      const [key = s, pool = null] = s.split('@');
+      return { key, pool };
+    }),
+    ...(o.pools ?? []).map((pool, i) => ({ key: `s${i}`, pool })),
+  ];
+  return {
+    runId,
+    jobName: o.jobName ?? 'job',
+    tags: tags.map((t) => (Array.isArray(t) ? { key: t[0], value: t[1] } : t)),
+    steps,
+    priority: o.priority ?? null,
+    maxConcurrentSteps: o.maxConcurrentSteps ?? null,
+    leaseSeconds: o.leaseSeconds ?? null,
+  };
+}
+
+export const cmd = {
+  enqueue: (runId: string | null, options?: EnqueueOptions): Command => ({
+    type: 'EnqueueRun',
+    input: enqueueInput(runId, options),
+  }),
+  enqueueRaw: (input: EnqueueRunInput): Command => ({ type: 'EnqueueRun', input }),
+  start: (runId: string): Command => ({ type: 'MarkRunStarted', runId }),
+  finish: (runId: string, status = 'SUCCESS'): Command => ({ type: 'MarkRunFinished', runId, status }),
+  terminate: (runId: string, force?: boolean): Command => ({ type: 'TerminateRun', runId, force: force ?? null }),
+  maxRuns: (limit: number): Command => ({ type: 'SetMaxConcurrentRuns', limit }),
+  tagLimits: (...limits: TagConcurrencyLimitInput[]): Command => ({ type: 'SetTagConcurrencyLimits', limits }),
+  granularity: (granularity: string): Command => ({ type: 'SetPoolGranularity', granularity }),
+  defaultPoolLimit: (limit: number | null): Command => ({ type: 'SetDefaultPoolLimit', limit }),
+  poolLimit: (pool: string, limit: number): Command => ({ type: 'SetPoolLimit', pool, limit }),
+  deletePoolLimit: (pool: string): Command => ({ type: 'DeletePoolLimit', pool }),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Folding and snapshots
+
+/** An event as a store would hand it back: JSON round trip, then the zod schema of its type. */
+export function readBack(event: LoggedEvent): LoggedEvent {
+  const data = JSON.parse(JSON.stringify(event.data)) as unknown;
+  const parsed = parseEvent(event.type, CURRENT_SCHEMA_VERSION, data, `test event at ${event.revision}`);
+  return { ...parsed, revision: event.revision, at: event.at, actor: event.actor } as LoggedEvent;
+}
+
+/** Folds logged events into a fresh initialState(). */
+export function replay(events: Iterable<LoggedEvent>): State {
+  let state = initialState();
+  for (const event of events) state = evolve(state, event);
+  return state;
+}
+
+/** A plain, comparable picture of a state: maps and sets as sorted entries, the queue in order. */
+export function snapshot(state: State): unknown {
+  const sorted = <V>(m: ReadonlyMap<string, V>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  return structuredClone({
+    revision: state.revision,
+    lastEventAt: state.lastEventAt,
+    config: { ...state.config, poolLimits: sorted(state.config.poolLimits) },
+    runs: sorted(state.runs),
+    runIds: state.runIds,
+    queue: [...state.queue.inOrder()],
+    queueSize: state.queue.size,
+    counts: sorted(state.counts),
+    queuedByKey: sorted(state.queuedByKey).map(([k, ids]) => [k, [...ids].sort()]),
+    decisions: state.decisions,
+    knownPools: [...state.knownPools],
+    activeRunsByPool: sorted(state.activeRunsByPool).map(([k, ids]) => [k, [...ids].sort()]),
+  });
+}
+
+const isDecision = (e: DomainEvent) => e.type === 'RunAdmitted' || e.type === 'RunBlocked';
+const constraintKey = (c: Constraint) => `${constraintIdentity(c)}=${c.limit}/${c.inUse}`;
+
+function fail(problems: string[], command: Command): never {
+  throw new ReferenceCheckError(`${command.type}: ${problems.join('\n')}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario
+
+export class Scenario {
+  state: State = initialState();
+  readonly log: LoggedEvent[] = [];
+  readonly actor: string;
+  private clock: number;
+  private nextRunId = 0;
+  private readonly check: CheckLevel;
+  private readonly checkPurity: boolean;
+
+  constructor(options: ScenarioOptions = {}) {
+    this.clock = Date.parse(options.start ?? '2024-01-01T00:00:00.000Z');
+    this.actor = options.actor ?? 'test';
+    this.check = options.check ?? 'full';
+    this.checkPurity = options.checkPurity ?? false;
+  }
+
+  /** The fake clock, as an ISO string. */
+  get now(): string {
+    return new Date(this.clock).toISOString();
+  }
+
+  advance(seconds: number): this {
+    this.clock += seconds * 1000;
+    return this;
+  }
+
+  /** Runs commands for their effect (the "given" part); throws whatever they throw. */
+  given(...commands: Command[]): this {
+    for (const command of commands) this.when(command);
+    return this;
+  }
+
+  /** Runs one command: decide, then fold its events in. Returns the events. */
+  when(command: Command): DomainEvent[] {
+    const before = this.checkPurity ? JSON.stringify(snapshot(this.state), bigints) : null;
+    const events = decide(command, this.state, { now: this.now, newRunId: `auto-${++this.nextRunId}` });
+    if (before !== null && JSON.stringify(snapshot(this.state), bigints) !== before) {
+      fail(['decide changed the state it was given'], command);
+    }
+    this.fold(command, events);
+    return events;
+  }
+
+  /**
+   * Runs a command that must be refused with a domain error; checks the state is unchanged and
+   * returns the error. Throws if the command succeeds or throws anything else.
+   */
+  rejects(command: Command): DomainError {
+    const before = JSON.stringify(snapshot(this.state), bigints);
+    const logLength = this.log.length;
+    let events: DomainEvent[];
+    try {
+      events = this.when(command);
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      if (JSON.stringify(snapshot(this.state), bigints) !== before || this.log.length !== logLength) {
+        fail(['a refused command changed the state'], command);
+      }
+      return error;
+    }
+    throw new Error(`${command.type} was expected to be refused, but gave ${events.map((e) => e.type).join(', ')}`);
+  }
+
+  private fold(command: Command, events: DomainEvent[]): void {
+    const checking = this.check !== 'off';
+    const logged = events.map(
+      (event, i): LoggedEvent =>
+        ({ ...event, revision: this.state.revision + 1n + BigInt(i), at: this.now, actor: this.actor }) as LoggedEvent,
+    );
+    if (checking) {
+      for (const event of logged) readBack(event); // throws UnreadableEventError if invalid
+      const firstDecision = events.findIndex(isDecision);
+      const decisions = firstDecision === -1 ? [] : events.slice(firstDecision);
+      if (decisions.some((e) => !isDecision(e))) fail(['a decision comes before a command event'], command);
+      const firstBlocked = decisions.findIndex((e) => e.type === 'RunBlocked');
+      if (firstBlocked !== -1 && decisions.slice(firstBlocked).some((e) => e.type !== 'RunBlocked')) {
+        fail(['a RunAdmitted comes after a RunBlocked'], command);
+      }
+    }
+    let checkedAdmissions = false;
+    let checkedBlocks = false;
+    for (const event of logged) {
+      if (checking && !checkedAdmissions && isDecision(event)) {
+        checkedAdmissions = true;
+        this.checkAdmissions(command, events);
+      }
+      if (checking && !checkedBlocks && event.type === 'RunBlocked') {
+        checkedBlocks = true;
+        this.checkBlocks(command, events);
+      }
+      if (checking && event.type === 'RunAdmitted') {
+        const problems = admissionViolations(this.state, event.data.runId);
+        if (problems.length > 0) fail(problems, command);
+      }
+      this.state = evolve(this.state, event);
+      this.log.push(event);
+    }
+    if (checking && !checkedAdmissions) this.checkAdmissions(command, events);
+    if (checking && !checkedBlocks) this.checkBlocks(command, events);
+    if (this.check === 'full') {
+      const problems = invariantProblems(this.state);
+      if (problems.length > 0) fail(problems, command);
+    }
+  }
+
+  /** The RunAdmitted decisions are what a from-scratch pass admits, in order. */
+  private checkAdmissions(command: Command, events: DomainEvent[]): void {
+    const expected = referenceAdmissions(this.state);
+    const actual = events.flatMap((e) => (e.type === 'RunAdmitted' ? [e.data.runId] : []));
+    if (JSON.stringify(expected) !== JSON.stringify(actual)) {
+      fail([`admitted ${JSON.stringify(actual)}, a from-scratch pass admits ${JSON.stringify(expected)}`], command);
+    }
+  }
+
+  /** The RunBlocked decisions are the runs whose set of holding limits changed, with every limit. */
+  private checkBlocks(command: Command, events: DomainEvent[]): void {
+    const stale = staleHolds(this.state);
+    const blocked = events.flatMap((e) => (e.type === 'RunBlocked' ? [e.data] : []));
+    const problems: string[] = [];
+    const expectedIds = stale.map((s) => s.run.id);
+    const actualIds = blocked.map((b) => b.runId);
+    if (JSON.stringify(expectedIds) !== JSON.stringify(actualIds)) {
+      problems.push(
+        `RunBlocked for ${JSON.stringify(actualIds)}, the holds changed for ${JSON.stringify(expectedIds)}`,
+      );
+    }
+    for (const b of blocked) {
+      const s = stale.find((x) => x.run.id === b.runId);
+      if (!s) continue;
+      const want = s.expected.map(constraintKey).sort();
+      const got = b.reasons.map(constraintKey).sort();
+      if (JSON.stringify(want) !== JSON.stringify(got)) {
+        problems.push(`RunBlocked ${b.runId} names ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+      }
+      if (b.reasons.some((r) => r.message.trim() === '')) problems.push(`RunBlocked ${b.runId} has an empty message`);
+    }
+    if (problems.length > 0)
+      fail(
+        problems.map((p) => p.replaceAll('\u0000', '|')),
+        command,
+      );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reading the state
+
+  run(runId: string): RunRecord {
+    const run = this.state.runs.get(runId);
+    if (!run) throw new Error(`no run ${runId} in the scenario`);
+    return run;
+  }
+
+  status(runId: string): RunStatus {
+    return this.run(runId).status;
+  }
+
+  /** Statuses of the given runs (or every run), keyed by id. */
+  statuses(...runIds: string[]): Record<string, RunStatus> {
+    const ids = runIds.length > 0 ? runIds : this.state.runIds;
+    return Object.fromEntries(ids.map((id) => [id, this.status(id)]));
+  }
+
+  /** Ids of the runs in a status, in enqueue order. */
+  runsIn(status: RunStatus): string[] {
+    return this.state.runIds.filter((id) => this.status(id) === status);
+  }
+
+  /** QUEUED run ids in admission order, as the queue holds them. */
+  queue(): string[] {
+    return [...this.state.queue.inOrder()];
+  }
+
+  blockedBy(runId: string): Constraint[] {
+    return this.run(runId).blockedBy;
+  }
+
+  waits(runId: string): WaitInterval[] {
+    return this.run(runId).waits;
+  }
+
+  /** Decisions of one run, or all decisions. */
+  decisions(runId?: string): Decision[] {
+    return runId === undefined ? this.state.decisions : this.run(runId).decisions;
+  }
+
+  /** In-progress runs counted under a count key (see domain/constraints), 0 when none. */
+  count(key: string): number {
+    return this.state.counts.get(key) ?? 0;
+  }
+}
+
+/** JSON.stringify replacer for bigint revisions. */
+export function bigints(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? `${value}n` : value;
+}
+
+/** Event types of a list of events, for terse assertions. */
+export const types = (events: readonly DomainEvent[]): string[] => events.map((e) => e.type);
+
+/** `type:runId` of each event that names a run, else its type. */
+export const summary = (events: readonly DomainEvent[]): string[] =>
+  events.map((e) => ('runId' in e.data ? `${e.type}:${e.data.runId}` : e.type));
