@@ -5,8 +5,16 @@
  */
 import { type Constraint, countKeysOf } from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
-import { isInProgress, poolsOf } from '../src/domain/run.js';
-import type { Decision, RunRecord, State } from './state.js';
+import { isInProgress } from '../src/domain/run.js';
+import {
+  claimKey,
+  type Decision,
+  enqueuedRun,
+  type RunRecord,
+  type State,
+  type StepClaim,
+  waitingKey,
+} from './state.js';
 
 function runOf(state: State, runId: string): RunRecord {
   const run = state.runs.get(runId);
@@ -20,6 +28,8 @@ function countRun(state: State, run: RunRecord, by: 1 | -1): void {
     if (next === 0) state.counts.delete(key);
     else state.counts.set(key, next);
   }
+  if (by === 1) state.inProgress.add(run.id);
+  else state.inProgress.delete(run.id);
   for (const pool of run.pools) {
     let active = state.activeRunsByPool.get(pool);
     if (by === 1) {
@@ -59,6 +69,37 @@ function record(state: State, run: RunRecord, decision: Decision): void {
   state.decisions.push(decision);
 }
 
+function setMember(map: Map<string, Set<string>>, key: string, member: string, present: boolean): void {
+  let set = map.get(key);
+  if (present) {
+    if (!set) map.set(key, (set = new Set()));
+    set.add(member);
+  } else if (set) {
+    set.delete(member);
+    if (set.size === 0) map.delete(key);
+  }
+}
+
+/** The claim an event is about; a new one (with the next claim order) if the step has none active. */
+function claimFor(state: State, runId: string, stepKey: string, pool: string | null): StepClaim {
+  const key = claimKey(runId, stepKey);
+  const existing = state.claims.get(key);
+  if (existing && existing.status !== 'RELEASED') return existing;
+  const run = runOf(state, runId);
+  const step = run.steps.find((s) => s.key === stepKey);
+  const claim: StepClaim = {
+    runId,
+    stepKey,
+    pool,
+    priority: run.priority + (step?.priority ?? 0),
+    seq: state.nextClaimSeq++,
+    status: 'PENDING',
+    reasons: [],
+  };
+  state.claims.set(key, claim);
+  return claim;
+}
+
 export function describeReasons(reasons: readonly Constraint[]): string {
   return reasons.map((r) => r.message).join('; ');
 }
@@ -68,28 +109,7 @@ export function evolve(state: State, event: LoggedEvent): State {
   state.lastEventAt = event.at;
   switch (event.type) {
     case 'RunEnqueued': {
-      const d = event.data;
-      const run: RunRecord = {
-        id: d.runId,
-        jobName: d.jobName,
-        status: 'QUEUED',
-        tags: d.tags,
-        steps: d.steps,
-        pools: poolsOf(d.steps),
-        priority: d.priority,
-        seq: state.runIds.length,
-        maxConcurrentSteps: d.maxConcurrentSteps,
-        leaseSeconds: d.leaseSeconds,
-        enqueuedAt: event.at,
-        admittedAt: null,
-        startedAt: null,
-        cancelRequestedAt: null,
-        finishedAt: null,
-        finishReason: null,
-        blockedBy: [],
-        waits: [],
-        decisions: [],
-      };
+      const run = enqueuedRun(event.data, state.runIds.length, event.at);
       state.runs.set(run.id, run);
       state.runIds.push(run.id);
       for (const pool of run.pools) state.knownPools.add(pool);
@@ -172,6 +192,69 @@ export function evolve(state: State, event: LoggedEvent): State {
         ...state.config,
         poolLimits: new Map(state.config.poolLimits).set(event.data.pool, event.data.limit),
       };
+      break;
+    case 'StepSlotGranted': {
+      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
+      const key = claimKey(claim.runId, claim.stepKey);
+      setMember(state.waitingClaims, waitingKey(claim.pool), key, false);
+      if (claim.pool !== null) setMember(state.slotHolders, claim.pool, key, true);
+      claim.status = 'GRANTED';
+      claim.reasons = [];
+      const run = runOf(state, claim.runId);
+      run.stepsHolding++;
+      run.activeClaims.add(key);
+      record(state, run, {
+        position: event.revision,
+        at: event.at,
+        kind: 'SLOT_GRANTED',
+        runId: run.id,
+        stepKey: claim.stepKey,
+        pool: claim.pool,
+        reasons: [],
+        message: `step ${claim.stepKey} of run ${run.id} holds a slot${claim.pool === null ? '' : ` of pool ${claim.pool}`}`,
+      });
+      break;
+    }
+    case 'StepSlotPending': {
+      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
+      const key = claimKey(claim.runId, claim.stepKey);
+      setMember(state.waitingClaims, waitingKey(claim.pool), key, true);
+      claim.reasons = event.data.reasons;
+      const run = runOf(state, claim.runId);
+      run.activeClaims.add(key);
+      record(state, run, {
+        position: event.revision,
+        at: event.at,
+        kind: 'SLOT_PENDING',
+        runId: run.id,
+        stepKey: claim.stepKey,
+        pool: claim.pool,
+        reasons: claim.reasons,
+        message: `step ${claim.stepKey} of run ${run.id} waits: ${describeReasons(claim.reasons)}`,
+      });
+      break;
+    }
+    case 'StepSlotReleased': {
+      const key = claimKey(event.data.runId, event.data.stepKey);
+      const claim = state.claims.get(key);
+      if (!claim) throw new Error(`event releases unknown claim ${event.data.stepKey} of run ${event.data.runId}`);
+      const run = runOf(state, claim.runId);
+      if (claim.status === 'GRANTED') {
+        if (claim.pool !== null) setMember(state.slotHolders, claim.pool, key, false);
+        run.stepsHolding--;
+      } else {
+        setMember(state.waitingClaims, waitingKey(claim.pool), key, false);
+      }
+      run.activeClaims.delete(key);
+      claim.status = 'RELEASED';
+      claim.reasons = [];
+      break;
+    }
+    case 'RunHeartbeatRecorded':
+      runOf(state, event.data.runId).lastHeartbeatAt = event.at;
+      break;
+    case 'RunMonitoringSet':
+      state.monitoring = { ...event.data };
       break;
     case 'PoolLimitDeleted': {
       const poolLimits = new Map(state.config.poolLimits);

@@ -29,7 +29,13 @@ export function poolView(state: State, name: string): PoolView {
       activeRunIds: [...(state.activeRunsByPool.get(name) ?? [])],
     };
   }
-  return { ...view, inUse: 0, pending: 0, activeRunIds: [] };
+  const holders = [...(state.slotHolders.get(name) ?? [])].map((key) => state.claims.get(key)?.runId as string);
+  return {
+    ...view,
+    inUse: holders.length,
+    pending: state.waitingClaims.get(name)?.size ?? 0,
+    activeRunIds: [...new Set(holders)],
+  };
 }
 
 /** Every pool named by a limit or by a run's steps, by name. */

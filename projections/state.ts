@@ -4,7 +4,8 @@
  */
 import { type ConcurrencyConfig, defaultConcurrencyConfig } from '../src/domain/config.js';
 import type { Constraint } from '../src/domain/constraints.js';
-import type { RunStatus, Step, Tag } from '../src/domain/run.js';
+import type { EventData } from '../src/domain/events.js';
+import { poolsOf, type RunStatus, type Step, type Tag } from '../src/domain/run.js';
 import { RunQueue } from './run-queue.js';
 
 export type DecisionKind = 'ADMITTED' | 'BLOCKED' | 'SLOT_GRANTED' | 'SLOT_PENDING';
@@ -47,10 +48,40 @@ export interface RunRecord {
   finishedAt: string | null;
   /** Why Sluice ended the run (timeout, forced cancel), if it did. */
   finishReason: string | null;
+  /** Steps of this run holding a slot now. */
+  stepsHolding: number;
+  /** Claims of this run that hold or wait for a slot. */
+  activeClaims: Set<string>;
+  /** Last heartbeat recorded in the log (see domain/leases). */
+  lastHeartbeatAt: string | null;
   /** The limits recorded as holding the run by its last BLOCKED decision; empty unless QUEUED. */
   blockedBy: Constraint[];
   waits: WaitInterval[];
   decisions: Decision[];
+}
+
+/** One step's claim for a slot. */
+export interface StepClaim {
+  runId: string;
+  stepKey: string;
+  pool: string | null;
+  /** Run priority plus step priority: waiting claims are served highest first. */
+  priority: number;
+  /** Claim order, the tie-break after priority. */
+  seq: number;
+  status: 'GRANTED' | 'PENDING' | 'RELEASED';
+  /** What holds it back while PENDING, as last recorded. */
+  reasons: Constraint[];
+}
+
+export const claimKey = (runId: string, stepKey: string): string => `${runId}\u0000${stepKey}`;
+
+/** Where a claim waits: its pool, or '' for steps without a pool. */
+export const waitingKey = (pool: string | null): string => pool ?? '';
+
+export interface RunMonitoring {
+  startTimeoutSeconds: number;
+  cancelTimeoutSeconds: number;
 }
 
 export interface State {
@@ -70,8 +101,18 @@ export interface State {
   decisions: Decision[];
   /** Every pool named by a limit or a run's steps, in first-seen order. */
   knownPools: Set<string>;
+  /** Runs in progress (STARTING, STARTED, CANCELING): the ones with deadlines. */
+  inProgress: Set<string>;
   /** In-progress runs per pool their steps use. */
   activeRunsByPool: Map<string, Set<string>>;
+  /** Every step claim ever made, by claimKey (released ones kept so a repeat release is a no-op). */
+  claims: Map<string, StepClaim>;
+  /** GRANTED claims per pool. */
+  slotHolders: Map<string, Set<string>>;
+  /** PENDING claims per waitingKey. */
+  waitingClaims: Map<string, Set<string>>;
+  nextClaimSeq: number;
+  monitoring: RunMonitoring;
 }
 
 export function initialState(): State {
@@ -86,6 +127,40 @@ export function initialState(): State {
     queuedByKey: new Map(),
     decisions: [],
     knownPools: new Set(),
+    inProgress: new Set(),
     activeRunsByPool: new Map(),
+    claims: new Map(),
+    slotHolders: new Map(),
+    waitingClaims: new Map(),
+    nextClaimSeq: 0,
+    monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180 },
+  };
+}
+
+/** A run as RunEnqueued makes it: the one place a run record is built. */
+export function enqueuedRun(data: EventData<'RunEnqueued'>, seq: number, at: string): RunRecord {
+  return {
+    id: data.runId,
+    jobName: data.jobName,
+    status: 'QUEUED',
+    tags: data.tags,
+    steps: data.steps,
+    pools: poolsOf(data.steps),
+    priority: data.priority,
+    seq,
+    maxConcurrentSteps: data.maxConcurrentSteps,
+    leaseSeconds: data.leaseSeconds,
+    enqueuedAt: at,
+    admittedAt: null,
+    startedAt: null,
+    cancelRequestedAt: null,
+    finishedAt: null,
+    finishReason: null,
+    stepsHolding: 0,
+    activeClaims: new Set(),
+    lastHeartbeatAt: null,
+    blockedBy: [],
+    waits: [],
+    decisions: [],
   };
 }

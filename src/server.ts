@@ -7,6 +7,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
+import { startRunMonitor } from './app/run-monitor.js';
 import { Sluice } from './app/sluice.js';
 import { parseConcurrencyConfigFile } from './config-file.js';
 import { openEventStore } from './eventstore/open.js';
@@ -68,6 +69,7 @@ export async function startServer(
     throw error;
   }
 
+  const monitor = startRunMonitor(sluice, (error) => log(`run monitor: ${(error as Error).message}`));
   const yoga = createSluiceYoga(sluice);
   const http = createServer(yoga);
   const ws = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
@@ -113,6 +115,7 @@ export async function startServer(
   let closing: Promise<void> | null = null;
   const close = () =>
     (closing ??= (async () => {
+      monitor.stop();
       await wsServer.dispose();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

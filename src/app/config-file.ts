@@ -4,12 +4,21 @@
  * records nothing new.
  */
 
+import type { RunMonitoring } from '../../projections/state.js';
 import type { ConfigFileSettings } from '../config-file.js';
 import type { Command } from '../domain/commands.js';
 import type { Sluice } from './sluice.js';
 
-export function configCommands(settings: ConfigFileSettings): Command[] {
+export function configCommands(settings: ConfigFileSettings, current: RunMonitoring): Command[] {
   const commands: Command[] = [];
+  const monitoring = settings.runMonitoring;
+  if (monitoring.startTimeoutSeconds !== undefined || monitoring.cancelTimeoutSeconds !== undefined) {
+    commands.push({
+      type: 'SetRunMonitoring',
+      startTimeoutSeconds: monitoring.startTimeoutSeconds ?? current.startTimeoutSeconds,
+      cancelTimeoutSeconds: monitoring.cancelTimeoutSeconds ?? current.cancelTimeoutSeconds,
+    });
+  }
   if (settings.poolGranularity !== undefined) {
     commands.push({ type: 'SetPoolGranularity', granularity: settings.poolGranularity });
   }
@@ -28,7 +37,7 @@ export function configCommands(settings: ConfigFileSettings): Command[] {
 /** Returns how many events the file's values appended. */
 export async function applyConfigFile(sluice: Sluice, settings: ConfigFileSettings, source: string): Promise<number> {
   let appended = 0;
-  for (const command of configCommands(settings)) {
+  for (const command of configCommands(settings, sluice.state.monitoring)) {
     const outcome = await sluice.execute(command, `config-file:${source}`);
     appended += outcome.events.length;
   }

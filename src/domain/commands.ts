@@ -34,7 +34,13 @@ export type Command =
   | { type: 'SetPoolGranularity'; granularity: string }
   | { type: 'SetDefaultPoolLimit'; limit: number | null }
   | { type: 'SetPoolLimit'; pool: string; limit: number }
-  | { type: 'DeletePoolLimit'; pool: string };
+  | { type: 'DeletePoolLimit'; pool: string }
+  | { type: 'ClaimStepSlot'; runId: string; stepKey: string }
+  | { type: 'ReleaseStepSlot'; runId: string; stepKey: string }
+  | { type: 'Heartbeat'; runId: string }
+  /** Ends every in-progress run whose deadline has passed at the context's `now`. */
+  | { type: 'ExpireDeadlines' }
+  | { type: 'SetRunMonitoring'; startTimeoutSeconds: number; cancelTimeoutSeconds: number };
 
 const name = (what: string) =>
   z
@@ -121,6 +127,14 @@ export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
       `input.tags.${priorityTagIndex}.value: the dagster/priority tag must be an integer from -1000000 to 1000000, got ${JSON.stringify(priorityTag.value)}`,
     );
   }
+  const runtimeTagIndex = tags.findIndex((t) => t.key === 'dagster/max_runtime');
+  const runtimeTag = tags[runtimeTagIndex];
+  if (runtimeTag && !(Number(runtimeTag.value) > 0 && Number(runtimeTag.value) <= 365 * 24 * 3600)) {
+    throw new InvalidInputError(
+      `input.tags.${runtimeTagIndex}.value`,
+      `input.tags.${runtimeTagIndex}.value: the dagster/max_runtime tag must be a number of seconds above 0, got ${JSON.stringify(runtimeTag.value)}`,
+    );
+  }
   const steps = (valid.steps ?? []).map((s) => ({ key: s.key, pool: s.pool ?? null, priority: s.priority ?? 0 }));
   const seenSteps = new Set<string>();
   steps.forEach((step, i) => {
@@ -199,4 +213,12 @@ export function validateTagLimits(limits: unknown): TagConcurrencyLimit[] {
     seen.add(identity);
     return { key: l.key, value: l.value ?? null, applyLimitPerUniqueValue: perUnique, limit: l.limit };
   });
+}
+
+export function validateStepKey(stepKey: unknown): string {
+  return parse(name('step key'), stepKey, 'stepKey');
+}
+
+export function validateTimeout(seconds: unknown, field: string): number {
+  return parse(int32('timeout', 1, 7 * 24 * 3600), seconds, field);
 }

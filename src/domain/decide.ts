@@ -1,9 +1,10 @@
 /**
  * The decider: `decide(command, state, context) → events`. Pure: time and new ids come in
  * through the context, nothing is read or written. Every command that can free or change
- * capacity runs the admission pass and appends its decisions with its own events.
+ * capacity runs the admission pass and the slot pass, and appends their decisions with its
+ * own events, in one append.
  */
-import type { RunRecord, State } from '../../projections/state.js';
+import { claimKey, enqueuedRun, type RunRecord, type State, type StepClaim } from '../../projections/state.js';
 import { admissionPass, type CapacityChange } from './admission.js';
 import {
   type Command,
@@ -14,13 +15,17 @@ import {
   validateMaxConcurrentRuns,
   validatePoolName,
   validateRunId,
+  validateStepKey,
   validateTagLimits,
+  validateTimeout,
 } from './commands.js';
 import type { ConcurrencyConfig, TagConcurrencyLimit } from './config.js';
 import { ALL_RUNS, poolCount, tagKeyCount, tagValueCount } from './constraints.js';
-import { RunNotFoundError, TransitionNotAllowedError } from './errors.js';
+import { type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
+import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent } from './events.js';
-import { type FinalStatus, isFinished, isInProgress, poolsOf, priorityOf } from './run.js';
+import { type FinalStatus, isFinished, isInProgress, priorityOf } from './run.js';
+import { ALL_POOLS, type SlotChange, slotPass } from './slots.js';
 
 export interface DecideContext {
   /** ISO-8601 UTC time of the command. */
@@ -29,13 +34,29 @@ export interface DecideContext {
   newRunId: string;
 }
 
-function withPass(state: State, primary: DomainEvent[], change: CapacityChange): DomainEvent[] {
-  const { admitted, blocked } = admissionPass(state, change);
-  return [
-    ...primary,
-    ...admitted.map((run): DomainEvent => ({ type: 'RunAdmitted', data: { runId: run.id } })),
-    ...blocked.map(({ run, reasons }): DomainEvent => ({ type: 'RunBlocked', data: { runId: run.id, reasons } })),
-  ];
+interface Change {
+  capacity?: CapacityChange;
+  slots?: SlotChange;
+}
+
+/** The command's own events, then slot decisions, then admission decisions. */
+function withPasses(state: State, primary: DomainEvent[], change: Change): DomainEvent[] {
+  const events = [...primary];
+  if (change.slots) {
+    const { granted, pending } = slotPass(state, change.slots);
+    for (const c of granted) {
+      events.push({ type: 'StepSlotGranted', data: { runId: c.runId, stepKey: c.stepKey, pool: c.pool } });
+    }
+    for (const { claim: c, reasons } of pending) {
+      events.push({ type: 'StepSlotPending', data: { runId: c.runId, stepKey: c.stepKey, pool: c.pool, reasons } });
+    }
+  }
+  if (change.capacity) {
+    const { admitted, blocked } = admissionPass(state, change.capacity);
+    for (const run of admitted) events.push({ type: 'RunAdmitted', data: { runId: run.id } });
+    for (const { run, reasons } of blocked) events.push({ type: 'RunBlocked', data: { runId: run.id, reasons } });
+  }
+  return events;
 }
 
 function existingRun(state: State, runId: string): RunRecord {
@@ -44,34 +65,33 @@ function existingRun(state: State, runId: string): RunRecord {
   return run;
 }
 
-/** A run as it would be right after RunEnqueued, for the pass to consider. */
-function draftRun(state: State, data: Extract<DomainEvent, { type: 'RunEnqueued' }>['data'], now: string): RunRecord {
-  return {
-    id: data.runId,
-    jobName: data.jobName,
-    status: 'QUEUED',
-    tags: data.tags,
-    steps: data.steps,
-    pools: poolsOf(data.steps),
-    priority: data.priority,
-    seq: state.runIds.length,
-    maxConcurrentSteps: data.maxConcurrentSteps,
-    leaseSeconds: data.leaseSeconds,
-    enqueuedAt: now,
-    admittedAt: null,
-    startedAt: null,
-    cancelRequestedAt: null,
-    finishedAt: null,
-    finishReason: null,
-    blockedBy: [],
-    waits: [],
-    decisions: [],
-  };
+function activeClaimsOf(state: State, run: RunRecord): StepClaim[] {
+  return [...run.activeClaims].map((key) => state.claims.get(key) as StepClaim);
 }
 
-function finish(state: State, run: RunRecord, status: FinalStatus, reason: string | null): DomainEvent[] {
-  const primary: DomainEvent[] = [{ type: 'RunFinished', data: { runId: run.id, status, reason } }];
-  return isInProgress(run.status) ? withPass(state, primary, { freed: [run] }) : primary;
+/** Ends runs: each run's RunFinished, every slot and claim it has released, capacity re-offered. */
+function finish(state: State, endings: Array<{ run: RunRecord; status: FinalStatus; reason: string | null }>) {
+  const primary: DomainEvent[] = [];
+  const released: StepClaim[] = [];
+  for (const { run, status, reason } of endings) {
+    primary.push({ type: 'RunFinished', data: { runId: run.id, status, reason } });
+    for (const claim of activeClaimsOf(state, run)) {
+      released.push(claim);
+      primary.push({
+        type: 'StepSlotReleased',
+        data: {
+          runId: run.id,
+          stepKey: claim.stepKey,
+          pool: claim.pool,
+          held: claim.status === 'GRANTED',
+          reason: `run ${run.id} finished as ${status}`,
+        },
+      });
+    }
+  }
+  const freed = endings.filter(({ run }) => isInProgress(run.status)).map(({ run }) => run);
+  if (freed.length === 0 && released.length === 0) return primary;
+  return withPasses(state, primary, { capacity: { freed }, slots: { released } });
 }
 
 /** Count keys whose limits differ between two lists of tag limits. */
@@ -91,8 +111,20 @@ function editConfig(
   primary: DomainEvent,
   config: ConcurrencyConfig,
   editedKeys: Set<string>,
+  editedPools: Set<string> = new Set(),
 ): DomainEvent[] {
-  return withPass(state, [primary], { config, editedKeys });
+  return withPasses(state, [primary], {
+    capacity: { config, editedKeys },
+    slots: editedPools.size > 0 ? { config, editedPools } : undefined,
+  });
+}
+
+function claimOutcome(state: State, run: RunRecord, stepKey: string) {
+  const step = run.steps.find((s) => s.key === stepKey);
+  if (!step) {
+    throw new InvalidInputError('stepKey', `stepKey: run ${run.id} declares no step ${JSON.stringify(stepKey)}`);
+  }
+  return { step, claim: state.claims.get(claimKey(run.id, stepKey)) };
 }
 
 export function decide(command: Command, state: State, context: DecideContext): DomainEvent[] {
@@ -112,7 +144,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
         maxConcurrentSteps: input.maxConcurrentSteps,
         leaseSeconds: input.leaseSeconds,
       };
-      return withPass(state, [{ type: 'RunEnqueued', data }], { enqueued: draftRun(state, data, context.now) });
+      const enqueued = enqueuedRun(data, state.runIds.length, context.now);
+      return withPasses(state, [{ type: 'RunEnqueued', data }], { capacity: { enqueued } });
     }
     case 'MarkRunStarted': {
       const run = existingRun(state, command.runId);
@@ -136,18 +169,88 @@ export function decide(command: Command, state: State, context: DecideContext): 
           `run ${run.id} is QUEUED: it has not been admitted, so it cannot finish; terminate it instead`,
         );
       }
-      return finish(state, run, status, null);
+      return finish(state, [{ run, status, reason: null }]);
     }
     case 'TerminateRun': {
       const run = existingRun(state, command.runId);
-      const force = command.force ?? false;
       if (isFinished(run.status)) {
         throw new TransitionNotAllowedError(`run ${run.id} already finished as ${run.status}: nothing to terminate`);
       }
-      if (run.status === 'QUEUED') return finish(state, run, 'CANCELED', 'terminated while queued');
-      if (force) return finish(state, run, 'CANCELED', 'terminated with force');
+      if (run.status === 'QUEUED') {
+        return finish(state, [{ run, status: 'CANCELED', reason: 'terminated while queued' }]);
+      }
+      if (command.force) return finish(state, [{ run, status: 'CANCELED', reason: 'terminated with force' }]);
       if (run.status === 'CANCELING') return [];
       return [{ type: 'RunCancellationRequested', data: { runId: run.id } }];
+    }
+    case 'ClaimStepSlot': {
+      const run = existingRun(state, command.runId);
+      const stepKey = validateStepKey(command.stepKey);
+      const { step, claim } = claimOutcome(state, run, stepKey);
+      // A repeated claim answers with the claim as it stands.
+      if (claim && claim.status !== 'RELEASED') return [];
+      if (run.status !== 'STARTING' && run.status !== 'STARTED') {
+        throw new TransitionNotAllowedError(
+          `run ${run.id} is ${run.status}: only a STARTING or STARTED run's steps can claim slots`,
+        );
+      }
+      const draft: StepClaim = {
+        runId: run.id,
+        stepKey,
+        pool: step.pool,
+        priority: run.priority + step.priority,
+        seq: state.nextClaimSeq,
+        status: 'PENDING',
+        reasons: [],
+      };
+      return withPasses(state, [], { slots: { claimed: draft } });
+    }
+    case 'ReleaseStepSlot': {
+      const run = existingRun(state, command.runId);
+      const stepKey = validateStepKey(command.stepKey);
+      const { claim } = claimOutcome(state, run, stepKey);
+      if (!claim) {
+        throw new TransitionNotAllowedError(`step ${stepKey} of run ${run.id} has not claimed a slot`);
+      }
+      if (claim.status === 'RELEASED') return [];
+      const released: DomainEvent = {
+        type: 'StepSlotReleased',
+        data: { runId: run.id, stepKey, pool: claim.pool, held: claim.status === 'GRANTED', reason: null },
+      };
+      return withPasses(state, [released], { slots: { released: [claim] } });
+    }
+    case 'Heartbeat': {
+      const run = existingRun(state, command.runId);
+      if (isFinished(run.status)) {
+        const why = run.finishReason ? ` (${run.finishReason})` : '';
+        throw new TransitionNotAllowedError(
+          `run ${run.id} already finished as ${run.status}${why}: stop working on it`,
+        );
+      }
+      if (!heartbeatIsDue(run, Date.parse(context.now))) return [];
+      return [{ type: 'RunHeartbeatRecorded', data: { runId: run.id } }];
+    }
+    case 'ExpireDeadlines': {
+      const now = Date.parse(context.now);
+      const endings: Array<{ run: RunRecord; status: FinalStatus; reason: string }> = [];
+      for (const runId of state.inProgress) {
+        const run = state.runs.get(runId) as RunRecord;
+        const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= now);
+        if (expired) endings.push({ run, status: expired.status, reason: expired.reason });
+      }
+      return endings.length === 0 ? [] : finish(state, endings);
+    }
+    case 'SetRunMonitoring': {
+      const startTimeoutSeconds = validateTimeout(command.startTimeoutSeconds, 'startTimeoutSeconds');
+      const cancelTimeoutSeconds = validateTimeout(command.cancelTimeoutSeconds, 'cancelTimeoutSeconds');
+      const current = state.monitoring;
+      if (
+        current.startTimeoutSeconds === startTimeoutSeconds &&
+        current.cancelTimeoutSeconds === cancelTimeoutSeconds
+      ) {
+        return [];
+      }
+      return [{ type: 'RunMonitoringSet', data: { startTimeoutSeconds, cancelTimeoutSeconds } }];
     }
     case 'SetMaxConcurrentRuns': {
       const limit = validateMaxConcurrentRuns(command.limit);
@@ -178,6 +281,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
         { type: 'PoolGranularitySet', data: { granularity } },
         { ...config, poolGranularity: granularity },
         new Set([ALL_RUNS]),
+        new Set([ALL_POOLS]),
       );
     }
     case 'SetDefaultPoolLimit': {
@@ -188,18 +292,19 @@ export function decide(command: Command, state: State, context: DecideContext): 
         { type: 'DefaultPoolLimitSet', data: { limit } },
         { ...config, defaultPoolLimit: limit },
         new Set([ALL_RUNS]),
+        new Set([ALL_POOLS]),
       );
     }
     case 'SetPoolLimit': {
       const pool = validatePoolName(command.pool);
       const limit = validateLimit(command.limit);
       if (config.poolLimits.get(pool) === limit) return [];
-      const poolLimits = new Map(config.poolLimits).set(pool, limit);
       return editConfig(
         state,
         { type: 'PoolLimitSet', data: { pool, limit } },
-        { ...config, poolLimits },
+        { ...config, poolLimits: new Map(config.poolLimits).set(pool, limit) },
         new Set([poolCount(pool)]),
+        new Set([pool]),
       );
     }
     case 'DeletePoolLimit': {
@@ -212,7 +317,18 @@ export function decide(command: Command, state: State, context: DecideContext): 
         { type: 'PoolLimitDeleted', data: { pool } },
         { ...config, poolLimits },
         new Set([poolCount(pool)]),
+        new Set([pool]),
       );
     }
   }
+}
+
+/** The earliest deadline among in-progress runs, for the monitor's timer. */
+export function nextDeadline(state: State): Deadline | null {
+  let next: Deadline | null = null;
+  for (const runId of state.inProgress) {
+    const first = deadlinesOf(state.runs.get(runId) as RunRecord, state.monitoring)[0];
+    if (first && (next === null || first.at < next.at)) next = first;
+  }
+  return next;
 }

@@ -57,6 +57,30 @@ export const eventSchemas = {
   DefaultPoolLimitSet: z.object({ limit: limit.nullable() }),
   PoolLimitSet: z.object({ pool: name, limit }),
   PoolLimitDeleted: z.object({ pool: name }),
+  /** Decision: a step of an admitted run holds a slot (of its pool, if it has one). */
+  StepSlotGranted: z.object({ runId: name, stepKey: name, pool: name.nullable() }),
+  /** Decision: a step's claim waits (first time), or what holds it changed. */
+  StepSlotPending: z.object({
+    runId: name,
+    stepKey: name,
+    pool: name.nullable(),
+    reasons: z.array(constraintSchema).min(1),
+  }),
+  /** A step gave its slot back, or its waiting claim was withdrawn (`held` false). */
+  StepSlotReleased: z.object({
+    runId: name,
+    stepKey: name,
+    pool: name.nullable(),
+    held: z.boolean(),
+    /** Why, when Sluice released it (the run ended); null when the worker released it. */
+    reason: z.string().nullable(),
+  }),
+  /** A heartbeat extended the run's lease (recorded at most every third of the lease). */
+  RunHeartbeatRecorded: z.object({ runId: name }),
+  RunMonitoringSet: z.object({
+    startTimeoutSeconds: z.number().int().min(1),
+    cancelTimeoutSeconds: z.number().int().min(1),
+  }),
 } as const;
 
 export type EventType = keyof typeof eventSchemas;
@@ -77,7 +101,12 @@ export type LoggedEvent = DomainEvent & {
 
 export const CURRENT_SCHEMA_VERSION = 1;
 
-export const DECISION_EVENT_TYPES = new Set<EventType>(['RunAdmitted', 'RunBlocked']);
+export const DECISION_EVENT_TYPES = new Set<EventType>([
+  'RunAdmitted',
+  'RunBlocked',
+  'StepSlotGranted',
+  'StepSlotPending',
+]);
 
 export class UnreadableEventError extends Error {
   override readonly name = 'UnreadableEventError';

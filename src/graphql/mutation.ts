@@ -8,7 +8,7 @@ import { storeErrorsExplicit } from './errors.js';
 import { EnqueueRunInput, TagConcurrencyLimitInput } from './inputs.js';
 import { ConfigPayloadType, PoolGranularityEnum, PoolPayloadType, RunPayloadType, RunStatusEnum } from './types.js';
 
-const RunResult = builder.errorUnion('RunResult', {
+export const RunResult = builder.errorUnion('RunResult', {
   types: [RunPayloadType, InvalidInputError, RunNotFoundError, TransitionNotAllowedError],
 });
 const PoolResult = builder.errorUnion('PoolResult', {
@@ -22,7 +22,7 @@ async function execute(ctx: GraphQLContext, command: Command) {
   return storeErrorsExplicit(() => ctx.sluice.execute(command, ctx.actor));
 }
 
-async function runCommand(ctx: GraphQLContext, command: Command): Promise<{ run: RunRecord }> {
+export async function runCommand(ctx: GraphQLContext, command: Command): Promise<{ run: RunRecord }> {
   const outcome = await execute(ctx, command);
   const run = outcome.runId === null ? undefined : ctx.sluice.state.runs.get(outcome.runId);
   if (!run) throw new Error(`run ${outcome.runId} missing after ${command.type}`);

@@ -7,5 +7,6 @@ import './inputs.js';
 import './query.js';
 import './mutation.js';
 import './subscription.js';
+import './slots.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

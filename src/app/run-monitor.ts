@@ -1,0 +1,70 @@
+/**
+ * Fires run deadlines (start, cancel and max-runtime timeouts, lease expiry) when they come.
+ * The deadlines live in the projections; this only keeps one timer set to the earliest and,
+ * when it goes off, sends the ExpireDeadlines command, which decides from the log what
+ * expired. Several servers may race to expire the same run: the loser re-decides and finds
+ * nothing left to do.
+ */
+import { nextDeadline } from '../domain/decide.js';
+import type { Sluice } from './sluice.js';
+
+export const MONITOR_ACTOR = 'run-monitor';
+/** Timers past ~24.8 days overflow; re-check at least this often. */
+const MAX_DELAY_MS = 60 * 60 * 1000;
+
+export interface RunMonitorHandle {
+  /** Re-reads the earliest deadline; call after the state changed. */
+  reschedule(): void;
+  stop(): void;
+}
+
+export function startRunMonitor(sluice: Sluice, onError: (error: unknown) => void = console.error): RunMonitorHandle {
+  let timer: NodeJS.Timeout | null = null;
+  let timerAt = Number.POSITIVE_INFINITY;
+  let stopped = false;
+  let firing = false;
+
+  const fire = async () => {
+    timer = null;
+    timerAt = Number.POSITIVE_INFINITY;
+    if (stopped || firing) return;
+    firing = true;
+    try {
+      await sluice.execute({ type: 'ExpireDeadlines' }, MONITOR_ACTOR);
+    } catch (error) {
+      onError(error);
+      // The store may be down for a moment: try again shortly rather than never.
+      if (!stopped) setTimer(sluice.now().getTime() + 1000);
+    } finally {
+      firing = false;
+    }
+    reschedule();
+  };
+
+  const setTimer = (at: number) => {
+    if (timer !== null && at >= timerAt) return;
+    if (timer !== null) clearTimeout(timer);
+    const delay = Math.min(Math.max(at - sluice.now().getTime() + 5, 0), MAX_DELAY_MS);
+    timerAt = at;
+    timer = setTimeout(() => void fire(), delay);
+    timer.unref();
+  };
+
+  const reschedule = () => {
+    if (stopped) return;
+    const next = nextDeadline(sluice.state);
+    if (next === null) return;
+    setTimer(next.at);
+  };
+
+  const unsubscribe = sluice.onEvent(() => reschedule());
+  reschedule();
+  return {
+    reschedule,
+    stop() {
+      stopped = true;
+      unsubscribe();
+      if (timer !== null) clearTimeout(timer);
+    },
+  };
+}

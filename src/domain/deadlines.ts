@@ -1,0 +1,77 @@
+/**
+ * Run monitoring, as in Dagster: when an in-progress run has been in one state too long, or
+ * its worker stopped sending heartbeats. Deadlines are computed from the state (so from the
+ * log): they survive restarts, and one that passed while the server was down fires at start.
+ *
+ * Heartbeats and the log: a heartbeat is recorded as an event only when the last recorded
+ * one (or the admission) is at least a third of the lease old. So a run appends at most about
+ * three heartbeat events per lease period however often its worker calls, and a worker that
+ * calls at least every two thirds of its lease never expires: the recorded lease always has
+ * at least a third of its length left.
+ */
+import type { RunMonitoring, RunRecord } from '../../projections/state.js';
+import type { FinalStatus } from './run.js';
+
+export const MAX_RUNTIME_TAG = 'dagster/max_runtime';
+
+export interface Deadline {
+  runId: string;
+  /** Epoch milliseconds. */
+  at: number;
+  status: FinalStatus;
+  reason: string;
+}
+
+/** The run's `dagster/max_runtime` tag in seconds, or null. Validated at enqueue. */
+export function maxRuntimeOf(run: Pick<RunRecord, 'tags'>): number | null {
+  const tag = run.tags.find((t) => t.key === MAX_RUNTIME_TAG);
+  if (!tag) return null;
+  const seconds = Number(tag.value);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds : null;
+}
+
+/** When the run's lease was last renewed in the log: its admission or its last recorded heartbeat. */
+export function leaseRenewedAt(run: RunRecord): number | null {
+  if (run.admittedAt === null) return null;
+  const admitted = Date.parse(run.admittedAt);
+  return run.lastHeartbeatAt === null ? admitted : Math.max(admitted, Date.parse(run.lastHeartbeatAt));
+}
+
+/** Every deadline of an in-progress run, earliest first. */
+export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline[] {
+  const deadlines: Deadline[] = [];
+  const add = (at: number, status: FinalStatus, reason: string) =>
+    deadlines.push({ runId: run.id, at, status, reason });
+  if (run.status === 'STARTING' && run.admittedAt !== null) {
+    const limit = monitoring.startTimeoutSeconds;
+    add(Date.parse(run.admittedAt) + limit * 1000, 'FAILURE', `start timeout: STARTING for more than ${limit} s`);
+  }
+  if (run.status === 'CANCELING' && run.cancelRequestedAt !== null) {
+    const limit = monitoring.cancelTimeoutSeconds;
+    add(
+      Date.parse(run.cancelRequestedAt) + limit * 1000,
+      'CANCELED',
+      `cancel timeout: CANCELING for more than ${limit} s`,
+    );
+  }
+  const maxRuntime = maxRuntimeOf(run);
+  if (run.status === 'STARTED' && run.startedAt !== null && maxRuntime !== null) {
+    add(
+      Date.parse(run.startedAt) + maxRuntime * 1000,
+      'FAILURE',
+      `max runtime: running for more than ${maxRuntime} s (${MAX_RUNTIME_TAG})`,
+    );
+  }
+  const renewed = leaseRenewedAt(run);
+  if (run.leaseSeconds !== null && renewed !== null) {
+    add(renewed + run.leaseSeconds * 1000, 'FAILURE', `lease expired: no heartbeat for ${run.leaseSeconds} s`);
+  }
+  return deadlines.sort((a, b) => a.at - b.at);
+}
+
+/** Whether a heartbeat at `now` should be recorded (see the rule above). */
+export function heartbeatIsDue(run: RunRecord, now: number): boolean {
+  const renewed = leaseRenewedAt(run);
+  if (run.leaseSeconds === null || renewed === null) return false;
+  return now - renewed >= (run.leaseSeconds * 1000) / 3;
+}

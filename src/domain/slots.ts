@@ -1,0 +1,164 @@
+/**
+ * The step-slot rule (DESIGN section 1, "Step slots"), in one place.
+ *
+ * A claim is granted when its pool has room (OP granularity; its own limit, else the default,
+ * else unlimited) and its run holds fewer slots than its maxConcurrentSteps. Waiting claims
+ * are served by run priority plus step priority, then first come; a claim held back by its
+ * own run's step limit is skipped, so it never blocks other runs' steps. At RUN granularity
+ * pools are enforced at admission, so claims only obey maxConcurrentSteps.
+ *
+ * Like admission, a pass only looks at claims that a change could let through: those waiting
+ * in a pool that freed or changed, and those of a run that freed a slot.
+ */
+import type { RunRecord, State, StepClaim } from '../../projections/state.js';
+import { claimKey, waitingKey } from '../../projections/state.js';
+import type { ConcurrencyConfig } from './config.js';
+import { type Constraint, describeLimit, poolLimitOf, sameConstraintSet } from './constraints.js';
+
+export const ALL_POOLS = '*';
+
+export interface SlotChange {
+  config?: ConcurrencyConfig;
+  /** Claims that stop holding or waiting: released by a worker, or by their run's end. */
+  released?: readonly StepClaim[];
+  /** A claim the command makes, not yet in the state. */
+  claimed?: StepClaim;
+  /** Pools whose limit the command edits (their waitingKey), or ALL_POOLS. */
+  editedPools?: ReadonlySet<string>;
+}
+
+export interface SlotPassResult {
+  /** Claims to grant, in the order they were granted. */
+  granted: StepClaim[];
+  /** Waiting claims whose set of holding limits changed (new claims included), with the new set. */
+  pending: Array<{ claim: StepClaim; reasons: Constraint[] }>;
+}
+
+interface StepLimit {
+  kind: 'POOL_LIMIT' | 'RUN_STEP_LIMIT';
+  limit: number;
+}
+
+function stepLimitsOf(claim: StepClaim, run: RunRecord, config: ConcurrencyConfig): StepLimit[] {
+  const limits: StepLimit[] = [];
+  if (config.poolGranularity === 'OP' && claim.pool !== null) {
+    const limit = poolLimitOf(config, claim.pool);
+    if (limit !== null) limits.push({ kind: 'POOL_LIMIT', limit });
+  }
+  if (run.maxConcurrentSteps !== null) limits.push({ kind: 'RUN_STEP_LIMIT', limit: run.maxConcurrentSteps });
+  return limits;
+}
+
+export function stepConstraint(claim: StepClaim, limit: StepLimit, inUse: number): Constraint {
+  const data = {
+    kind: limit.kind,
+    key: null,
+    value: null,
+    pool: limit.kind === 'POOL_LIMIT' ? claim.pool : null,
+    perUniqueValue: false,
+    limit: limit.limit,
+    inUse,
+  };
+  return { ...data, message: describeLimit(data, 'OP') };
+}
+
+function inClaimOrder(a: StepClaim, b: StepClaim): number {
+  return b.priority - a.priority || a.seq - b.seq;
+}
+
+export function slotPass(state: State, change: SlotChange): SlotPassResult {
+  const config = change.config ?? state.config;
+  const poolDelta = new Map<string, number>();
+  const runDelta = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, by: number) => map.set(key, (map.get(key) ?? 0) + by);
+  const inPool = (pool: string) => (state.slotHolders.get(pool)?.size ?? 0) + (poolDelta.get(pool) ?? 0);
+  const heldByRun = (run: RunRecord) => run.stepsHolding + (runDelta.get(run.id) ?? 0);
+  const runOf = (claim: StepClaim) => state.runs.get(claim.runId) as RunRecord;
+
+  const gone = new Set<string>();
+  for (const claim of change.released ?? []) {
+    gone.add(claimKey(claim.runId, claim.stepKey));
+    if (claim.status !== 'GRANTED') continue;
+    if (claim.pool !== null) add(poolDelta, claim.pool, -1);
+    add(runDelta, claim.runId, -1);
+  }
+
+  const waiting = (key: string): StepClaim | undefined => {
+    const claim = state.claims.get(key);
+    return claim?.status === 'PENDING' && !gone.has(key) ? claim : undefined;
+  };
+  const waitingIn = (poolKey: string) => [...(state.waitingClaims.get(poolKey) ?? [])].flatMap((k) => waiting(k) ?? []);
+  const waitingOfRun = (runId: string) =>
+    [...(state.runs.get(runId)?.activeClaims ?? [])].flatMap((k) => waiting(k) ?? []);
+
+  const candidates = new Map<string, StepClaim>();
+  const consider = (claims: StepClaim[]) => {
+    for (const c of claims) candidates.set(claimKey(c.runId, c.stepKey), c);
+  };
+  if (change.editedPools?.has(ALL_POOLS)) {
+    for (const poolKey of state.waitingClaims.keys()) consider(waitingIn(poolKey));
+  } else {
+    for (const poolKey of change.editedPools ?? []) consider(waitingIn(poolKey));
+  }
+  for (const pool of poolDelta.keys()) consider(waitingIn(waitingKey(pool)));
+  for (const runId of runDelta.keys()) consider(waitingOfRun(runId));
+  if (change.claimed) consider([change.claimed]);
+
+  const granted: StepClaim[] = [];
+  const grantedKeys = new Set<string>();
+  const touchedPools = new Set<string>();
+  const touchedRuns = new Set<string>();
+  const inUseFor = (claim: StepClaim, limit: StepLimit) =>
+    limit.kind === 'POOL_LIMIT' ? inPool(claim.pool as string) : heldByRun(runOf(claim));
+
+  for (const claim of [...candidates.values()].sort(inClaimOrder)) {
+    const run = runOf(claim);
+    if (stepLimitsOf(claim, run, config).every((l) => inUseFor(claim, l) < l.limit)) {
+      granted.push(claim);
+      grantedKeys.add(claimKey(claim.runId, claim.stepKey));
+      if (claim.pool !== null) {
+        add(poolDelta, claim.pool, 1);
+        touchedPools.add(claim.pool);
+      }
+      add(runDelta, claim.runId, 1);
+      touchedRuns.add(claim.runId);
+    }
+  }
+
+  // Reasons: candidates left waiting, and waiters whose pool or run filled up in this pass.
+  const recheck = new Map([...candidates].filter(([key]) => !grantedKeys.has(key)));
+  const recheckAll = (claims: StepClaim[]) => {
+    for (const c of claims) {
+      const key = claimKey(c.runId, c.stepKey);
+      if (!grantedKeys.has(key)) recheck.set(key, c);
+    }
+  };
+  for (const pool of touchedPools) recheckAll(waitingIn(pool));
+  for (const runId of touchedRuns) recheckAll(waitingOfRun(runId));
+
+  const pending: SlotPassResult['pending'] = [];
+  for (const claim of [...recheck.values()].sort(inClaimOrder)) {
+    const reasons = stepLimitsOf(claim, runOf(claim), config)
+      .filter((l) => inUseFor(claim, l) >= l.limit)
+      .map((l) => stepConstraint(claim, l, inUseFor(claim, l)));
+    if (reasons.length === 0) {
+      throw new Error(`slot invariant broken: step ${claim.stepKey} of run ${claim.runId} has room but waits`);
+    }
+    const isNew = claim === change.claimed;
+    if (isNew || !sameConstraintSet(reasons, claim.reasons)) pending.push({ claim, reasons });
+  }
+  return { granted, pending };
+}
+
+/** What holds a waiting claim back right now, with today's counts (for reads). */
+export function currentClaimHolds(state: State, claim: StepClaim): Constraint[] {
+  if (claim.status !== 'PENDING') return [];
+  const run = state.runs.get(claim.runId) as RunRecord;
+  return stepLimitsOf(claim, run, state.config)
+    .map((l) => ({
+      l,
+      inUse: l.kind === 'POOL_LIMIT' ? (state.slotHolders.get(claim.pool as string)?.size ?? 0) : run.stepsHolding,
+    }))
+    .filter(({ l, inUse }) => inUse >= l.limit)
+    .map(({ l, inUse }) => stepConstraint(claim, l, inUse));
+}

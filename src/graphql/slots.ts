@@ -1,0 +1,63 @@
+/** The slots section: step slot claims, releases and heartbeats. */
+import { claimKey, type StepClaim } from '../../projections/state.js';
+import type { Command } from '../domain/commands.js';
+import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../domain/errors.js';
+import { currentClaimHolds } from '../domain/slots.js';
+import { builder, type GraphQLContext } from './builder.js';
+import { storeErrorsExplicit } from './errors.js';
+import { RunResult, runCommand } from './mutation.js';
+import { ConstraintType } from './types.js';
+
+export const StepSlotClaimType = builder.objectRef<StepClaim>('StepSlotClaim').implement({
+  fields: (t) => ({
+    runId: t.exposeID('runId'),
+    stepKey: t.exposeString('stepKey'),
+    pool: t.exposeString('pool', { nullable: true }),
+    granted: t.boolean({ resolve: (claim) => claim.status === 'GRANTED' }),
+    released: t.boolean({ resolve: (claim) => claim.status === 'RELEASED' }),
+    reasons: t.field({
+      type: [ConstraintType],
+      description: 'What holds the step back while it is not granted.',
+      resolve: (claim, _args, ctx) => currentClaimHolds(ctx.sluice.state, claim),
+    }),
+  }),
+});
+
+const StepSlotPayloadType = builder.objectRef<{ claim: StepClaim }>('StepSlotPayload').implement({
+  isTypeOf: (value) => typeof value === 'object' && value !== null && 'claim' in value,
+  fields: (t) => ({ claim: t.expose('claim', { type: StepSlotClaimType }) }),
+});
+
+const StepSlotResult = builder.errorUnion('StepSlotResult', {
+  types: [StepSlotPayloadType, InvalidInputError, RunNotFoundError, TransitionNotAllowedError],
+});
+
+async function slotCommand(ctx: GraphQLContext, command: Command & { runId: string; stepKey: string }) {
+  await storeErrorsExplicit(() => ctx.sluice.execute(command, ctx.actor));
+  const claim = ctx.sluice.state.claims.get(claimKey(command.runId, command.stepKey));
+  if (!claim) throw new Error(`claim ${command.stepKey} of run ${command.runId} missing after ${command.type}`);
+  return { claim };
+}
+
+builder.mutationFields((t) => ({
+  claimStepSlot: t.field({
+    type: StepSlotResult,
+    description:
+      'Ask for a slot for one step of an admitted run; granted now, or queued in its pool until a slot frees.',
+    args: { runId: t.arg.id({ required: true }), stepKey: t.arg.string({ required: true }) },
+    resolve: (_root, { runId, stepKey }, ctx) =>
+      slotCommand(ctx, { type: 'ClaimStepSlot', runId: String(runId), stepKey }),
+  }),
+  releaseStepSlot: t.field({
+    type: StepSlotResult,
+    args: { runId: t.arg.id({ required: true }), stepKey: t.arg.string({ required: true }) },
+    resolve: (_root, { runId, stepKey }, ctx) =>
+      slotCommand(ctx, { type: 'ReleaseStepSlot', runId: String(runId), stepKey }),
+  }),
+  heartbeat: t.field({
+    type: RunResult,
+    description: "Keeps the run's and its steps' leases alive.",
+    args: { runId: t.arg.id({ required: true }) },
+    resolve: (_root, { runId }, ctx) => runCommand(ctx, { type: 'Heartbeat', runId: String(runId) }),
+  }),
+}));

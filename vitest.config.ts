@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    environment: 'node',
+    env: { NODE_ENV: 'test' },
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+  },
+});
