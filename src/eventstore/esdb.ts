@@ -106,7 +106,10 @@ export function openEsdbStore(options: EsdbStoreOptions): EventStore {
 }
 
 /** The part of the client the store uses. */
-export type EsdbClient = Pick<EventStoreDBClient, 'appendToStream' | 'readStream' | 'readAll' | 'subscribeToStream' | 'dispose'>;
+export type EsdbClient = Pick<
+  EventStoreDBClient,
+  'appendToStream' | 'readStream' | 'readAll' | 'subscribeToStream' | 'dispose'
+>;
 
 /**
  * A store over a client built elsewhere (custom channel credentials, or a test double); the
@@ -481,7 +484,8 @@ class EsdbEventStore implements EventStore {
         }
       } catch (error) {
         failure = error;
-        if (!(error instanceof StoreUnavailableError)) break;
+        // Retry transport failures only: a server that cannot place events will not learn to.
+        if (!(error instanceof StoreUnavailableError && isTransientError(error.cause))) break;
       }
     }
     const detail = failure instanceof Error ? `: ${failure.message}` : '';
