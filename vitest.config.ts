@@ -1,6 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // graphql 16 ships CJS and ESM without an exports map; Pothos and Yoga load the CJS build,
+  // so the code under test must too, or two copies of graphql meet ("another realm").
+  resolve: { alias: { graphql: 'graphql/index.js' } },
   test: {
     include: ['test/**/*.test.ts'],
     environment: 'node',

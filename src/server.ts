@@ -10,12 +10,13 @@ import { applyConfigFile } from './app/config-file.js';
 import { startRunMonitor } from './app/run-monitor.js';
 import { Sluice } from './app/sluice.js';
 import { parseConcurrencyConfigFile } from './config-file.js';
+import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
 import type { GraphQLContext } from './graphql/builder.js';
 import { useBadRequestStatus, useHealthRoutes } from './graphql/plugins.js';
 import { schema } from './graphql/schema.js';
-import type { Settings } from './settings.js';
+import { checkpointPathFor, type Settings } from './settings.js';
 
 const ACTOR_HEADER = 'x-sluice-actor';
 
@@ -35,7 +36,14 @@ export function createSluiceYoga(sluice: Sluice): YogaServerInstance<Record<stri
     graphqlEndpoint: '/graphql',
     landingPage: false,
     graphiql: { title: 'Sluice', subscriptionsProtocol: 'WS' },
-    context: ({ request }) => ({ sluice, actor: actorFrom(request.headers.get(ACTOR_HEADER)) }),
+    // Over HTTP the actor comes from the request; over graphql-ws, onSubscribe passes it in.
+    context: (initial) => ({
+      sluice,
+      actor:
+        typeof initial.actor === 'string'
+          ? initial.actor
+          : actorFrom(initial.request?.headers?.get?.(ACTOR_HEADER) ?? null),
+    }),
     plugins: [useHealthRoutes({ isReady: () => sluice.ready }), useBadRequestStatus()],
     logging: process.env.NODE_ENV === 'test' ? false : 'info',
   });
@@ -55,9 +63,10 @@ export async function startServer(
   log: (line: string) => void = console.log,
 ): Promise<RunningServer> {
   const store = await openEventStore(settings.eventStoreUrl);
+  const checkpoints = openCheckpointStore(checkpointPathFor(settings));
   let sluice: Sluice;
   try {
-    sluice = await Sluice.open({ store });
+    sluice = await Sluice.open({ store, checkpoints, warn: log });
     if (settings.concurrencyConfigPath) {
       const text = await readFile(settings.concurrencyConfigPath, 'utf8');
       const file = parseConcurrencyConfigFile(text, settings.concurrencyConfigPath);
@@ -66,6 +75,7 @@ export async function startServer(
     }
   } catch (error) {
     await store.close();
+    checkpoints.close();
     throw error;
   }
 
@@ -123,6 +133,7 @@ export async function startServer(
       });
       await sluice.close();
       await store.close();
+      checkpoints.close();
     })());
   return { url, sluice, store, http, close };
 }

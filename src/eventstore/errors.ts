@@ -28,3 +28,8 @@ export class StoreUnavailableError extends Error {
 export class StoreUsageError extends Error {
   override readonly name = 'StoreUsageError';
 }
+
+/** The store holds an event it cannot decode: the log needs a person's attention. */
+export class CorruptEventError extends Error {
+  override readonly name = 'CorruptEventError';
+}

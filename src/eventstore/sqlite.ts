@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { ConcurrencyError, StoreUnavailableError, StoreUsageError } from './errors.js';
+import { ConcurrencyError, CorruptEventError, StoreUnavailableError, StoreUsageError } from './errors.js';
 import type {
   AppendResult,
   EventHandler,
@@ -416,13 +416,21 @@ function toRow(stream: string, event: NewEvent) {
 }
 
 function fromRow(row: EventRow): RecordedEvent {
+  let data: unknown;
+  try {
+    data = JSON.parse(row.data);
+  } catch (error) {
+    throw new CorruptEventError(
+      `event at position ${row.revision} of stream ${row.stream} (global position ${row.position}) is unreadable: its data is not JSON (${(error as Error).message})`,
+    );
+  }
   return {
     stream: row.stream,
     revision: row.revision,
     position: row.position,
     type: row.type,
     schemaVersion: Number(row.schema_version),
-    data: JSON.parse(row.data),
+    data,
     actor: row.actor,
     at: row.at,
   };

@@ -43,14 +43,16 @@ export function useBadRequestStatus(): Plugin {
       if ('data' in result && result.data != null) return;
       const errors = result.errors.map((error) => {
         const code = error.extensions?.code;
-        if (typeof code !== 'string' || !BAD_REQUEST_CODES.has(code)) return error;
+        const http = error.extensions?.http as { status?: number } | undefined;
+        const clientError = http?.status !== undefined && http.status >= 400 && http.status < 500;
+        if (!clientError && (typeof code !== 'string' || !BAD_REQUEST_CODES.has(code))) return error;
         return new GraphQLError(error.message, {
           nodes: error.nodes,
           source: error.source,
           positions: error.positions,
           path: error.path,
           originalError: error.originalError,
-          extensions: { ...error.extensions, http: { status: 400 } },
+          extensions: { ...error.extensions, http: { status: clientError ? http?.status : 400 } },
         });
       });
       setResult({ ...result, errors });

@@ -117,10 +117,13 @@ export function replay(events: Iterable<LoggedEvent>): State {
   return state;
 }
 
-/** A plain, comparable picture of a state: maps and sets as sorted entries, the queue in order. */
+/**
+ * A plain, comparable picture of a state: maps and sets as sorted entries, the queue in order.
+ * It shares the state's run records: compare it (or `fingerprint` it) before the state moves on.
+ */
 export function snapshot(state: State): unknown {
   const sorted = <V>(m: ReadonlyMap<string, V>) => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-  return structuredClone({
+  return {
     revision: state.revision,
     lastEventAt: state.lastEventAt,
     config: { ...state.config, poolLimits: sorted(state.config.poolLimits) },
@@ -133,7 +136,12 @@ export function snapshot(state: State): unknown {
     decisions: state.decisions,
     knownPools: [...state.knownPools],
     activeRunsByPool: sorted(state.activeRunsByPool).map(([k, ids]) => [k, [...ids].sort()]),
-  });
+  };
+}
+
+/** The snapshot as one string: equal fingerprints, equal states. */
+export function fingerprint(state: State): string {
+  return JSON.stringify(snapshot(state), bigints);
 }
 
 const isDecision = (e: DomainEvent) => e.type === 'RunAdmitted' || e.type === 'RunBlocked';
@@ -152,8 +160,9 @@ export class Scenario {
   readonly actor: string;
   private clock: number;
   private nextRunId = 0;
-  private readonly check: CheckLevel;
-  private readonly checkPurity: boolean;
+  /** How much each command is checked against the reference; may be changed between commands. */
+  check: CheckLevel;
+  checkPurity: boolean;
 
   constructor(options: ScenarioOptions = {}) {
     this.clock = Date.parse(options.start ?? '2024-01-01T00:00:00.000Z');
@@ -180,9 +189,9 @@ export class Scenario {
 
   /** Runs one command: decide, then fold its events in. Returns the events. */
   when(command: Command): DomainEvent[] {
-    const before = this.checkPurity ? JSON.stringify(snapshot(this.state), bigints) : null;
+    const before = this.checkPurity ? fingerprint(this.state) : null;
     const events = decide(command, this.state, { now: this.now, newRunId: `auto-${++this.nextRunId}` });
-    if (before !== null && JSON.stringify(snapshot(this.state), bigints) !== before) {
+    if (before !== null && fingerprint(this.state) !== before) {
       fail(['decide changed the state it was given'], command);
     }
     this.fold(command, events);
@@ -194,14 +203,14 @@ export class Scenario {
    * returns the error. Throws if the command succeeds or throws anything else.
    */
   rejects(command: Command): DomainError {
-    const before = JSON.stringify(snapshot(this.state), bigints);
+    const before = fingerprint(this.state);
     const logLength = this.log.length;
     let events: DomainEvent[];
     try {
       events = this.when(command);
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
-      if (JSON.stringify(snapshot(this.state), bigints) !== before || this.log.length !== logLength) {
+      if (fingerprint(this.state) !== before || this.log.length !== logLength) {
         fail(['a refused command changed the state'], command);
       }
       return error;

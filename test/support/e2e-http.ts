@@ -1,0 +1,334 @@
+/**
+ * Helpers for the end-to-end tests: a small GraphQL client (over `yoga.fetch` or a real port),
+ * SSE and graphql-ws subscription collectors, polling with a deadline, temp dirs, free ports.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Client, createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+
+/** Loose JSON as the tests read it back. */
+// biome-ignore lint/suspicious/noExplicitAny: answers are checked field by field by the tests
+export type Json = any;
+
+export interface GraphQLErrorJson {
+  message: string;
+  extensions?: Record<string, unknown>;
+}
+
+export interface GqlAnswer {
+  status: number;
+  body: { data?: Json; errors?: GraphQLErrorJson[] };
+}
+
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response> | Response;
+
+/** A GraphQL client for one endpoint; `fetchImpl` is `yoga.fetch` or the global fetch. */
+export class Gql {
+  constructor(
+    readonly url: string,
+    private readonly fetchImpl: FetchLike = fetch,
+  ) {}
+
+  /** POSTs any body (a string is sent as is, so it may be broken JSON). */
+  async raw(body: unknown, headers: Record<string, string> = {}): Promise<GqlAnswer & { text: string }> {
+    const response = await this.fetchImpl(this.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let parsed: GqlAnswer['body'];
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = {};
+    }
+    return { status: response.status, body: parsed, text };
+  }
+
+  async answer(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>) {
+    return this.raw({ query, variables }, headers);
+  }
+
+  /** The data of a query that must succeed (HTTP 200, no errors). */
+  async data(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<Json> {
+    const { status, body, text } = await this.answer(query, variables, headers);
+    if (status !== 200 || body.errors?.length || !body.data) {
+      throw new Error(`query failed with HTTP ${status}: ${text}`);
+    }
+    return body.data;
+  }
+
+  async get(path: string): Promise<{ status: number; text: string }> {
+    const response = await this.fetchImpl(new URL(path, this.url).toString(), { method: 'GET' });
+    return { status: response.status, text: await response.text() };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selections shared by the tests
+
+export const RUN_FIELDS = `id jobName status tags { key value } pools priority enqueuedAt admittedAt startedAt finishedAt
+  blockedBy { kind key value pool limit inUse message }
+  waits { from to reasons { kind key value pool limit inUse message } }
+  decisions { position at kind runId stepKey pool reasons { kind key value pool limit inUse message } message }`;
+
+export const DECISION_FIELDS = `position at kind runId stepKey pool reasons { kind key value pool limit inUse message } message`;
+
+export const CONFIG_FIELDS =
+  'maxConcurrentRuns tagConcurrencyLimits { key value applyLimitPerUniqueValue limit } poolGranularity defaultPoolLimit';
+
+export const POOL_FIELDS = 'name limit explicitLimit inUse pending activeRunIds';
+
+export const RUN_RESULT = `__typename ... on RunPayload { run { ${RUN_FIELDS} } } ... on Error { message } ... on ValidationError { field }`;
+export const POOL_RESULT = `__typename ... on PoolPayload { pool { ${POOL_FIELDS} } } ... on Error { message } ... on ValidationError { field }`;
+export const CONFIG_RESULT = `__typename ... on ConfigPayload { config { ${CONFIG_FIELDS} } } ... on Error { message } ... on ValidationError { field }`;
+
+/** Every decision in the log, following the pages to the end. */
+export async function allDecisions(gql: Gql, runId?: string): Promise<Json[]> {
+  const out: Json[] = [];
+  let after: string | null = null;
+  for (;;) {
+    const data: Json = await gql.data(
+      `query($runId: ID, $after: String) { decisions(runId: $runId, first: 1000, after: $after) {
+        edges { cursor node { ${DECISION_FIELDS} } } pageInfo { hasNextPage endCursor } } }`,
+      { runId: runId ?? null, after },
+    );
+    for (const edge of data.decisions.edges) out.push(edge.node);
+    if (!data.decisions.pageInfo.hasNextPage) return out;
+    after = data.decisions.pageInfo.endCursor;
+  }
+}
+
+/** Every run, following the pages to the end. */
+export async function allRuns(gql: Gql): Promise<Json[]> {
+  const out: Json[] = [];
+  let after: string | null = null;
+  for (;;) {
+    const data: Json = await gql.data(
+      `query($after: String) { runs(first: 1000, after: $after) {
+        edges { cursor node { ${RUN_FIELDS} } } pageInfo { hasNextPage endCursor } } }`,
+      { after },
+    );
+    for (const edge of data.runs.edges) out.push(edge.node);
+    if (!data.runs.pageInfo.hasNextPage) return out;
+    after = data.runs.pageInfo.endCursor;
+  }
+}
+
+/** What a reader can see of the whole deployment, for before/after comparisons. */
+export async function observable(gql: Gql): Promise<Json> {
+  const data = await gql.data(`{
+    queue { id }
+    pools { ${POOL_FIELDS} }
+    concurrencyConfig { ${CONFIG_FIELDS} }
+  }`);
+  return { ...data, runs: await allRuns(gql), decisions: await allDecisions(gql) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+
+/**
+ * Polls `check` until it returns a truthy value, or fails after `timeoutMs`. An error thrown by
+ * `check` fails at once, unless `tolerateErrors` (e.g. while a server is still starting).
+ */
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 5_000,
+  options: { intervalMs?: number; tolerateErrors?: boolean } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      if (!options.tolerateErrors) throw error;
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 10));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions
+
+/** What a subscription has delivered so far. */
+export interface Collector {
+  /** `data` of each `next` payload that carried data. */
+  readonly items: Json[];
+  /** Errors: GraphQL errors in payloads, error messages, transport failures. */
+  readonly errors: unknown[];
+  /** True once the server completed the stream (or the transport ended). */
+  readonly done: boolean;
+  close(): Promise<void>;
+}
+
+/** A subscription over SSE: POST with `accept: text/event-stream`, parsed as `event:`/`data:` blocks. */
+export class SseCollector implements Collector {
+  readonly items: Json[] = [];
+  readonly errors: unknown[] = [];
+  done = false;
+  status = 0;
+  private readonly abort = new AbortController();
+  private reading: Promise<void> = Promise.resolve();
+  /** Resolves once the response headers arrived. */
+  readonly opened: Promise<void>;
+
+  constructor(url: string, query: string, variables: Record<string, unknown> = {}) {
+    this.opened = this.start(url, query, variables);
+  }
+
+  private async start(url: string, query: string, variables: Record<string, unknown>): Promise<void> {
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ query, variables }),
+        signal: this.abort.signal,
+      });
+    } catch (error) {
+      this.errors.push(error);
+      this.done = true;
+      return;
+    }
+    this.status = response.status;
+    this.reading = this.read(response);
+  }
+
+  private async read(response: Response): Promise<void> {
+    if (!response.body) {
+      this.done = true;
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
+        let end = buffer.indexOf('\n\n');
+        while (end !== -1) {
+          this.block(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          end = buffer.indexOf('\n\n');
+        }
+      }
+    } catch (error) {
+      if (!this.abort.signal.aborted) this.errors.push(error);
+    }
+    this.done = true;
+  }
+
+  private block(text: string): void {
+    let event = 'message';
+    const data: string[] = [];
+    for (const line of text.split('\n')) {
+      if (line.startsWith(':') || line === '') continue;
+      const colon = line.indexOf(':');
+      const field = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+    }
+    if (event === 'complete') {
+      this.done = true;
+      return;
+    }
+    if (event !== 'next' || data.length === 0) return;
+    const payload = JSON.parse(data.join('\n'));
+    if (payload.errors?.length) this.errors.push(...payload.errors);
+    if (payload.data != null) this.items.push(payload.data);
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort();
+    await this.opened;
+    await this.reading;
+  }
+}
+
+/** A subscription over graphql-ws on the same port (ws://.../graphql). */
+export class WsCollector implements Collector {
+  readonly items: Json[] = [];
+  readonly errors: unknown[] = [];
+  done = false;
+  readonly client: Client;
+  private readonly unsubscribe: () => void;
+
+  constructor(httpUrl: string, query: string, variables: Record<string, unknown> = {}) {
+    this.client = createClient({
+      url: httpUrl.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      lazy: true,
+    });
+    this.unsubscribe = this.client.subscribe(
+      { query, variables },
+      {
+        next: (payload) => {
+          if (payload.errors?.length) this.errors.push(...payload.errors);
+          if (payload.data != null) this.items.push(payload.data);
+        },
+        error: (error) => {
+          this.errors.push(error);
+          this.done = true;
+        },
+        complete: () => {
+          this.done = true;
+        },
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    await this.client.dispose();
+  }
+}
+
+/** Describes a collector's errors for assertion messages (CloseEvents are not plain objects). */
+export function describeErrors(errors: readonly unknown[]): string {
+  return errors
+    .map((e) => {
+      if (e && typeof e === 'object' && 'code' in e && 'reason' in e) {
+        return `socket closed ${(e as { code: number }).code}: ${(e as { reason: string }).reason}`;
+      }
+      if (e && typeof e === 'object' && 'message' in e) return String((e as { message: unknown }).message);
+      return String(e);
+    })
+    .join('; ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files and ports
+
+export function tempDir(prefix = 'sluice-e2e-'): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A port that was free a moment ago: bind to 0, read it, let it go. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
