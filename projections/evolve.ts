@@ -8,9 +8,9 @@ import type { LoggedEvent } from '../src/domain/events.js';
 import { isInProgress } from '../src/domain/run.js';
 import {
   claimKey,
-  type Decision,
   enqueuedRun,
   type RunRecord,
+  recordDecision,
   type State,
   type StepClaim,
   waitingKey,
@@ -62,11 +62,6 @@ function leaveQueue(state: State, run: RunRecord, at: string): void {
   run.blockedBy = [];
   const wait = run.waits.at(-1);
   if (wait && wait.to === null) wait.to = at;
-}
-
-function record(state: State, run: RunRecord, decision: Decision): void {
-  run.decisions.push(decision);
-  state.decisions.push(decision);
 }
 
 function setMember(map: Map<string, Set<string>>, key: string, member: string, present: boolean): void {
@@ -122,7 +117,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       run.status = 'STARTING';
       run.admittedAt = event.at;
       countRun(state, run, 1);
-      record(state, run, {
+      recordDecision(state, run, {
         position: event.revision,
         at: event.at,
         kind: 'ADMITTED',
@@ -141,7 +136,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       const open = run.waits.at(-1);
       if (open && open.to === null) open.to = event.at;
       run.waits.push({ from: event.at, to: null, reasons });
-      record(state, run, {
+      recordDecision(state, run, {
         position: event.revision,
         at: event.at,
         kind: 'BLOCKED',
@@ -203,7 +198,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       const run = runOf(state, claim.runId);
       run.stepsHolding++;
       run.activeClaims.add(key);
-      record(state, run, {
+      recordDecision(state, run, {
         position: event.revision,
         at: event.at,
         kind: 'SLOT_GRANTED',
@@ -222,7 +217,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       claim.reasons = event.data.reasons;
       const run = runOf(state, claim.runId);
       run.activeClaims.add(key);
-      record(state, run, {
+      recordDecision(state, run, {
         position: event.revision,
         at: event.at,
         kind: 'SLOT_PENDING',

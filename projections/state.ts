@@ -99,6 +99,8 @@ export interface State {
   queuedByKey: Map<string, Set<string>>;
   /** Every decision, in log order. */
   decisions: Decision[];
+  /** Decisions per pool they concern (see decisionPools), in log order. */
+  decisionsByPool: Map<string, Decision[]>;
   /** Every pool named by a limit or a run's steps, in first-seen order. */
   knownPools: Set<string>;
   /** Runs in progress (STARTING, STARTED, CANCELING): the ones with deadlines. */
@@ -126,6 +128,7 @@ export function initialState(): State {
     counts: new Map(),
     queuedByKey: new Map(),
     decisions: [],
+    decisionsByPool: new Map(),
     knownPools: new Set(),
     inProgress: new Set(),
     activeRunsByPool: new Map(),
@@ -163,4 +166,23 @@ export function enqueuedRun(data: EventData<'RunEnqueued'>, seq: number, at: str
     waits: [],
     decisions: [],
   };
+}
+
+/** The pools a decision concerns: its step's pool, the pools in its reasons, the run's pools. */
+export function decisionPools(decision: Decision, run: RunRecord): Set<string> {
+  const pools = new Set<string>(run.pools);
+  if (decision.pool !== null) pools.add(decision.pool);
+  for (const reason of decision.reasons) if (reason.pool !== null) pools.add(reason.pool);
+  return pools;
+}
+
+/** Files a decision under its run, the log and its pools. */
+export function recordDecision(state: State, run: RunRecord, decision: Decision): void {
+  run.decisions.push(decision);
+  state.decisions.push(decision);
+  for (const pool of decisionPools(decision, run)) {
+    let list = state.decisionsByPool.get(pool);
+    if (!list) state.decisionsByPool.set(pool, (list = []));
+    list.push(decision);
+  }
 }

@@ -6,6 +6,8 @@ export interface Settings {
   eventStoreUrl: string;
   /** Path of a dagster.yaml-style file, or null. */
   concurrencyConfigPath: string | null;
+  /** SQLite file for checkpoints of the projections; null: derived from the store (see checkpointPathFor). */
+  checkpointPath?: string | null;
 }
 
 export class SettingsError extends Error {
@@ -17,7 +19,18 @@ export const DEFAULT_SETTINGS: Settings = {
   host: '127.0.0.1',
   eventStoreUrl: 'sqlite:data/events.db',
   concurrencyConfigPath: null,
+  checkpointPath: null,
 };
+
+/** Checkpoints sit beside a SQLite log; an in-memory log keeps them in memory too. */
+export function checkpointPathFor(settings: Settings): string {
+  if (settings.checkpointPath) return settings.checkpointPath;
+  if (settings.eventStoreUrl === 'sqlite::memory:') return ':memory:';
+  if (settings.eventStoreUrl.startsWith('sqlite:')) {
+    return settings.eventStoreUrl.slice('sqlite:'.length).replace(/(\.db)?$/, '.checkpoints.db');
+  }
+  return 'data/checkpoints.db';
+}
 
 export function readSettings(env: Record<string, string | undefined> = process.env): Settings {
   const settings = { ...DEFAULT_SETTINGS };
@@ -31,5 +44,6 @@ export function readSettings(env: Record<string, string | undefined> = process.e
   if (env.HOST) settings.host = env.HOST;
   if (env.EVENT_STORE_URL) settings.eventStoreUrl = env.EVENT_STORE_URL;
   if (env.CONCURRENCY_CONFIG) settings.concurrencyConfigPath = env.CONCURRENCY_CONFIG;
+  if (env.CHECKPOINT_PATH) settings.checkpointPath = env.CHECKPOINT_PATH;
   return settings;
 }

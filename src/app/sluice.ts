@@ -6,9 +6,10 @@
  * append with the expected revision of the state decided on. A lost race reloads and
  * decides again, which is what keeps two servers from over-admitting.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { evolve } from '../../projections/evolve.js';
-import { type Decision, initialState, type State } from '../../projections/state.js';
+import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
+import { type Decision, decisionPools, initialState, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
 import { type DecideContext, decide } from '../domain/decide.js';
 import {
@@ -18,6 +19,7 @@ import {
   parseEvent,
   UnreadableEventError,
 } from '../domain/events.js';
+import type { CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent, Subscription } from '../eventstore/store.js';
 import { AsyncQueue } from './async-queue.js';
@@ -33,6 +35,12 @@ export interface SluiceOptions {
   newRunId?: () => string;
   /** How many lost races a command may retry before giving up. */
   maxAttempts?: number;
+  /** Where to keep checkpoints of the projections; none: always replay from the start. */
+  checkpoints?: CheckpointStore;
+  /** A checkpoint every this many events. */
+  checkpointEvery?: number;
+  /** Where to report trouble that does not stop the server (a checkpoint that failed). */
+  warn?: (message: string) => void;
 }
 
 export interface CommandOutcome {
@@ -66,16 +74,31 @@ export function matchesDecision(state: State, decision: Decision, filter: Decisi
   if (filter.after != null && decision.position <= filter.after) return false;
   if (filter.runId != null && decision.runId !== filter.runId) return false;
   if (filter.pool != null) {
-    const pool = filter.pool;
-    if (decision.pool === pool) return true;
-    if (decision.reasons.some((r) => r.pool === pool)) return true;
-    return state.runs.get(decision.runId)?.pools.includes(pool) ?? false;
+    const run = state.runs.get(decision.runId);
+    return run !== undefined && decisionPools(decision, run).has(filter.pool);
   }
   return true;
 }
 
+/** Identifies an event's content, so a checkpoint can tell whether the log still holds it. */
+export function eventHash(recorded: RecordedEvent): string {
+  const content = [
+    recorded.revision.toString(),
+    recorded.type,
+    recorded.schemaVersion,
+    recorded.data,
+    recorded.actor,
+    recorded.at,
+  ];
+  return createHash('sha256').update(JSON.stringify(content)).digest('hex');
+}
+
 export class Sluice {
-  readonly state: State = initialState();
+  private current: State = initialState();
+  private readonly checkpoints: CheckpointStore | null;
+  private readonly checkpointEvery: number;
+  private readonly warn: (message: string) => void;
+  private readonly pastStates = new Map<bigint, State>();
   private readonly stream: string;
   private readonly clock: () => Date;
   private readonly newRunId: () => string;
@@ -95,11 +118,21 @@ export class Sluice {
     this.clock = options.clock ?? (() => new Date());
     this.newRunId = options.newRunId ?? randomUUID;
     this.maxAttempts = options.maxAttempts ?? 50;
+    this.checkpoints = options.checkpoints ?? null;
+    this.checkpointEvery = options.checkpointEvery ?? 1000;
+    this.warn = options.warn ?? ((message) => console.warn(message));
+  }
+
+  /** The projections, live. */
+  get state(): State {
+    return this.current;
   }
 
   /** Replays the log into the projections, then follows the store live. */
   static async open(options: SluiceOptions): Promise<Sluice> {
     const sluice = new Sluice(options.store, options);
+    const start = await sluice.latestValidCheckpoint(2n ** 63n - 1n);
+    if (start) sluice.current = start;
     await sluice.catchUp();
     sluice.follow();
     await sluice.follower?.caughtUp;
@@ -148,11 +181,114 @@ export class Sluice {
     const event = toLoggedEvent(recorded);
     const decisionsBefore = this.state.decisions.length;
     evolve(this.state, event);
+    if ((recorded.revision + 1n) % BigInt(this.checkpointEvery) === 0n) this.checkpoint(recorded);
     for (const listener of this.eventListeners) listener(event);
     for (let i = decisionsBefore; i < this.state.decisions.length; i++) {
       const decision = this.state.decisions[i] as Decision;
       for (const listener of this.decisionListeners) listener(decision);
     }
+  }
+
+  private checkpoint(recorded: RecordedEvent): void {
+    if (!this.checkpoints) return;
+    const hash = eventHash(recorded);
+    try {
+      const [existing] = this.checkpoints.atOrBefore(recorded.revision, 1);
+      if (existing?.revision === recorded.revision && existing.eventHash === hash && existing.format === STATE_FORMAT) {
+        return;
+      }
+      this.checkpoints.save({
+        revision: recorded.revision,
+        eventHash: hash,
+        format: STATE_FORMAT,
+        state: serializeState(this.state),
+      });
+    } catch (error) {
+      this.warn(`checkpoint at position ${recorded.revision} not written: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * The latest checkpoint at or before a revision that still matches the log, as a state.
+   * A checkpoint whose event is gone or changed, or from another format, is deleted.
+   */
+  private async latestValidCheckpoint(revision: bigint): Promise<State | null> {
+    if (!this.checkpoints) return null;
+    for (;;) {
+      let candidates: ReturnType<CheckpointStore['atOrBefore']>;
+      try {
+        candidates = this.checkpoints.atOrBefore(revision, 3);
+      } catch (error) {
+        this.warn((error as Error).message);
+        return null;
+      }
+      if (candidates.length === 0) return null;
+      for (const candidate of candidates) {
+        const [event] = await this.store.readStream(this.stream, { fromRevision: candidate.revision, maxCount: 1 });
+        if (
+          candidate.format === STATE_FORMAT &&
+          event?.revision === candidate.revision &&
+          eventHash(event) === candidate.eventHash
+        ) {
+          try {
+            return deserializeState(candidate.state);
+          } catch (error) {
+            this.warn(`checkpoint at position ${candidate.revision} unreadable: ${(error as Error).message}`);
+          }
+        }
+        this.warn(`checkpoint at position ${candidate.revision} does not match the log: ignored`);
+        try {
+          this.checkpoints.delete(candidate.revision);
+        } catch {
+          // A stale checkpoint that cannot be deleted is still ignored next time.
+        }
+      }
+    }
+  }
+
+  /**
+   * The projections as they were right after the event at `revision` (-1n: before any),
+   * from the nearest valid checkpoint and the log. Never today's rules re-applied: the state
+   * is the fold of the recorded events, decisions included.
+   */
+  async stateAt(revision: bigint): Promise<State> {
+    await this.catchUp();
+    if (revision >= this.state.revision) return this.state;
+    const cached = this.pastStates.get(revision);
+    if (cached) return cached;
+    const state = (revision >= 0n ? await this.latestValidCheckpoint(revision) : null) ?? initialState();
+    while (state.revision < revision) {
+      const batch = await this.store.readStream(this.stream, {
+        fromRevision: state.revision + 1n,
+        maxCount: Math.min(5_000, Number(revision - state.revision)),
+      });
+      if (batch.length === 0) break;
+      for (const recorded of batch) evolve(state, toLoggedEvent(recorded));
+    }
+    this.pastStates.set(revision, state);
+    if (this.pastStates.size > 8) this.pastStates.delete(this.pastStates.keys().next().value as bigint);
+    return state;
+  }
+
+  /** The revision of the last event recorded at or before an instant (-1n: none). */
+  async revisionAt(instant: Date): Promise<bigint> {
+    await this.catchUp();
+    const target = instant.getTime();
+    let lo = 0n;
+    let hi = this.state.revision;
+    let found = -1n;
+    // Times follow log order on one server; across servers clocks may disagree slightly.
+    while (lo <= hi) {
+      const mid = (lo + hi) / 2n;
+      const [event] = await this.store.readStream(this.stream, { fromRevision: mid, maxCount: 1 });
+      if (event && Date.parse(event.at) <= target) {
+        found = mid;
+        lo = mid + 1n;
+      } else {
+        hi = mid - 1n;
+      }
+    }
+    return found;
   }
 
   /** Reads every event after the projections' revision and folds it in. */

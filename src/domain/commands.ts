@@ -40,7 +40,26 @@ export type Command =
   | { type: 'Heartbeat'; runId: string }
   /** Ends every in-progress run whose deadline has passed at the context's `now`. */
   | { type: 'ExpireDeadlines' }
-  | { type: 'SetRunMonitoring'; startTimeoutSeconds: number; cancelTimeoutSeconds: number };
+  | { type: 'SetRunMonitoring'; startTimeoutSeconds: number; cancelTimeoutSeconds: number }
+  /** Several limit edits at once: one append, one admission pass. */
+  | { type: 'ChangeConcurrencyConfig'; change: ConfigChangeInput };
+
+export interface ConfigChangeInput {
+  maxConcurrentRuns?: number | null;
+  tagConcurrencyLimits?: TagConcurrencyLimitInput[] | null;
+  poolGranularity?: string | null;
+  defaultPoolLimit?: number | null;
+  poolLimits?: Array<{ pool: string; limit?: number | null }> | null;
+}
+
+/** Validated limit edits; absent fields stay as they are. A pool limit of null removes it. */
+export interface ConfigEdits {
+  maxConcurrentRuns?: number;
+  tagConcurrencyLimits?: TagConcurrencyLimit[];
+  poolGranularity?: PoolGranularity;
+  defaultPoolLimit?: number | null;
+  poolLimits?: Array<{ pool: string; limit: number | null }>;
+}
 
 const name = (what: string) =>
   z
@@ -121,7 +140,10 @@ export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
   });
   const priorityTagIndex = tags.findIndex((t) => t.key === 'dagster/priority');
   const priorityTag = tags[priorityTagIndex];
-  if (priorityTag && !/^\s*[+-]?\d{1,7}\s*$/.test(priorityTag.value)) {
+  if (
+    priorityTag &&
+    !(/^\s*[+-]?\d{1,7}\s*$/.test(priorityTag.value) && Math.abs(Number(priorityTag.value)) <= 1_000_000)
+  ) {
     throw new InvalidInputError(
       `input.tags.${priorityTagIndex}.value`,
       `input.tags.${priorityTagIndex}.value: the dagster/priority tag must be an integer from -1000000 to 1000000, got ${JSON.stringify(priorityTag.value)}`,
@@ -166,7 +188,7 @@ export function validateFinalStatus(status: unknown): FinalStatus {
   );
 }
 
-export function validateMaxConcurrentRuns(limit: unknown): number {
+export function validateMaxConcurrentRuns(limit: unknown, field = 'limit'): number {
   return parse(
     z
       .number()
@@ -174,7 +196,7 @@ export function validateMaxConcurrentRuns(limit: unknown): number {
       .min(-1, `must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`)
       .max(LIMITS.maxLimit, `must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`),
     limit,
-    'limit',
+    field,
   );
 }
 
@@ -186,29 +208,29 @@ export function validatePoolName(pool: unknown, field = 'pool'): string {
   return parse(name('pool name'), pool, field);
 }
 
-export function validateGranularity(granularity: unknown): PoolGranularity {
+export function validateGranularity(granularity: unknown, field = 'granularity'): PoolGranularity {
   if (granularity === 'OP' || granularity === 'RUN') return granularity;
-  throw new InvalidInputError('granularity', `granularity: must be OP or RUN, not ${JSON.stringify(granularity)}`);
+  throw new InvalidInputError(field, `${field}: must be OP or RUN, not ${JSON.stringify(granularity)}`);
 }
 
-export function validateTagLimits(limits: unknown): TagConcurrencyLimit[] {
+export function validateTagLimits(limits: unknown, field = 'limits'): TagConcurrencyLimit[] {
   const valid = parse(
     z.array(tagLimitSchema).max(LIMITS.maxTagLimits, `at most ${LIMITS.maxTagLimits} tag limits`),
     limits,
-    'limits',
+    field,
   );
   const seen = new Set<string>();
   return valid.map((l, i) => {
     const perUnique = l.applyLimitPerUniqueValue ?? false;
     if (perUnique && l.value != null) {
       throw new InvalidInputError(
-        `limits.${i}.value`,
-        `limits.${i}.value: a limit per unique value applies to every value of ${l.key}; leave value empty`,
+        `${field}.${i}.value`,
+        `${field}.${i}.value: a limit per unique value applies to every value of ${l.key}; leave value empty`,
       );
     }
     const identity = JSON.stringify([l.key, l.value ?? null, perUnique]);
     if (seen.has(identity)) {
-      throw new InvalidInputError(`limits.${i}`, `limits.${i}: the same tag limit is listed twice`);
+      throw new InvalidInputError(`${field}.${i}`, `${field}.${i}: the same tag limit is listed twice`);
     }
     seen.add(identity);
     return { key: l.key, value: l.value ?? null, applyLimitPerUniqueValue: perUnique, limit: l.limit };
@@ -221,4 +243,37 @@ export function validateStepKey(stepKey: unknown): string {
 
 export function validateTimeout(seconds: unknown, field: string): number {
   return parse(int32('timeout', 1, 7 * 24 * 3600), seconds, field);
+}
+
+export function validateConfigChange(change: ConfigChangeInput): ConfigEdits {
+  const edits: ConfigEdits = {};
+  if (change.maxConcurrentRuns != null) {
+    edits.maxConcurrentRuns = validateMaxConcurrentRuns(change.maxConcurrentRuns, 'change.maxConcurrentRuns');
+  }
+  if (change.tagConcurrencyLimits != null) {
+    edits.tagConcurrencyLimits = validateTagLimits(change.tagConcurrencyLimits, 'change.tagConcurrencyLimits');
+  }
+  if (change.poolGranularity != null) {
+    edits.poolGranularity = validateGranularity(change.poolGranularity, 'change.poolGranularity');
+  }
+  if (change.defaultPoolLimit !== undefined) {
+    edits.defaultPoolLimit =
+      change.defaultPoolLimit === null ? null : validateLimit(change.defaultPoolLimit, 'change.defaultPoolLimit');
+  }
+  if (change.poolLimits != null) {
+    const seen = new Set<string>();
+    edits.poolLimits = change.poolLimits.map((entry, i) => {
+      const pool = validatePoolName(entry.pool, `change.poolLimits.${i}.pool`);
+      if (seen.has(pool)) {
+        throw new InvalidInputError(
+          `change.poolLimits.${i}.pool`,
+          `change.poolLimits.${i}.pool: pool ${pool} is listed twice`,
+        );
+      }
+      seen.add(pool);
+      const limit = entry.limit == null ? null : validateLimit(entry.limit, `change.poolLimits.${i}.limit`);
+      return { pool, limit };
+    });
+  }
+  return edits;
 }

@@ -8,6 +8,8 @@ import { claimKey, enqueuedRun, type RunRecord, type State, type StepClaim } fro
 import { admissionPass, type CapacityChange } from './admission.js';
 import {
   type Command,
+  type ConfigEdits,
+  validateConfigChange,
   validateEnqueue,
   validateFinalStatus,
   validateGranularity,
@@ -19,7 +21,7 @@ import {
   validateTagLimits,
   validateTimeout,
 } from './commands.js';
-import type { ConcurrencyConfig, TagConcurrencyLimit } from './config.js';
+import type { TagConcurrencyLimit } from './config.js';
 import { ALL_RUNS, poolCount, tagKeyCount, tagValueCount } from './constraints.js';
 import { type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
@@ -106,14 +108,55 @@ function editedTagKeys(before: readonly TagConcurrencyLimit[], after: readonly T
   return keys;
 }
 
-function editConfig(
-  state: State,
-  primary: DomainEvent,
-  config: ConcurrencyConfig,
-  editedKeys: Set<string>,
-  editedPools: Set<string> = new Set(),
-): DomainEvent[] {
-  return withPasses(state, [primary], {
+/**
+ * Applies limit edits: one event per value that differs, then one admission pass and one
+ * slot pass with the whole new config, so several edits made together act as one.
+ */
+function editConfig(state: State, edits: ConfigEdits): DomainEvent[] {
+  const before = state.config;
+  const config = { ...before, poolLimits: new Map(before.poolLimits) };
+  const events: DomainEvent[] = [];
+  const editedKeys = new Set<string>();
+  const editedPools = new Set<string>();
+  if (edits.maxConcurrentRuns !== undefined && edits.maxConcurrentRuns !== before.maxConcurrentRuns) {
+    config.maxConcurrentRuns = edits.maxConcurrentRuns;
+    events.push({ type: 'MaxConcurrentRunsSet', data: { limit: edits.maxConcurrentRuns } });
+    editedKeys.add(ALL_RUNS);
+  }
+  if (edits.tagConcurrencyLimits !== undefined) {
+    const keys = editedTagKeys(before.tagConcurrencyLimits, edits.tagConcurrencyLimits);
+    if (keys.size > 0 || edits.tagConcurrencyLimits.length !== before.tagConcurrencyLimits.length) {
+      config.tagConcurrencyLimits = edits.tagConcurrencyLimits;
+      events.push({ type: 'TagConcurrencyLimitsSet', data: { limits: edits.tagConcurrencyLimits } });
+      for (const key of keys) editedKeys.add(key);
+    }
+  }
+  if (edits.poolGranularity !== undefined && edits.poolGranularity !== before.poolGranularity) {
+    config.poolGranularity = edits.poolGranularity;
+    events.push({ type: 'PoolGranularitySet', data: { granularity: edits.poolGranularity } });
+    editedKeys.add(ALL_RUNS);
+    editedPools.add(ALL_POOLS);
+  }
+  if (edits.defaultPoolLimit !== undefined && edits.defaultPoolLimit !== before.defaultPoolLimit) {
+    config.defaultPoolLimit = edits.defaultPoolLimit;
+    events.push({ type: 'DefaultPoolLimitSet', data: { limit: edits.defaultPoolLimit } });
+    editedKeys.add(ALL_RUNS);
+    editedPools.add(ALL_POOLS);
+  }
+  for (const { pool, limit } of edits.poolLimits ?? []) {
+    if (config.poolLimits.get(pool) === (limit ?? undefined)) continue;
+    if (limit === null) {
+      config.poolLimits.delete(pool);
+      events.push({ type: 'PoolLimitDeleted', data: { pool } });
+    } else {
+      config.poolLimits.set(pool, limit);
+      events.push({ type: 'PoolLimitSet', data: { pool, limit } });
+    }
+    editedKeys.add(poolCount(pool));
+    editedPools.add(pool);
+  }
+  if (events.length === 0) return [];
+  return withPasses(state, events, {
     capacity: { config, editedKeys },
     slots: editedPools.size > 0 ? { config, editedPools } : undefined,
   });
@@ -128,7 +171,6 @@ function claimOutcome(state: State, run: RunRecord, stepKey: string) {
 }
 
 export function decide(command: Command, state: State, context: DecideContext): DomainEvent[] {
-  const config = state.config;
   switch (command.type) {
     case 'EnqueueRun': {
       const input = validateEnqueue(command.input);
@@ -181,7 +223,23 @@ export function decide(command: Command, state: State, context: DecideContext): 
       }
       if (command.force) return finish(state, [{ run, status: 'CANCELED', reason: 'terminated with force' }]);
       if (run.status === 'CANCELING') return [];
-      return [{ type: 'RunCancellationRequested', data: { runId: run.id } }];
+      // A run being canceled keeps the slots it holds until it ends, but gets no new ones.
+      const withdrawn = activeClaimsOf(state, run).filter((claim) => claim.status === 'PENDING');
+      return [
+        { type: 'RunCancellationRequested', data: { runId: run.id } },
+        ...withdrawn.map(
+          (claim): DomainEvent => ({
+            type: 'StepSlotReleased',
+            data: {
+              runId: run.id,
+              stepKey: claim.stepKey,
+              pool: claim.pool,
+              held: false,
+              reason: `run ${run.id} is being canceled`,
+            },
+          }),
+        ),
+      ];
     }
     case 'ClaimStepSlot': {
       const run = existingRun(state, command.runId);
@@ -227,6 +285,9 @@ export function decide(command: Command, state: State, context: DecideContext): 
           `run ${run.id} already finished as ${run.status}${why}: stop working on it`,
         );
       }
+      // A heartbeat after a deadline passed does not bring the run back: it ends now.
+      const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= Date.parse(context.now));
+      if (expired) return finish(state, [{ run, status: expired.status, reason: expired.reason }]);
       if (!heartbeatIsDue(run, Date.parse(context.now))) return [];
       return [{ type: 'RunHeartbeatRecorded', data: { runId: run.id } }];
     }
@@ -252,74 +313,22 @@ export function decide(command: Command, state: State, context: DecideContext): 
       }
       return [{ type: 'RunMonitoringSet', data: { startTimeoutSeconds, cancelTimeoutSeconds } }];
     }
-    case 'SetMaxConcurrentRuns': {
-      const limit = validateMaxConcurrentRuns(command.limit);
-      if (limit === config.maxConcurrentRuns) return [];
-      return editConfig(
-        state,
-        { type: 'MaxConcurrentRunsSet', data: { limit } },
-        { ...config, maxConcurrentRuns: limit },
-        new Set([ALL_RUNS]),
-      );
-    }
-    case 'SetTagConcurrencyLimits': {
-      const limits = validateTagLimits(command.limits);
-      const edited = editedTagKeys(config.tagConcurrencyLimits, limits);
-      if (edited.size === 0 && limits.length === config.tagConcurrencyLimits.length) return [];
-      return editConfig(
-        state,
-        { type: 'TagConcurrencyLimitsSet', data: { limits } },
-        { ...config, tagConcurrencyLimits: limits },
-        edited,
-      );
-    }
-    case 'SetPoolGranularity': {
-      const granularity = validateGranularity(command.granularity);
-      if (granularity === config.poolGranularity) return [];
-      return editConfig(
-        state,
-        { type: 'PoolGranularitySet', data: { granularity } },
-        { ...config, poolGranularity: granularity },
-        new Set([ALL_RUNS]),
-        new Set([ALL_POOLS]),
-      );
-    }
-    case 'SetDefaultPoolLimit': {
-      const limit = command.limit === null ? null : validateLimit(command.limit);
-      if (limit === config.defaultPoolLimit) return [];
-      return editConfig(
-        state,
-        { type: 'DefaultPoolLimitSet', data: { limit } },
-        { ...config, defaultPoolLimit: limit },
-        new Set([ALL_RUNS]),
-        new Set([ALL_POOLS]),
-      );
-    }
-    case 'SetPoolLimit': {
-      const pool = validatePoolName(command.pool);
-      const limit = validateLimit(command.limit);
-      if (config.poolLimits.get(pool) === limit) return [];
-      return editConfig(
-        state,
-        { type: 'PoolLimitSet', data: { pool, limit } },
-        { ...config, poolLimits: new Map(config.poolLimits).set(pool, limit) },
-        new Set([poolCount(pool)]),
-        new Set([pool]),
-      );
-    }
-    case 'DeletePoolLimit': {
-      const pool = validatePoolName(command.pool);
-      if (!config.poolLimits.has(pool)) return [];
-      const poolLimits = new Map(config.poolLimits);
-      poolLimits.delete(pool);
-      return editConfig(
-        state,
-        { type: 'PoolLimitDeleted', data: { pool } },
-        { ...config, poolLimits },
-        new Set([poolCount(pool)]),
-        new Set([pool]),
-      );
-    }
+    case 'SetMaxConcurrentRuns':
+      return editConfig(state, { maxConcurrentRuns: validateMaxConcurrentRuns(command.limit) });
+    case 'SetTagConcurrencyLimits':
+      return editConfig(state, { tagConcurrencyLimits: validateTagLimits(command.limits) });
+    case 'SetPoolGranularity':
+      return editConfig(state, { poolGranularity: validateGranularity(command.granularity) });
+    case 'SetDefaultPoolLimit':
+      return editConfig(state, { defaultPoolLimit: command.limit === null ? null : validateLimit(command.limit) });
+    case 'SetPoolLimit':
+      return editConfig(state, {
+        poolLimits: [{ pool: validatePoolName(command.pool), limit: validateLimit(command.limit) }],
+      });
+    case 'DeletePoolLimit':
+      return editConfig(state, { poolLimits: [{ pool: validatePoolName(command.pool), limit: null }] });
+    case 'ChangeConcurrencyConfig':
+      return editConfig(state, validateConfigChange(command.change));
   }
 }
 

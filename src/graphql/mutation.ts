@@ -14,7 +14,7 @@ export const RunResult = builder.errorUnion('RunResult', {
 const PoolResult = builder.errorUnion('PoolResult', {
   types: [PoolPayloadType, InvalidInputError, RunNotFoundError, TransitionNotAllowedError],
 });
-const ConfigResult = builder.errorUnion('ConfigResult', {
+export const ConfigResult = builder.errorUnion('ConfigResult', {
   types: [ConfigPayloadType, InvalidInputError, TransitionNotAllowedError],
 });
 
@@ -34,7 +34,7 @@ async function poolCommand(ctx: GraphQLContext, command: Command & { pool: strin
   return { pool: poolView(ctx.sluice.state, command.pool) };
 }
 
-async function configCommand(ctx: GraphQLContext, command: Command) {
+export async function configCommand(ctx: GraphQLContext, command: Command) {
   await execute(ctx, command);
   return { config: ctx.sluice.state.config };
 }

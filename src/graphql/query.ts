@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { poolView, poolViews } from '../../projections/pools.js';
 import type { Decision, RunRecord } from '../../projections/state.js';
+import { matchesDecision } from '../app/sluice.js';
 import { builder } from './builder.js';
 import {
   ConcurrencyConfigType,
@@ -100,15 +101,18 @@ builder.queryType({
       description: 'Decisions in log order; cursors are log positions, so pages stay stable as new ones arrive.',
       args: {
         runId: t.arg.id(),
+        pool: t.arg.string({ description: "Decisions about the pool: its steps' slots, its limit, runs using it." }),
         first: t.arg.int({ validate: pageSize }),
         after: t.arg.string({ validate: positionArg }),
       },
-      resolve: async (_root, { runId, first, after }, ctx) => {
+      resolve: async (_root, { runId, pool, first, after }, ctx) => {
         await ctx.sluice.catchUp();
         const sluice = ctx.sluice;
         let list: readonly Decision[] = sluice.state.decisions;
         if (runId != null) list = sluice.state.runs.get(String(runId))?.decisions ?? [];
-        const rest = sluice.decisionsAfter(after == null ? null : BigInt(after), list);
+        else if (pool != null) list = sluice.state.decisionsByPool.get(pool) ?? [];
+        let rest = sluice.decisionsAfter(after == null ? null : BigInt(after), list);
+        if (runId != null && pool != null) rest = rest.filter((d) => matchesDecision(sluice.state, d, { pool }));
         return page(rest, first ?? 100, (d) => d.position.toString());
       },
     }),

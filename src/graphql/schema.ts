@@ -8,5 +8,6 @@ import './query.js';
 import './mutation.js';
 import './subscription.js';
 import './slots.js';
+import './audit.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

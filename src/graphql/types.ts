@@ -7,6 +7,7 @@ import type { ConcurrencyConfig, TagConcurrencyLimit } from '../domain/config.js
 import type { Constraint } from '../domain/constraints.js';
 import type { Tag } from '../domain/run.js';
 import { type BuilderTypes, builder } from './builder.js';
+import { holdsOverride } from './run-views.js';
 
 export const RunStatusEnum = builder.enumType('RunStatus', {
   values: ['QUEUED', 'STARTING', 'STARTED', 'CANCELING', 'SUCCESS', 'FAILURE', 'CANCELED'] as const,
@@ -89,7 +90,14 @@ export const RunType = builder.objectRef<RunRecord>('Run').implement({
     enqueuedAt: t.expose('enqueuedAt', { type: 'DateTime' }),
     admittedAt: t.expose('admittedAt', { type: 'DateTime', nullable: true }),
     startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true }),
+    cancelRequestedAt: t.expose('cancelRequestedAt', { type: 'DateTime', nullable: true }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    leaseSeconds: t.exposeInt('leaseSeconds', { nullable: true }),
+    lastHeartbeatAt: t.expose('lastHeartbeatAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'The last heartbeat recorded in the log (recorded at most every third of the lease).',
+    }),
     finishReason: t.exposeString('finishReason', {
       nullable: true,
       description: 'Why Sluice ended the run (a timeout, a forced cancel), when it did.',
@@ -97,7 +105,7 @@ export const RunType = builder.objectRef<RunRecord>('Run').implement({
     blockedBy: t.field({
       type: [ConstraintType],
       description: 'What holds this run back right now; empty unless it is QUEUED and held.',
-      resolve: (run, _args, ctx) => currentHolds(ctx.sluice.state, run),
+      resolve: (run, _args, ctx) => holdsOverride(run) ?? currentHolds(ctx.sluice.state, run),
     }),
     waits: t.expose('waits', {
       type: [WaitIntervalType],

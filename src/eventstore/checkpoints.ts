@@ -1,0 +1,71 @@
+/**
+ * Checkpoints of the projections, kept beside the log to make start-up and time travel fast
+ * on long logs. They are never the source of truth: each one carries the hash of the event at
+ * its position, and a checkpoint whose event no longer matches the log is ignored.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { StoreUnavailableError } from './errors.js';
+
+export interface Checkpoint {
+  /** Revision of the last event folded into the state. */
+  revision: bigint;
+  /** Hash of that event (see eventHash), to tell whether the log still holds it. */
+  eventHash: string;
+  /** Format of the serialized state. */
+  format: number;
+  state: string;
+}
+
+export interface CheckpointStore {
+  save(checkpoint: Checkpoint): void;
+  /** The checkpoints at or before a revision, latest first. */
+  atOrBefore(revision: bigint, limit?: number): Checkpoint[];
+  delete(revision: bigint): void;
+  close(): void;
+}
+
+/** A SQLite file of checkpoints; ':memory:' keeps them for the life of the process. */
+export function openCheckpointStore(path: string): CheckpointStore {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.defaultSafeIntegers(true);
+  if (path !== ':memory:') db.pragma('journal_mode = WAL');
+  db.exec(`CREATE TABLE IF NOT EXISTS checkpoints (
+    revision INTEGER PRIMARY KEY,
+    event_hash TEXT NOT NULL,
+    format INTEGER NOT NULL,
+    state TEXT NOT NULL
+  )`);
+  const insert = db.prepare(
+    'INSERT OR REPLACE INTO checkpoints (revision, event_hash, format, state) VALUES (?, ?, ?, ?)',
+  );
+  const select = db.prepare(
+    'SELECT revision, event_hash, format, state FROM checkpoints WHERE revision <= ? ORDER BY revision DESC LIMIT ?',
+  );
+  const remove = db.prepare('DELETE FROM checkpoints WHERE revision = ?');
+  const guard = <T>(what: string, work: () => T): T => {
+    try {
+      return work();
+    } catch (error) {
+      throw new StoreUnavailableError(`checkpoint store: ${what} failed: ${(error as Error).message}`, error);
+    }
+  };
+  return {
+    save: (c) => guard('save', () => void insert.run(c.revision, c.eventHash, c.format, c.state)),
+    atOrBefore: (revision, limit = 3) =>
+      guard('read', () =>
+        (
+          select.all(revision, limit) as Array<{ revision: bigint; event_hash: string; format: bigint; state: string }>
+        ).map((row) => ({
+          revision: row.revision,
+          eventHash: row.event_hash,
+          format: Number(row.format),
+          state: row.state,
+        })),
+      ),
+    delete: (revision) => guard('delete', () => void remove.run(revision)),
+    close: () => db.close(),
+  };
+}
