@@ -1,15 +1,11 @@
 /** `sluice concurrency get|set|delete` against a real server, as `dagster instance concurrency` does. */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEPLOYMENT_STREAM } from '../../src/app/sluice.js';
 import { CliError } from '../../src/cli/client.js';
 import { runCli } from '../../src/cli/run.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { freePort, Gql, type Json } from '../support/e2e-http.js';
-
-// vitest resolves `graphql` to its ESM build for src/ while Pothos and Yoga load the CJS one;
-// two realms break the schema. Give src/ the CJS build too (see the report: vitest.config.ts).
-vi.mock('graphql', async () => (await import('node:module')).createRequire(import.meta.url)('graphql'));
 
 let server: RunningServer;
 let url: string;

@@ -2,7 +2,7 @@
  * Every mutation of the contract's core section, over HTTP through `yoga.fetch` (no port):
  * its success, each error member of its union, and bad input that must append nothing.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEPLOYMENT_STREAM, Sluice } from '../../src/app/sluice.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
@@ -16,10 +16,6 @@ import {
   POOL_RESULT,
   RUN_RESULT,
 } from '../support/e2e-http.js';
-
-// vitest resolves `graphql` to its ESM build for src/ while Pothos and Yoga load the CJS one;
-// two realms break the schema. Give src/ the CJS build too (see the report: vitest.config.ts).
-vi.mock('graphql', async () => (await import('node:module')).createRequire(import.meta.url)('graphql'));
 
 let store: EventStore;
 let sluice: Sluice;

@@ -1,14 +1,10 @@
 /** The queries of the contract's core section, over HTTP through `yoga.fetch` (no port). */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Sluice } from '../../src/app/sluice.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
 import { createSluiceYoga } from '../../src/server.js';
 import { allDecisions, DECISION_FIELDS, Gql, type Json, RUN_FIELDS, RUN_RESULT } from '../support/e2e-http.js';
-
-// vitest resolves `graphql` to its ESM build for src/ while Pothos and Yoga load the CJS one;
-// two realms break the schema. Give src/ the CJS build too (see the report: vitest.config.ts).
-vi.mock('graphql', async () => (await import('node:module')).createRequire(import.meta.url)('graphql'));
 
 let store: EventStore;
 let sluice: Sluice;

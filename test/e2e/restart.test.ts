@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEPLOYMENT_STREAM } from '../../src/app/sluice.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings.js';
@@ -21,10 +21,6 @@ import {
   tempDir,
   waitFor,
 } from '../support/e2e-http.js';
-
-// vitest resolves `graphql` to its ESM build for src/ while Pothos and Yoga load the CJS one;
-// two realms break the schema. Give src/ the CJS build too (see the report: vitest.config.ts).
-vi.mock('graphql', async () => (await import('node:module')).createRequire(import.meta.url)('graphql'));
 
 const ROOT = resolve(import.meta.dirname, '../..');
 

@@ -3,7 +3,7 @@
  * live delivery, the runId and pool filters, `after` replaying then going live with nothing
  * missed or repeated at the seam (also while commands keep coming), and a bad `after`.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import {
@@ -16,10 +16,6 @@ import {
   WsCollector,
   waitFor,
 } from '../support/e2e-http.js';
-
-// vitest resolves `graphql` to its ESM build for src/ while Pothos and Yoga load the CJS one;
-// two realms break the schema. Give src/ the CJS build too (see the report: vitest.config.ts).
-vi.mock('graphql', async () => (await import('node:module')).createRequire(import.meta.url)('graphql'));
 
 let server: RunningServer;
 let gql: Gql;
