@@ -41,6 +41,7 @@ import {
   type StreamingRead,
   type StreamSubscription,
 } from '@eventstore/db-client';
+import { checkExpected, checkMaxCount, checkStream, serializedData } from './checks.js';
 import { ConcurrencyError, StoreUnavailableError, StoreUsageError } from './errors.js';
 import type {
   AppendResult,
@@ -745,51 +746,13 @@ async function collect<T>(read: StreamingRead<T>): Promise<T[]> {
 }
 
 function toEventData(stream: string, event: NewEvent) {
-  if (typeof event.type !== 'string' || event.type.length === 0) {
-    throw new StoreUsageError(`an event of stream ${stream} has no type`);
-  }
-  if (!Number.isInteger(event.schemaVersion)) {
-    throw new StoreUsageError(`event ${event.type} has a schemaVersion that is not an integer`);
-  }
-  let serialized: string | undefined;
-  try {
-    serialized = JSON.stringify(event.data);
-  } catch (error) {
-    throw new StoreUsageError(`event ${event.type} has data that is not JSON: ${String(error)}`);
-  }
-  if (serialized === undefined) throw new StoreUsageError(`event ${event.type} has no data`);
-  if (typeof event.actor !== 'string' || typeof event.at !== 'string') {
-    throw new StoreUsageError(`event ${event.type} needs an actor and an at, both strings`);
-  }
+  serializedData(stream, event);
   // The client serialises `data` with JSON.stringify, which takes any JSON value.
   return jsonEvent<JSONEventType>({
     type: event.type,
     data: event.data as JSONType,
     metadata: { actor: event.actor, at: event.at, schemaVersion: event.schemaVersion },
   });
-}
-
-function checkExpected(stream: string, expected: ExpectedRevision, last: bigint): void {
-  const matches =
-    expected === 'any' ||
-    (expected === 'no_stream' && last === -1n) ||
-    (expected === 'stream_exists' && last >= 0n) ||
-    expected === last;
-  if (!matches) throw new ConcurrencyError(stream, expected, last < 0n ? 'no_stream' : last);
-}
-
-function checkStream(stream: string): void {
-  if (typeof stream !== 'string' || stream.length === 0) {
-    throw new StoreUsageError('a stream name must be a non-empty string');
-  }
-}
-
-function checkMaxCount(maxCount: number | undefined): number | undefined {
-  if (maxCount === undefined) return undefined;
-  if (!Number.isInteger(maxCount) || maxCount < 0) {
-    throw new StoreUsageError(`maxCount must be a non-negative integer, not ${maxCount}`);
-  }
-  return maxCount;
 }
 
 /** $all order: by commit position, then by prepare position within one commit. */

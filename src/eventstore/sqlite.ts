@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { checkExpected, checkMaxCount, checkStream, serializedData } from './checks.js';
 import { ConcurrencyError, CorruptEventError, StoreUnavailableError, StoreUsageError } from './errors.js';
 import type {
   AppendResult,
@@ -373,38 +374,8 @@ function prepare(db: Database.Database) {
   };
 }
 
-function checkExpected(stream: string, expected: ExpectedRevision, last: bigint): void {
-  const matches =
-    expected === 'any' ||
-    (expected === 'no_stream' && last === -1n) ||
-    (expected === 'stream_exists' && last >= 0n) ||
-    expected === last;
-  if (!matches) throw new ConcurrencyError(stream, expected, last < 0n ? 'no_stream' : last);
-}
-
-function checkStream(stream: string): void {
-  if (typeof stream !== 'string' || stream.length === 0) {
-    throw new StoreUsageError('a stream name must be a non-empty string');
-  }
-}
-
 function toRow(stream: string, event: NewEvent) {
-  if (typeof event.type !== 'string' || event.type.length === 0) {
-    throw new StoreUsageError(`an event of stream ${stream} has no type`);
-  }
-  if (!Number.isInteger(event.schemaVersion)) {
-    throw new StoreUsageError(`event ${event.type} has a schemaVersion that is not an integer`);
-  }
-  let data: string | undefined;
-  try {
-    data = JSON.stringify(event.data);
-  } catch (error) {
-    throw new StoreUsageError(`event ${event.type} has data that is not JSON: ${String(error)}`);
-  }
-  if (data === undefined) throw new StoreUsageError(`event ${event.type} has no data`);
-  if (typeof event.actor !== 'string' || typeof event.at !== 'string') {
-    throw new StoreUsageError(`event ${event.type} needs an actor and an at, both strings`);
-  }
+  const data = serializedData(stream, event);
   return {
     stream,
     type: event.type,
@@ -438,11 +409,7 @@ function fromRow(row: EventRow): RecordedEvent {
 
 /** SQLite's LIMIT: a negative one means no limit. */
 function limit(maxCount: number | undefined): number {
-  if (maxCount === undefined) return -1;
-  if (!Number.isInteger(maxCount) || maxCount < 0) {
-    throw new StoreUsageError(`maxCount must be a non-negative integer, not ${maxCount}`);
-  }
-  return maxCount;
+  return checkMaxCount(maxCount) ?? -1;
 }
 
 function errorCode(error: unknown): string | undefined {
