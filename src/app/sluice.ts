@@ -357,15 +357,18 @@ export class Sluice {
   }
 
   /**
-   * Decisions matching the filter: first those already in the log after `after`, then live
-   * ones as they are folded in. The backlog is read and the listener registered in one
+   * Decisions matching the filter as they are folded in, preceded, when `after` is given, by
+   * those already in the log after it. The backlog is read and the listener registered in one
    * synchronous step, so nothing is missed or repeated at the seam.
    */
   decisionStream(filter: DecisionFilter, capacity = 100_000): AsyncIterableIterator<Decision> {
     let unsubscribe = () => {};
     const queue = new AsyncQueue<Decision>(capacity, () => unsubscribe());
-    for (const decision of this.decisionsAfter(filter.after ?? null)) {
-      if (matchesDecision(this.state, decision, filter)) queue.push(decision);
+    // Without `after` the stream is live only; with it, the log after that position comes first.
+    if (filter.after != null) {
+      for (const decision of this.decisionsAfter(filter.after)) {
+        if (matchesDecision(this.state, decision, filter)) queue.push(decision);
+      }
     }
     const listener = (decision: Decision) => {
       if (matchesDecision(this.state, decision, filter)) queue.push(decision);

@@ -170,6 +170,17 @@ function claimOutcome(state: State, run: RunRecord, stepKey: string) {
   return { step, claim: state.claims.get(claimKey(run.id, stepKey)) };
 }
 
+/**
+ * A deadline that has passed wins over whatever a command about the run says: the run ends
+ * as the deadline says, whether or not the monitor's timer has fired yet. Without this a late
+ * heartbeat, start or claim could rescue a run the log already shows as expired.
+ */
+function expiredNow(state: State, run: RunRecord, now: string): DomainEvent[] | null {
+  if (!isInProgress(run.status)) return null;
+  const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= Date.parse(now));
+  return expired ? finish(state, [{ run, status: expired.status, reason: expired.reason }]) : null;
+}
+
 export function decide(command: Command, state: State, context: DecideContext): DomainEvent[] {
   switch (command.type) {
     case 'EnqueueRun': {
@@ -191,6 +202,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
     }
     case 'MarkRunStarted': {
       const run = existingRun(state, command.runId);
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
       if (run.status === 'STARTED') return [];
       if (run.status !== 'STARTING') {
         throw new TransitionNotAllowedError(
@@ -202,6 +215,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
     case 'MarkRunFinished': {
       const status = validateFinalStatus(command.status);
       const run = existingRun(state, command.runId);
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
       if (isFinished(run.status)) {
         if (run.status === status) return [];
         throw new TransitionNotAllowedError(`run ${run.id} already finished as ${run.status}`);
@@ -215,6 +230,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
     }
     case 'TerminateRun': {
       const run = existingRun(state, command.runId);
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
       if (isFinished(run.status)) {
         throw new TransitionNotAllowedError(`run ${run.id} already finished as ${run.status}: nothing to terminate`);
       }
@@ -245,6 +262,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
       const run = existingRun(state, command.runId);
       const stepKey = validateStepKey(command.stepKey);
       const { step, claim } = claimOutcome(state, run, stepKey);
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
       // A repeated claim answers with the claim as it stands.
       if (claim && claim.status !== 'RELEASED') return [];
       if (run.status !== 'STARTING' && run.status !== 'STARTED') {
@@ -267,6 +286,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
       const run = existingRun(state, command.runId);
       const stepKey = validateStepKey(command.stepKey);
       const { claim } = claimOutcome(state, run, stepKey);
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
       if (!claim) {
         throw new TransitionNotAllowedError(`step ${stepKey} of run ${run.id} has not claimed a slot`);
       }
@@ -285,9 +306,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
           `run ${run.id} already finished as ${run.status}${why}: stop working on it`,
         );
       }
-      // A heartbeat after a deadline passed does not bring the run back: it ends now.
-      const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= Date.parse(context.now));
-      if (expired) return finish(state, [{ run, status: expired.status, reason: expired.reason }]);
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
       if (!heartbeatIsDue(run, Date.parse(context.now))) return [];
       return [{ type: 'RunHeartbeatRecorded', data: { runId: run.id } }];
     }

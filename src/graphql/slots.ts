@@ -2,6 +2,7 @@
 import { claimKey, type StepClaim } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../domain/errors.js';
+import { isFinished } from '../domain/run.js';
 import { currentClaimHolds } from '../domain/slots.js';
 import { builder, type GraphQLContext } from './builder.js';
 import { storeErrorsExplicit } from './errors.js';
@@ -35,6 +36,13 @@ const StepSlotResult = builder.errorUnion('StepSlotResult', {
 async function slotCommand(ctx: GraphQLContext, command: Command & { runId: string; stepKey: string }) {
   await storeErrorsExplicit(() => ctx.sluice.execute(command, ctx.actor));
   const claim = ctx.sluice.state.claims.get(claimKey(command.runId, command.stepKey));
+  const run = ctx.sluice.state.runs.get(command.runId);
+  // The run hit a deadline as the claim came in: it ended instead (see decide's expiredNow).
+  if (!claim && run && isFinished(run.status)) {
+    return new TransitionNotAllowedError(
+      `run ${run.id} ended as ${run.status} (${run.finishReason}): no slot to claim`,
+    );
+  }
   if (!claim) throw new Error(`claim ${command.stepKey} of run ${command.runId} missing after ${command.type}`);
   return { claim };
 }

@@ -209,6 +209,19 @@ describe.each<Transport>(['SSE', 'graphql-ws'])('dequeueDecisions over %s', (tra
     expect(received(byRun)).toEqual(allNow.filter((d) => d.runId === 'b'));
   });
 
+  it('given decisions in the log, when subscribing without after, then only decisions made from then on arrive', async () => {
+    await maxRuns(1);
+    await enqueue('a');
+    await enqueue('b');
+    const before = await allDecisions(gql);
+    const c = subscribe(transport, {});
+    // Let the subscription register before the next decision is made.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await finish('a');
+    const all = await allDecisions(gql);
+    expect(await waitForDecisions(c, all.length - before.length)).toEqual(all.slice(before.length));
+  });
+
   it('given decisions in the log, when subscribing with after, then every later one is replayed, then new ones follow, none twice', async () => {
     await maxRuns(1);
     await enqueue('a');
