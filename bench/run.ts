@@ -1,0 +1,33 @@
+/**
+ * Sluice benchmarks: `npm run bench` (or `npx tsx bench/run.ts`). They measure and print; they
+ * assert nothing about timings (tests assert behaviour).
+ *
+ * Environment:
+ *   BENCH_SCALE=0.1          every default size times 0.1 (a quick run)
+ *   BENCH_SECTIONS=1,2       only these sections (1-6; 4 includes 5)
+ *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
+ *   BENCH_RACE_COMMANDS      explicit sizes (comma separated), overriding the scaled defaults
+ */
+import { cpus, platform, release } from 'node:os';
+import { admissionSection } from './admission.js';
+import { e2eSection } from './e2e.js';
+import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
+import { raceSection } from './race.js';
+import { replaySections } from './replay.js';
+import { slotsSection } from './slots.js';
+
+const started = performance.now();
+console.log('# Sluice benchmarks');
+console.log(
+  `node ${process.version}, ${platform()} ${release()}, ${cpus()[0]?.model ?? 'unknown CPU'} ×${cpus().length}; ` +
+    `BENCH_SCALE=${SCALE}; ${load()}; memory metric: ${memoryMetric}`,
+);
+console.log('Timings are wall clock unless marked CPU; on a shared machine compare the CPU figures too.');
+
+if (sectionEnabled(1)) admissionSection();
+if (sectionEnabled(2)) slotsSection();
+if (sectionEnabled(3)) await e2eSection();
+if (sectionEnabled(4) || sectionEnabled(5)) await replaySections();
+if (sectionEnabled(6)) await raceSection();
+
+console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
