@@ -102,7 +102,7 @@ async function openTimed(path: string, checkpointPath: string | null) {
 }
 
 export async function replaySections(): Promise<void> {
-  heading('4. Start-up: replay from scratch vs from a checkpoint (checkpointEvery 1000), memory');
+  heading('4. Start-up: replay from scratch vs from a checkpoint (spacing: 1000 events, or a quarter of the log), memory');
   const targets = sizes('BENCH_REPLAY_EVENTS', [20_000, 100_000], 1_000);
   const t0 = now();
   const { log, boundaries } = generateLog(Math.max(...targets));
@@ -127,7 +127,7 @@ export async function replaySections(): Promise<void> {
     const scratch = await openTimed(f.path, null);
     const retained = retainedBytes() - before;
     const runs = scratch.sluice.state.runIds.length;
-    // One checkpoint of the state at the head: what the server pays every 1000 events, live.
+    // One checkpoint of the state at the head: what the server pays each time one is due.
     const s0 = now();
     const json = serializeState(scratch.sluice.state);
     const serializeMs = now() - s0;
@@ -136,7 +136,7 @@ export async function replaySections(): Promise<void> {
     const deserializeMs = now() - d0;
     checkpointRows.push([fmtCount(f.events), bytes(Buffer.byteLength(json)), fmt(serializeMs), fmt(deserializeMs)]);
     await scratch.close();
-    // First start with a checkpoint store: replays from scratch and writes a checkpoint every 1000.
+    // First start with a checkpoint store: replays from scratch and writes the checkpoints due.
     const writing = await openTimed(f.path, f.checkpointPath);
     await writing.close();
     const fromCheckpoint = await openTimed(f.path, f.checkpointPath);
@@ -173,12 +173,13 @@ export async function replaySections(): Promise<void> {
     ],
     rows,
   );
-  note('"1st start + ckpts": replay from scratch while writing every checkpoint (each serializes the whole state).');
-  note('Checkpoints are never pruned: the checkpoint file keeps one full state per 1000 events.');
+  note('"1st start + ckpts": replay from scratch while writing the checkpoints due (each serializes the whole state).');
+  note('Checkpoints are spaced by 1000 events or a quarter of the log, whichever is more: their number grows');
+  note('with the logarithm of the log and their total size stays a few times one state.');
   console.log();
   table(['one checkpoint at the head', 'size', 'serialize ms', 'deserialize ms'], checkpointRows);
-  note('A checkpoint holds the whole history (every run, decision and wait), and the server writes it');
-  note('synchronously, inside the fold, every 1000 events.');
+  note('A checkpoint holds the whole history (every run, decision and wait). While serving, the server');
+  note('writes one after the command that made it due has answered.');
 
   const longest = fixtures.at(-1);
   if (longest) await snapshotSection(longest);

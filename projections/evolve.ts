@@ -6,6 +6,7 @@
 import { type Constraint, countKeysOf } from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
 import { isInProgress } from '../src/domain/run.js';
+import { PriorityQueue } from './priority-queue.js';
 import {
   claimKey,
   enqueuedRun,
@@ -72,6 +73,19 @@ function setMember(map: Map<string, Set<string>>, key: string, member: string, p
   } else if (set) {
     set.delete(member);
     if (set.size === 0) map.delete(key);
+  }
+}
+
+function waitFor(state: State, claim: StepClaim, waiting: boolean): void {
+  const poolKey = waitingKey(claim.pool);
+  let queue = state.waitingClaims.get(poolKey);
+  const key = claimKey(claim.runId, claim.stepKey);
+  if (waiting) {
+    if (!queue) state.waitingClaims.set(poolKey, (queue = new PriorityQueue()));
+    queue.add(key, claim.priority);
+  } else if (queue) {
+    queue.remove(key, claim.priority);
+    if (queue.size === 0) state.waitingClaims.delete(poolKey);
   }
 }
 
@@ -191,7 +205,7 @@ export function evolve(state: State, event: LoggedEvent): State {
     case 'StepSlotGranted': {
       const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
       const key = claimKey(claim.runId, claim.stepKey);
-      setMember(state.waitingClaims, waitingKey(claim.pool), key, false);
+      waitFor(state, claim, false);
       if (claim.pool !== null) setMember(state.slotHolders, claim.pool, key, true);
       claim.status = 'GRANTED';
       claim.reasons = [];
@@ -213,7 +227,7 @@ export function evolve(state: State, event: LoggedEvent): State {
     case 'StepSlotPending': {
       const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
       const key = claimKey(claim.runId, claim.stepKey);
-      setMember(state.waitingClaims, waitingKey(claim.pool), key, true);
+      waitFor(state, claim, true);
       claim.reasons = event.data.reasons;
       const run = runOf(state, claim.runId);
       run.activeClaims.add(key);
@@ -238,7 +252,7 @@ export function evolve(state: State, event: LoggedEvent): State {
         if (claim.pool !== null) setMember(state.slotHolders, claim.pool, key, false);
         run.stepsHolding--;
       } else {
-        setMember(state.waitingClaims, waitingKey(claim.pool), key, false);
+        waitFor(state, claim, false);
       }
       run.activeClaims.delete(key);
       claim.status = 'RELEASED';

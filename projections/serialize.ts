@@ -4,11 +4,11 @@
  * is refused (the caller then replays from the start).
  */
 import { countKeysOf } from '../src/domain/constraints.js';
-import { RunQueue } from './run-queue.js';
+import { PriorityQueue } from './priority-queue.js';
 import { type Decision, initialState, type RunRecord, recordDecision, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
-export const STATE_FORMAT = 1;
+export const STATE_FORMAT = 2;
 
 type JsonDecision = Omit<Decision, 'position'> & { position: string };
 type JsonRun = Omit<RunRecord, 'activeClaims' | 'decisions'> & { activeClaims: string[] };
@@ -26,6 +26,9 @@ interface JsonState {
   waitingClaims: Array<[string, string[]]>;
   nextClaimSeq: number;
   monitoring: State['monitoring'];
+  /** Kept in their own order (admission order), which reads and timeouts follow. */
+  inProgress: string[];
+  activeRunsByPool: Array<[string, string[]]>;
 }
 
 const setEntries = (map: Map<string, Set<string>>): Array<[string, string[]]> =>
@@ -46,9 +49,11 @@ export function serializeState(state: State): string {
     knownPools: [...state.knownPools],
     claims: [...state.claims.values()],
     slotHolders: setEntries(state.slotHolders),
-    waitingClaims: setEntries(state.waitingClaims),
+    waitingClaims: [...state.waitingClaims].map(([pool, queue]) => [pool, [...queue]]),
     nextClaimSeq: state.nextClaimSeq,
     monitoring: state.monitoring,
+    inProgress: [...state.inProgress],
+    activeRunsByPool: setEntries(state.activeRunsByPool),
   };
   return JSON.stringify(json);
 }
@@ -67,7 +72,7 @@ export function deserializeState(text: string): State {
   state.revision = BigInt(json.revision);
   state.lastEventAt = json.lastEventAt;
   state.config = { ...json.config, poolLimits: new Map(json.config.poolLimits) };
-  state.queue = new RunQueue();
+  state.queue = new PriorityQueue();
   for (const jsonRun of json.runs) {
     const run: RunRecord = { ...jsonRun, activeClaims: new Set(jsonRun.activeClaims), decisions: [] };
     state.runs.set(run.id, run);
@@ -81,13 +86,7 @@ export function deserializeState(text: string): State {
       }
     }
     if (run.status === 'STARTING' || run.status === 'STARTED' || run.status === 'CANCELING') {
-      state.inProgress.add(run.id);
       for (const key of countKeysOf(run)) state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
-      for (const pool of run.pools) {
-        let active = state.activeRunsByPool.get(pool);
-        if (!active) state.activeRunsByPool.set(pool, (active = new Set()));
-        active.add(run.id);
-      }
     }
   }
   for (const d of json.decisions) {
@@ -96,8 +95,14 @@ export function deserializeState(text: string): State {
   state.knownPools = new Set(json.knownPools);
   state.claims = new Map(json.claims.map((c) => [`${c.runId}\u0000${c.stepKey}`, c]));
   state.slotHolders = setMap(json.slotHolders);
-  state.waitingClaims = setMap(json.waitingClaims);
+  for (const [pool, keys] of json.waitingClaims) {
+    const queue = new PriorityQueue();
+    for (const key of keys) queue.add(key, (state.claims.get(key) as StepClaim).priority);
+    state.waitingClaims.set(pool, queue);
+  }
   state.nextClaimSeq = json.nextClaimSeq;
   state.monitoring = json.monitoring;
+  state.inProgress = new Set(json.inProgress);
+  state.activeRunsByPool = setMap(json.activeRunsByPool);
   return state;
 }

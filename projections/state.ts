@@ -6,7 +6,7 @@ import { type ConcurrencyConfig, defaultConcurrencyConfig } from '../src/domain/
 import type { Constraint } from '../src/domain/constraints.js';
 import type { EventData } from '../src/domain/events.js';
 import { poolsOf, type RunStatus, type Step, type Tag } from '../src/domain/run.js';
-import { RunQueue } from './run-queue.js';
+import { PriorityQueue } from './priority-queue.js';
 
 export type DecisionKind = 'ADMITTED' | 'BLOCKED' | 'SLOT_GRANTED' | 'SLOT_PENDING';
 
@@ -92,7 +92,7 @@ export interface State {
   runs: Map<string, RunRecord>;
   /** Every run id in enqueue order. */
   runIds: string[];
-  queue: RunQueue;
+  queue: PriorityQueue;
   /** In-progress runs per count key (see domain/constraints). */
   counts: Map<string, number>;
   /** QUEUED runs per count key other than ALL_RUNS: which runs a limit on that key can hold. */
@@ -111,8 +111,8 @@ export interface State {
   claims: Map<string, StepClaim>;
   /** GRANTED claims per pool. */
   slotHolders: Map<string, Set<string>>;
-  /** PENDING claims per waitingKey. */
-  waitingClaims: Map<string, Set<string>>;
+  /** PENDING claims per waitingKey, in the order they are served (claim priority, then claim order). */
+  waitingClaims: Map<string, PriorityQueue>;
   nextClaimSeq: number;
   monitoring: RunMonitoring;
 }
@@ -124,7 +124,7 @@ export function initialState(): State {
     config: defaultConcurrencyConfig(),
     runs: new Map(),
     runIds: [],
-    queue: new RunQueue(),
+    queue: new PriorityQueue(),
     counts: new Map(),
     queuedByKey: new Map(),
     decisions: [],

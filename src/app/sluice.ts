@@ -19,7 +19,7 @@ import {
   parseEvent,
   UnreadableEventError,
 } from '../domain/events.js';
-import type { CheckpointStore } from '../eventstore/checkpoints.js';
+import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent, Subscription } from '../eventstore/store.js';
 import { AsyncQueue } from './async-queue.js';
@@ -37,7 +37,11 @@ export interface SluiceOptions {
   maxAttempts?: number;
   /** Where to keep checkpoints of the projections; none: always replay from the start. */
   checkpoints?: CheckpointStore;
-  /** A checkpoint every this many events. */
+  /**
+   * The least number of events between checkpoints. The spacing grows with the log (a quarter
+   * of its length), so checkpoints cost a bounded share of the time and of the disk however
+   * long the history gets.
+   */
   checkpointEvery?: number;
   /** Where to report trouble that does not stop the server (a checkpoint that failed). */
   warn?: (message: string) => void;
@@ -99,6 +103,11 @@ export class Sluice {
   private readonly checkpointEvery: number;
   private readonly warn: (message: string) => void;
   private readonly pastStates = new Map<bigint, State>();
+  /** Revision of the newest checkpoint that matches the log; -1n: none. */
+  private lastCheckpoint = -1n;
+  private lastApplied: RecordedEvent | null = null;
+  private checkpointScheduled = false;
+  private replaying = true;
   private readonly stream: string;
   private readonly clock: () => Date;
   private readonly newRunId: () => string;
@@ -132,8 +141,12 @@ export class Sluice {
   static async open(options: SluiceOptions): Promise<Sluice> {
     const sluice = new Sluice(options.store, options);
     const start = await sluice.latestValidCheckpoint(2n ** 63n - 1n);
-    if (start) sluice.current = start;
+    if (start) {
+      sluice.current = start;
+      sluice.lastCheckpoint = start.revision;
+    }
     await sluice.catchUp();
+    sluice.replaying = false;
     sluice.follow();
     await sluice.follower?.caughtUp;
     sluice.caughtUp = true;
@@ -181,7 +194,8 @@ export class Sluice {
     const event = toLoggedEvent(recorded);
     const decisionsBefore = this.state.decisions.length;
     evolve(this.state, event);
-    if ((recorded.revision + 1n) % BigInt(this.checkpointEvery) === 0n) this.checkpoint(recorded);
+    this.lastApplied = recorded;
+    this.maybeCheckpoint();
     for (const listener of this.eventListeners) listener(event);
     for (let i = decisionsBefore; i < this.state.decisions.length; i++) {
       const decision = this.state.decisions[i] as Decision;
@@ -189,23 +203,47 @@ export class Sluice {
     }
   }
 
-  private checkpoint(recorded: RecordedEvent): void {
-    if (!this.checkpoints) return;
-    const hash = eventHash(recorded);
+  /** Events between checkpoints: at least checkpointEvery, else a quarter of the log. */
+  private checkpointSpacing(): bigint {
+    const every = BigInt(this.checkpointEvery);
+    const quarter = (this.lastCheckpoint + 1n) / 4n;
+    return quarter > every ? quarter : every;
+  }
+
+  /**
+   * Writes a checkpoint when one is due. While replaying at start-up it is written at once;
+   * while serving, after the current command has answered: serializing the state takes a while
+   * on a long history and must not delay the command that made it due.
+   */
+  private maybeCheckpoint(): void {
+    if (!this.checkpoints || this.checkpointScheduled) return;
+    if (this.state.revision - this.lastCheckpoint < this.checkpointSpacing()) return;
+    if (this.replaying) {
+      this.writeCheckpoint();
+      return;
+    }
+    this.checkpointScheduled = true;
+    setImmediate(() => {
+      this.checkpointScheduled = false;
+      this.writeCheckpoint();
+    });
+  }
+
+  private writeCheckpoint(): void {
+    const recorded = this.lastApplied;
+    if (!this.checkpoints || this.closed || !recorded || recorded.revision !== this.state.revision) return;
     try {
-      const [existing] = this.checkpoints.atOrBefore(recorded.revision, 1);
-      if (existing?.revision === recorded.revision && existing.eventHash === hash && existing.format === STATE_FORMAT) {
-        return;
-      }
       this.checkpoints.save({
         revision: recorded.revision,
-        eventHash: hash,
+        eventHash: eventHash(recorded),
         format: STATE_FORMAT,
         state: serializeState(this.state),
       });
     } catch (error) {
       this.warn(`checkpoint at position ${recorded.revision} not written: ${(error as Error).message}`);
     }
+    // After a failure too: the next attempt is due a spacing later, not on every event.
+    this.lastCheckpoint = recorded.revision;
   }
 
   /**
@@ -215,7 +253,7 @@ export class Sluice {
   private async latestValidCheckpoint(revision: bigint): Promise<State | null> {
     if (!this.checkpoints) return null;
     for (;;) {
-      let candidates: ReturnType<CheckpointStore['atOrBefore']>;
+      let candidates: CheckpointInfo[];
       try {
         candidates = this.checkpoints.atOrBefore(revision, 3);
       } catch (error) {
@@ -231,12 +269,14 @@ export class Sluice {
           eventHash(event) === candidate.eventHash
         ) {
           try {
-            return deserializeState(candidate.state);
+            const text = this.checkpoints.load(candidate.revision);
+            if (text !== null) return deserializeState(text);
           } catch (error) {
             this.warn(`checkpoint at position ${candidate.revision} unreadable: ${(error as Error).message}`);
           }
+        } else {
+          this.warn(`checkpoint at position ${candidate.revision} does not match the log: ignored`);
         }
-        this.warn(`checkpoint at position ${candidate.revision} does not match the log: ignored`);
         try {
           this.checkpoints.delete(candidate.revision);
         } catch {

@@ -25,7 +25,8 @@ interface RunTimeline {
 
 /** 2h 3m 4s; 1.5s below a minute. */
 export function formatDuration(ms: number): string {
-  if (ms < 60_000) return `${Math.round(ms / 100) / 10}s`;
+  // Below a minute, tenths of a second; what rounds to 60.0 s reads as 1m.
+  if (Math.round(ms / 100) < 600) return `${Math.round(ms / 100) / 10}s`;
   const seconds = Math.round(ms / 1000);
   const h = Math.floor(seconds / 3600);
   const m = Math.floor((seconds % 3600) / 60);

@@ -46,31 +46,38 @@ export interface PassResult {
   blocked: Array<{ run: RunRecord; reasons: Constraint[] }>;
 }
 
-/** The limits of the config that count under a count key, as their limit values. */
-function limitsOnKey(key: string, config: ConcurrencyConfig): number[] {
-  if (key === ALL_RUNS) return config.maxConcurrentRuns >= 0 ? [config.maxConcurrentRuns] : [];
+/** The limits of the config that count under a count key, each with what kind it is. */
+function limitsOnKey(key: string, config: ConcurrencyConfig): Array<{ kind: string; limit: number }> {
+  if (key === ALL_RUNS) return config.maxConcurrentRuns >= 0 ? [{ kind: 'runs', limit: config.maxConcurrentRuns }] : [];
   const [kind, first, second] = key.split('\u0000');
   if (first === undefined) return [];
-  const limits: number[] = [];
+  const limits: Array<{ kind: string; limit: number }> = [];
   if (kind === 'k') {
     for (const l of config.tagConcurrencyLimits) {
-      if (l.key === first && l.value === null && !l.applyLimitPerUniqueValue) limits.push(l.limit);
+      if (l.key === first && l.value === null && !l.applyLimitPerUniqueValue)
+        limits.push({ kind: 'key', limit: l.limit });
     }
   } else if (kind === 'v') {
     for (const l of config.tagConcurrencyLimits) {
-      if (l.key === first && (l.applyLimitPerUniqueValue || l.value === second)) limits.push(l.limit);
+      if (l.key !== first) continue;
+      if (l.applyLimitPerUniqueValue) limits.push({ kind: 'each', limit: l.limit });
+      else if (l.value === second) limits.push({ kind: 'value', limit: l.limit });
     }
   } else if (kind === 'p' && config.poolGranularity === 'RUN') {
     const limit = poolLimitOf(config, first);
-    if (limit !== null) limits.push(limit);
+    if (limit !== null) limits.push({ kind: 'pool', limit });
   }
   return limits;
 }
 
-/** Which limits on a key are full, as a comparable string. */
+/**
+ * Which limits on a key are full, as a comparable string. Only fullness counts, not the
+ * limit's value: a limit edited from 10 to 20 that stays full holds the same runs.
+ */
 function fullness(key: string, config: ConcurrencyConfig, count: number): string {
   return limitsOnKey(key, config)
-    .map((limit) => (count >= limit ? `${limit}!` : `${limit}`))
+    .map(({ kind, limit }) => `${kind}${count >= limit ? '!' : ''}`)
+    .sort()
     .join(',');
 }
 
@@ -100,7 +107,7 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   for (const key of change.editedKeys ?? []) addSubjects(key);
   for (const key of delta.keys()) {
     const before = countBefore(key);
-    if (limitsOnKey(key, configBefore).some((limit) => before >= limit && count(key) < limit)) {
+    if (limitsOnKey(key, configBefore).some(({ limit }) => before >= limit && count(key) < limit)) {
       addSubjects(key);
     }
   }
@@ -109,23 +116,27 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     const run = state.runs.get(id);
     return run?.status === 'QUEUED' ? run : undefined;
   };
-  let candidates: RunRecord[];
-  if (everyone) {
-    candidates = [];
+  // Candidates in queue order. With `everyone`, the queue is walked lazily: the walk stops as
+  // soon as the global limit is full, so freeing one place costs what it admits, not the queue.
+  function* inOrder(): Generator<RunRecord> {
+    // The new run is the newest of its priority: after every run of equal or higher priority.
+    let enqueued = change.enqueued;
     for (const id of state.queue.inOrder()) {
       const run = queued(id);
-      if (run) candidates.push(run);
+      if (!run) continue;
+      if (enqueued && run.priority < enqueued.priority) {
+        yield enqueued;
+        enqueued = undefined;
+      }
+      yield run;
     }
-    if (change.enqueued) {
-      // Newest of its priority: after every run of equal or higher priority.
-      const at = candidates.findIndex((r) => r.priority < (change.enqueued as RunRecord).priority);
-      candidates.splice(at === -1 ? candidates.length : at, 0, change.enqueued);
-    }
-  } else {
-    candidates = [...candidateIds].flatMap((id) => queued(id) ?? []);
-    if (change.enqueued) candidates.push(change.enqueued);
-    candidates.sort(inQueueOrder);
+    if (enqueued) yield enqueued;
   }
+  const candidates: Iterable<RunRecord> = everyone
+    ? inOrder()
+    : [...[...candidateIds].flatMap((id) => queued(id) ?? []), ...(change.enqueued ? [change.enqueued] : [])].sort(
+        inQueueOrder,
+      );
 
   const limitsCache = new Map<string, ApplicableLimit[]>();
   const limitsOf = (run: RunRecord) => {
@@ -140,9 +151,11 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
 
   const admitted: RunRecord[] = [];
   const admittedIds = new Set<string>();
+  const evaluated: RunRecord[] = [];
   for (const run of candidates) {
     // Every run is under the global limit: once it is full, nobody else gets in.
     if (globalFull()) break;
+    evaluated.push(run);
     if (limitsOf(run).every((l) => count(l.countKey) < l.limit)) {
       admitted.push(run);
       admittedIds.add(run.id);
@@ -150,26 +163,25 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     }
   }
 
-  // Reasons: every candidate left queued, and every queued run under a key whose fullness
-  // changed between before the command and after the pass.
+  // Reasons: runs considered and left queued, runs under an edited key, the new run, and
+  // every queued run under a key whose fullness changed between before the command and after
+  // the pass. Any other queued run is held by a limit that stayed full, as recorded.
   const recheck = new Map<string, RunRecord>();
-  for (const run of candidates) if (!admittedIds.has(run.id)) recheck.set(run.id, run);
+  const recheckRun = (run: RunRecord | undefined) => {
+    if (run && !admittedIds.has(run.id)) recheck.set(run.id, run);
+  };
+  for (const run of everyone ? evaluated : (candidates as RunRecord[])) recheckRun(run);
+  recheckRun(change.enqueued);
   let recheckEveryone = false;
-  for (const key of delta.keys()) {
-    if (fullness(key, configBefore, countBefore(key)) === fullness(key, config, count(key))) continue;
+  const subjectsOf = (key: string) => {
     if (key === ALL_RUNS) recheckEveryone = true;
-    else
-      for (const id of state.queuedByKey.get(key) ?? []) {
-        const run = queued(id);
-        if (run && !admittedIds.has(id)) recheck.set(id, run);
-      }
+    else for (const id of state.queuedByKey.get(key) ?? []) recheckRun(queued(id));
+  };
+  for (const key of change.editedKeys ?? []) if (key !== ALL_RUNS) subjectsOf(key);
+  for (const key of new Set([...delta.keys(), ...(change.editedKeys ?? [])])) {
+    if (fullness(key, configBefore, countBefore(key)) !== fullness(key, config, count(key))) subjectsOf(key);
   }
-  if (recheckEveryone) {
-    for (const id of state.queue.inOrder()) {
-      const run = queued(id);
-      if (run && !admittedIds.has(id)) recheck.set(id, run);
-    }
-  }
+  if (recheckEveryone) for (const id of state.queue.inOrder()) recheckRun(queued(id));
 
   const blocked: PassResult['blocked'] = [];
   for (const run of [...recheck.values()].sort(inQueueOrder)) {

@@ -68,6 +68,11 @@ const name = (what: string) =>
     .max(LIMITS.maxNameLength, `${what} must be at most ${LIMITS.maxNameLength} characters`)
     .refine((s) => !s.includes('\u0000'), `${what} must not contain NUL characters`);
 
+// Built once: a zod schema costs tens of microseconds to build, more than checking a value.
+const runIdSchema = name('run id');
+const poolNameSchema = name('pool name');
+const stepKeySchema = name('step key');
+
 const limitValue = z
   .number()
   .int(`must be an integer from 0 to ${LIMITS.maxLimit}`)
@@ -109,6 +114,8 @@ const tagLimitSchema = z.object({
   applyLimitPerUniqueValue: z.boolean().nullish(),
   limit: limitValue,
 });
+
+const tagLimitsSchema = z.array(tagLimitSchema).max(LIMITS.maxTagLimits, `at most ${LIMITS.maxTagLimits} tag limits`);
 
 function parse<T>(schema: z.ZodType<T>, input: unknown, prefix: string): T {
   const result = schema.safeParse(input);
@@ -177,7 +184,7 @@ export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
 }
 
 export function validateRunId(runId: unknown, field = 'runId'): string {
-  return parse(name('run id'), runId, field);
+  return parse(runIdSchema, runId, field);
 }
 
 export function validateFinalStatus(status: unknown): FinalStatus {
@@ -188,16 +195,15 @@ export function validateFinalStatus(status: unknown): FinalStatus {
   );
 }
 
+const maxRunsMessage = `must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`;
+const maxConcurrentRunsSchema = z
+  .number()
+  .int(maxRunsMessage)
+  .min(-1, maxRunsMessage)
+  .max(LIMITS.maxLimit, maxRunsMessage);
+
 export function validateMaxConcurrentRuns(limit: unknown, field = 'limit'): number {
-  return parse(
-    z
-      .number()
-      .int(`must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`)
-      .min(-1, `must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`)
-      .max(LIMITS.maxLimit, `must be -1 (no limit) or an integer from 0 to ${LIMITS.maxLimit}`),
-    limit,
-    field,
-  );
+  return parse(maxConcurrentRunsSchema, limit, field);
 }
 
 export function validateLimit(limit: unknown, field = 'limit'): number {
@@ -205,7 +211,7 @@ export function validateLimit(limit: unknown, field = 'limit'): number {
 }
 
 export function validatePoolName(pool: unknown, field = 'pool'): string {
-  return parse(name('pool name'), pool, field);
+  return parse(poolNameSchema, pool, field);
 }
 
 export function validateGranularity(granularity: unknown, field = 'granularity'): PoolGranularity {
@@ -214,11 +220,7 @@ export function validateGranularity(granularity: unknown, field = 'granularity')
 }
 
 export function validateTagLimits(limits: unknown, field = 'limits'): TagConcurrencyLimit[] {
-  const valid = parse(
-    z.array(tagLimitSchema).max(LIMITS.maxTagLimits, `at most ${LIMITS.maxTagLimits} tag limits`),
-    limits,
-    field,
-  );
+  const valid = parse(tagLimitsSchema, limits, field);
   const seen = new Set<string>();
   return valid.map((l, i) => {
     const perUnique = l.applyLimitPerUniqueValue ?? false;
@@ -238,11 +240,13 @@ export function validateTagLimits(limits: unknown, field = 'limits'): TagConcurr
 }
 
 export function validateStepKey(stepKey: unknown): string {
-  return parse(name('step key'), stepKey, 'stepKey');
+  return parse(stepKeySchema, stepKey, 'stepKey');
 }
 
+const timeoutSchema = int32('timeout', 1, 7 * 24 * 3600);
+
 export function validateTimeout(seconds: unknown, field: string): number {
-  return parse(int32('timeout', 1, 7 * 24 * 3600), seconds, field);
+  return parse(timeoutSchema, seconds, field);
 }
 
 export function validateConfigChange(change: ConfigChangeInput): ConfigEdits {

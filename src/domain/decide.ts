@@ -135,12 +135,14 @@ function editConfig(state: State, edits: ConfigEdits): DomainEvent[] {
     config.poolGranularity = edits.poolGranularity;
     events.push({ type: 'PoolGranularitySet', data: { granularity: edits.poolGranularity } });
     editedKeys.add(ALL_RUNS);
+    for (const pool of state.knownPools) editedKeys.add(poolCount(pool));
     editedPools.add(ALL_POOLS);
   }
   if (edits.defaultPoolLimit !== undefined && edits.defaultPoolLimit !== before.defaultPoolLimit) {
     config.defaultPoolLimit = edits.defaultPoolLimit;
     events.push({ type: 'DefaultPoolLimitSet', data: { limit: edits.defaultPoolLimit } });
     editedKeys.add(ALL_RUNS);
+    for (const pool of state.knownPools) editedKeys.add(poolCount(pool));
     editedPools.add(ALL_POOLS);
   }
   for (const { pool, limit } of edits.poolLimits ?? []) {
@@ -202,14 +204,14 @@ export function decide(command: Command, state: State, context: DecideContext): 
     }
     case 'MarkRunStarted': {
       const run = existingRun(state, command.runId);
-      const expired = expiredNow(state, run, context.now);
-      if (expired) return expired;
-      if (run.status === 'STARTED') return [];
-      if (run.status !== 'STARTING') {
+      if (run.status !== 'STARTING' && run.status !== 'STARTED') {
         throw new TransitionNotAllowedError(
           `run ${run.id} is ${run.status}: only an admitted (STARTING) run can be marked started`,
         );
       }
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
+      if (run.status === 'STARTED') return [];
       return [{ type: 'RunStarted', data: { runId: run.id } }];
     }
     case 'MarkRunFinished': {
@@ -262,15 +264,16 @@ export function decide(command: Command, state: State, context: DecideContext): 
       const run = existingRun(state, command.runId);
       const stepKey = validateStepKey(command.stepKey);
       const { step, claim } = claimOutcome(state, run, stepKey);
-      const expired = expiredNow(state, run, context.now);
-      if (expired) return expired;
-      // A repeated claim answers with the claim as it stands.
-      if (claim && claim.status !== 'RELEASED') return [];
-      if (run.status !== 'STARTING' && run.status !== 'STARTED') {
+      const active = claim !== undefined && claim.status !== 'RELEASED';
+      if (!active && run.status !== 'STARTING' && run.status !== 'STARTED') {
         throw new TransitionNotAllowedError(
           `run ${run.id} is ${run.status}: only a STARTING or STARTED run's steps can claim slots`,
         );
       }
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
+      // A repeated claim answers with the claim as it stands.
+      if (active) return [];
       const draft: StepClaim = {
         runId: run.id,
         stepKey,
@@ -286,11 +289,11 @@ export function decide(command: Command, state: State, context: DecideContext): 
       const run = existingRun(state, command.runId);
       const stepKey = validateStepKey(command.stepKey);
       const { claim } = claimOutcome(state, run, stepKey);
-      const expired = expiredNow(state, run, context.now);
-      if (expired) return expired;
       if (!claim) {
         throw new TransitionNotAllowedError(`step ${stepKey} of run ${run.id} has not claimed a slot`);
       }
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
       if (claim.status === 'RELEASED') return [];
       const released: DomainEvent = {
         type: 'StepSlotReleased',

@@ -11,7 +11,7 @@
  * in a pool that freed or changed, and those of a run that freed a slot.
  */
 import type { RunRecord, State, StepClaim } from '../../projections/state.js';
-import { claimKey, waitingKey } from '../../projections/state.js';
+import { claimKey } from '../../projections/state.js';
 import type { ConcurrencyConfig } from './config.js';
 import { type Constraint, describeLimit, poolLimitOf, sameConstraintSet } from './constraints.js';
 
@@ -91,18 +91,43 @@ export function slotPass(state: State, change: SlotChange): SlotPassResult {
   const waitingOfRun = (runId: string) =>
     [...(state.runs.get(runId)?.activeClaims ?? [])].flatMap((k) => waiting(k) ?? []);
 
-  const candidates = new Map<string, StepClaim>();
-  const consider = (claims: StepClaim[]) => {
-    for (const c of claims) candidates.set(claimKey(c.runId, c.stepKey), c);
-  };
-  if (change.editedPools?.has(ALL_POOLS)) {
-    for (const poolKey of state.waitingClaims.keys()) consider(waitingIn(poolKey));
-  } else {
-    for (const poolKey of change.editedPools ?? []) consider(waitingIn(poolKey));
+  // Candidates come from sources already in serving order: the waiting queue of a pool that
+  // freed a slot or had its limit edited, the waiting claims of a run that freed a slot, the
+  // new claim. They are merged lazily and a pool's queue is left as soon as the pool is full,
+  // so a release costs what it grants, not the length of the queue.
+  interface Source {
+    claims: Iterator<StepClaim>;
+    head: StepClaim | undefined;
+    /** A pool whose fullness ends this source: nothing further in it can be granted. */
+    until: string | null;
   }
-  for (const pool of poolDelta.keys()) consider(waitingIn(waitingKey(pool)));
-  for (const runId of runDelta.keys()) consider(waitingOfRun(runId));
-  if (change.claimed) consider([change.claimed]);
+  const seen = new Set<string>();
+  const keyOf = (c: StepClaim) => claimKey(c.runId, c.stepKey);
+  function* claimsOf(keys: Iterable<string>): Generator<StepClaim> {
+    for (const key of keys) {
+      const claim = waiting(key);
+      if (claim) yield claim;
+    }
+  }
+  const sources: Source[] = [];
+  const addSource = (claims: Iterable<StepClaim>, until: string | null) =>
+    sources.push({ claims: claims[Symbol.iterator](), head: undefined, until });
+  const limitOfPool = (pool: string) =>
+    config.poolGranularity === 'OP' && pool !== '' ? poolLimitOf(config, pool) : null;
+  const poolFullNow = (pool: string) => {
+    const limit = limitOfPool(pool);
+    return limit !== null && inPool(pool) >= limit;
+  };
+  const edited = new Set(change.editedPools?.has(ALL_POOLS) ? state.waitingClaims.keys() : change.editedPools);
+  for (const pool of new Set([...poolDelta.keys(), ...edited])) {
+    const queue = state.waitingClaims.get(pool);
+    if (!queue) continue;
+    // In a pool without a limit, claims wait only for their own run: the run's source has them.
+    if (limitOfPool(pool) !== null) addSource(claimsOf(queue), pool);
+    else if (edited.has(pool)) addSource(claimsOf(queue), null);
+  }
+  for (const runId of runDelta.keys()) addSource(waitingOfRun(runId).sort(inClaimOrder), null);
+  if (change.claimed) addSource([change.claimed], null);
 
   const granted: StepClaim[] = [];
   const grantedKeys = new Set<string>();
@@ -110,12 +135,34 @@ export function slotPass(state: State, change: SlotChange): SlotPassResult {
   const touchedRuns = new Set<string>();
   const inUseFor = (claim: StepClaim, limit: StepLimit) =>
     limit.kind === 'POOL_LIMIT' ? inPool(claim.pool as string) : heldByRun(runOf(claim));
+  const advance = (source: Source) => {
+    for (;;) {
+      const next = source.claims.next();
+      source.head = next.done ? undefined : next.value;
+      if (!source.head || !seen.has(keyOf(source.head))) return;
+    }
+  };
+  for (const source of sources) advance(source);
 
-  for (const claim of [...candidates.values()].sort(inClaimOrder)) {
+  for (;;) {
+    let best: Source | undefined;
+    for (const source of sources) {
+      if (source.head && seen.has(keyOf(source.head))) advance(source);
+      if (!source.head) continue;
+      if (source.until !== null && poolFullNow(source.until)) {
+        source.head = undefined;
+        continue;
+      }
+      if (!best?.head || inClaimOrder(source.head, best.head) < 0) best = source;
+    }
+    const claim = best?.head;
+    if (!best || !claim) break;
+    seen.add(keyOf(claim));
+    advance(best);
     const run = runOf(claim);
     if (stepLimitsOf(claim, run, config).every((l) => inUseFor(claim, l) < l.limit)) {
       granted.push(claim);
-      grantedKeys.add(claimKey(claim.runId, claim.stepKey));
+      grantedKeys.add(keyOf(claim));
       if (claim.pool !== null) {
         add(poolDelta, claim.pool, 1);
         touchedPools.add(claim.pool);
@@ -125,16 +172,34 @@ export function slotPass(state: State, change: SlotChange): SlotPassResult {
     }
   }
 
-  // Reasons: candidates left waiting, and waiters whose pool or run filled up in this pass.
-  const recheck = new Map([...candidates].filter(([key]) => !grantedKeys.has(key)));
+  // Reasons change only where fullness changed: a pool or a run that filled up or got room
+  // between before the command and after the pass (limit edits included). Waiters elsewhere
+  // are held by what held them, as recorded.
+  const recheck = new Map<string, StepClaim>();
   const recheckAll = (claims: StepClaim[]) => {
     for (const c of claims) {
       const key = claimKey(c.runId, c.stepKey);
       if (!grantedKeys.has(key)) recheck.set(key, c);
     }
   };
-  for (const pool of touchedPools) recheckAll(waitingIn(pool));
-  for (const runId of touchedRuns) recheckAll(waitingOfRun(runId));
+  if (change.claimed) recheckAll([change.claimed]);
+  const poolFull = (pool: string, cfg: ConcurrencyConfig, held: number) => {
+    if (cfg.poolGranularity !== 'OP' || pool === '') return false;
+    const limit = poolLimitOf(cfg, pool);
+    return limit !== null && held >= limit;
+  };
+  const poolsToCheck = new Set<string>([...poolDelta.keys(), ...touchedPools]);
+  if (change.editedPools?.has(ALL_POOLS)) for (const pool of state.waitingClaims.keys()) poolsToCheck.add(pool);
+  else for (const pool of change.editedPools ?? []) poolsToCheck.add(pool);
+  for (const pool of poolsToCheck) {
+    const before = poolFull(pool, state.config, state.slotHolders.get(pool)?.size ?? 0);
+    if (before !== poolFull(pool, config, inPool(pool))) recheckAll(waitingIn(pool));
+  }
+  for (const runId of new Set([...runDelta.keys(), ...touchedRuns])) {
+    const run = state.runs.get(runId) as RunRecord;
+    const max = run.maxConcurrentSteps;
+    if (max !== null && run.stepsHolding >= max !== heldByRun(run) >= max) recheckAll(waitingOfRun(runId));
+  }
 
   const pending: SlotPassResult['pending'] = [];
   for (const claim of [...recheck.values()].sort(inClaimOrder)) {

@@ -8,20 +8,25 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreUnavailableError } from './errors.js';
 
-export interface Checkpoint {
+export interface CheckpointInfo {
   /** Revision of the last event folded into the state. */
   revision: bigint;
   /** Hash of that event (see eventHash), to tell whether the log still holds it. */
   eventHash: string;
   /** Format of the serialized state. */
   format: number;
+}
+
+export interface Checkpoint extends CheckpointInfo {
   state: string;
 }
 
 export interface CheckpointStore {
   save(checkpoint: Checkpoint): void;
-  /** The checkpoints at or before a revision, latest first. */
-  atOrBefore(revision: bigint, limit?: number): Checkpoint[];
+  /** The checkpoints at or before a revision, latest first, without their (large) states. */
+  atOrBefore(revision: bigint, limit?: number): CheckpointInfo[];
+  /** The serialized state of one checkpoint, or null when it is gone. */
+  load(revision: bigint): string | null;
   delete(revision: bigint): void;
   close(): void;
 }
@@ -31,7 +36,10 @@ export function openCheckpointStore(path: string): CheckpointStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.defaultSafeIntegers(true);
-  if (path !== ':memory:') db.pragma('journal_mode = WAL');
+  if (path !== ':memory:') {
+    db.pragma('journal_mode = WAL');
+    db.pragma('busy_timeout = 5000');
+  }
   db.exec(`CREATE TABLE IF NOT EXISTS checkpoints (
     revision INTEGER PRIMARY KEY,
     event_hash TEXT NOT NULL,
@@ -42,8 +50,9 @@ export function openCheckpointStore(path: string): CheckpointStore {
     'INSERT OR REPLACE INTO checkpoints (revision, event_hash, format, state) VALUES (?, ?, ?, ?)',
   );
   const select = db.prepare(
-    'SELECT revision, event_hash, format, state FROM checkpoints WHERE revision <= ? ORDER BY revision DESC LIMIT ?',
+    'SELECT revision, event_hash, format FROM checkpoints WHERE revision <= ? ORDER BY revision DESC LIMIT ?',
   );
+  const selectState = db.prepare('SELECT state FROM checkpoints WHERE revision = ?');
   const remove = db.prepare('DELETE FROM checkpoints WHERE revision = ?');
   const guard = <T>(what: string, work: () => T): T => {
     try {
@@ -56,15 +65,14 @@ export function openCheckpointStore(path: string): CheckpointStore {
     save: (c) => guard('save', () => void insert.run(c.revision, c.eventHash, c.format, c.state)),
     atOrBefore: (revision, limit = 3) =>
       guard('read', () =>
-        (
-          select.all(revision, limit) as Array<{ revision: bigint; event_hash: string; format: bigint; state: string }>
-        ).map((row) => ({
+        (select.all(revision, limit) as Array<{ revision: bigint; event_hash: string; format: bigint }>).map((row) => ({
           revision: row.revision,
           eventHash: row.event_hash,
           format: Number(row.format),
-          state: row.state,
         })),
       ),
+    load: (revision) =>
+      guard('read', () => (selectState.get(revision) as { state: string } | undefined)?.state ?? null),
     delete: (revision) => guard('delete', () => void remove.run(revision)),
     close: () => db.close(),
   };

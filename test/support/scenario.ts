@@ -14,7 +14,7 @@
  * - afterwards, the invariants of reference.invariantProblems hold.
  */
 import { evolve } from '../../projections/evolve.js';
-import { RunQueue } from '../../projections/run-queue.js';
+import { PriorityQueue } from '../../projections/priority-queue.js';
 import { type Decision, initialState, type RunRecord, type State, type WaitInterval } from '../../projections/state.js';
 import type { Command, EnqueueRunInput, TagConcurrencyLimitInput } from '../../src/domain/commands.js';
 import { type Constraint, constraintIdentity } from '../../src/domain/constraints.js';
@@ -137,7 +137,7 @@ function plain(value: unknown): unknown {
       ([k]) => k,
     );
   if (value instanceof Set) return sortedBy([...value].map(plain), (v) => v);
-  if (value instanceof RunQueue) return { inOrder: [...value.inOrder()], size: value.size };
+  if (value instanceof PriorityQueue) return { inOrder: [...value.inOrder()], size: value.size };
   const object = value as Record<string, unknown>;
   return Object.fromEntries(
     Object.keys(object)
@@ -166,8 +166,8 @@ export function stateDifference(a: State, b: State): string | null {
 function difference(a: unknown, b: unknown, path: string): string | null {
   if (a === b) return null;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return path;
-  if (a instanceof RunQueue || b instanceof RunQueue) {
-    if (!(a instanceof RunQueue && b instanceof RunQueue) || a.size !== b.size) return path;
+  if (a instanceof PriorityQueue || b instanceof PriorityQueue) {
+    if (!(a instanceof PriorityQueue && b instanceof PriorityQueue) || a.size !== b.size) return path;
     return difference([...a.inOrder()], [...b.inOrder()], `${path}.inOrder`);
   }
   if (a instanceof Map || b instanceof Map) {

@@ -186,7 +186,7 @@ export function slotInvariantProblems(state: State): string[] {
       }
     }
   }
-  const compare = (what: string, actual: Map<string, Set<string>>, expected: Map<string, string[]>) => {
+  const compare = (what: string, actual: ReadonlyMap<string, Iterable<string>>, expected: Map<string, string[]>) => {
     const a = JSON.stringify([...actual].map(([k, v]) => [k, sortedKeys(v)]).sort());
     const b = JSON.stringify([...expected].map(([k, v]) => [k, sortedKeys(v)]).sort());
     if (a !== b) problems.push(`${what} ${readable(a)}, recount ${readable(b)}`);

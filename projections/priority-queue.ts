@@ -1,9 +1,9 @@
 /**
- * QUEUED runs in admission order: priority descending, then enqueue order. Runs of one
- * priority sit in an insertion-ordered set, so enqueue and removal cost O(1) and a walk in
- * order never sorts.
+ * Ids in priority order: priority descending, then insertion order. Used for QUEUED runs
+ * (admission order) and for claims waiting in a pool. Ids of one priority sit in an
+ * insertion-ordered set, so adding and removing cost O(1) and a walk in order never sorts.
  */
-export class RunQueue {
+export class PriorityQueue {
   private readonly buckets = new Map<number, Set<string>>();
   /** Priorities that have runs, highest first. */
   private priorities: number[] = [];
@@ -13,27 +13,35 @@ export class RunQueue {
     return this.count;
   }
 
-  add(runId: string, priority: number): void {
+  has(id: string, priority: number): boolean {
+    return this.buckets.get(priority)?.has(id) ?? false;
+  }
+
+  add(id: string, priority: number): void {
     let bucket = this.buckets.get(priority);
     if (!bucket) {
       bucket = new Set();
       this.buckets.set(priority, bucket);
       this.priorities = [...this.priorities, priority].sort((a, b) => b - a);
     }
-    if (!bucket.has(runId)) {
-      bucket.add(runId);
+    if (!bucket.has(id)) {
+      bucket.add(id);
       this.count++;
     }
   }
 
-  remove(runId: string, priority: number): void {
+  remove(id: string, priority: number): void {
     const bucket = this.buckets.get(priority);
-    if (!bucket?.delete(runId)) return;
+    if (!bucket?.delete(id)) return;
     this.count--;
     if (bucket.size === 0) {
       this.buckets.delete(priority);
       this.priorities = this.priorities.filter((p) => p !== priority);
     }
+  }
+
+  [Symbol.iterator](): IterableIterator<string> {
+    return this.inOrder();
   }
 
   *inOrder(): IterableIterator<string> {
