@@ -252,15 +252,17 @@ export class Sluice {
    */
   private async latestValidCheckpoint(revision: bigint): Promise<State | null> {
     if (!this.checkpoints) return null;
-    for (;;) {
+    // Walk down from the newest: a stale checkpoint that cannot be deleted is passed over.
+    for (let upTo = revision; upTo >= 0n; ) {
       let candidates: CheckpointInfo[];
       try {
-        candidates = this.checkpoints.atOrBefore(revision, 3);
+        candidates = this.checkpoints.atOrBefore(upTo, 3);
       } catch (error) {
         this.warn((error as Error).message);
         return null;
       }
       if (candidates.length === 0) return null;
+      upTo = (candidates.at(-1) as CheckpointInfo).revision - 1n;
       for (const candidate of candidates) {
         const [event] = await this.store.readStream(this.stream, { fromRevision: candidate.revision, maxCount: 1 });
         if (
@@ -284,6 +286,7 @@ export class Sluice {
         }
       }
     }
+    return null;
   }
 
   /**
