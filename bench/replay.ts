@@ -102,7 +102,9 @@ async function openTimed(path: string, checkpointPath: string | null) {
 }
 
 export async function replaySections(): Promise<void> {
-  heading('4. Start-up: replay from scratch vs from a checkpoint (spacing: 1000 events, or a quarter of the log), memory');
+  heading(
+    '4. Start-up: replay from scratch vs from a checkpoint (spacing: 1000 events, or a quarter of the log), memory',
+  );
   const targets = sizes('BENCH_REPLAY_EVENTS', [20_000, 100_000], 1_000);
   const t0 = now();
   const { log, boundaries } = generateLog(Math.max(...targets));
