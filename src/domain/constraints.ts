@@ -37,15 +37,7 @@ export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[
 }
 
 /** A limit that applies to a particular run, with the key it counts under. */
-export interface ApplicableLimit {
-  countKey: string;
-  kind: ConstraintKind;
-  key: string | null;
-  value: string | null;
-  pool: string | null;
-  perUniqueValue: boolean;
-  limit: number;
-}
+export type ApplicableLimit = Omit<Constraint, 'inUse' | 'message'> & { countKey: string };
 
 /** The limit a pool has: its own, else the default, else none (null). */
 export function poolLimitOf(config: ConcurrencyConfig, pool: string): number | null {
