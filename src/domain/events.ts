@@ -101,13 +101,6 @@ export type LoggedEvent = DomainEvent & {
 
 export const CURRENT_SCHEMA_VERSION = 1;
 
-export const DECISION_EVENT_TYPES = new Set<EventType>([
-  'RunAdmitted',
-  'RunBlocked',
-  'StepSlotGranted',
-  'StepSlotPending',
-]);
-
 export class UnreadableEventError extends Error {
   override readonly name = 'UnreadableEventError';
 }

@@ -4,8 +4,6 @@ export type RunStatus = 'QUEUED' | 'STARTING' | 'STARTED' | 'CANCELING' | 'SUCCE
 
 export type FinalStatus = 'SUCCESS' | 'FAILURE' | 'CANCELED';
 
-export const FINAL_STATUSES: readonly FinalStatus[] = ['SUCCESS', 'FAILURE', 'CANCELED'];
-
 export interface Tag {
   key: string;
   value: string;

@@ -48,5 +48,3 @@ export async function storeErrorsExplicit<T>(work: () => Promise<T>): Promise<T>
     throw error;
   }
 }
-
-export const DOMAIN_ERRORS = [InvalidInputError, RunNotFoundError, TransitionNotAllowedError] as const;
