@@ -7,7 +7,7 @@ import { currentClaimHolds } from '../domain/slots.js';
 import { builder, type GraphQLContext } from './builder.js';
 import { storeErrorsExplicit } from './errors.js';
 import { RunResult, runCommand } from './mutation.js';
-import { ConstraintType } from './types.js';
+import { ConstraintType, RunType } from './types.js';
 
 export const StepSlotClaimType = builder.objectRef<StepClaim>('StepSlotClaim').implement({
   fields: (t) => ({
@@ -69,3 +69,12 @@ builder.mutationFields((t) => ({
     resolve: (_root, { runId }, ctx) => runCommand(ctx, { type: 'Heartbeat', runId: String(runId) }),
   }),
 }));
+
+builder.objectField(RunType, 'stepClaims', (t) =>
+  t.field({
+    type: [StepSlotClaimType],
+    description: "The run's step claims as they stand now, in step order: granted, waiting (with what holds them) or released.",
+    resolve: (run, _args, ctx) =>
+      run.steps.flatMap((step) => ctx.sluice.state.claims.get(claimKey(run.id, step.key)) ?? []),
+  }),
+);

@@ -201,6 +201,25 @@ describe('claimStepSlot', () => {
   });
 });
 
+describe('Run.stepClaims', () => {
+  it('given a run with a held, a waiting and an unclaimed step, when it is read, then each claim shows as it stands, in step order', async () => {
+    await contended();
+    await enqueue({ runId: 'c', jobName: 'etl', steps: [{ key: 'z' }, { key: 'w', pool: 'db' }, { key: 'v' }] });
+    await started('c');
+    await claim('a', 'x');
+    await claim('c', 'w');
+    await claim('c', 'z');
+    await release('c', 'z');
+    const { run } = await gql.data(
+      `{ run(id: "c") { stepClaims { stepKey pool granted released reasons { ${CONSTRAINT} } } } }`,
+    );
+    expect(run.stepClaims).toEqual([
+      { stepKey: 'z', pool: null, granted: false, released: true, reasons: [] },
+      { stepKey: 'w', pool: 'db', granted: false, released: false, reasons: [poolHold('db', 1, 1)] },
+    ]);
+  });
+});
+
 describe('releaseStepSlot', () => {
   it('given a held slot and a waiting step, when the slot is released, then the waiting step holds it', async () => {
     await contended();
