@@ -14,7 +14,7 @@ import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
 import type { GraphQLContext } from './graphql/builder.js';
-import { useBadRequestStatus, useHealthRoutes } from './graphql/plugins.js';
+import { useBadRequestStatus, useHealthRoutes, useRequestSizeLimit } from './graphql/plugins.js';
 import { schema } from './graphql/schema.js';
 import { checkpointPathFor, type Settings } from './settings.js';
 
@@ -44,7 +44,12 @@ export function createSluiceYoga(sluice: Sluice): YogaServerInstance<Record<stri
           ? initial.actor
           : actorFrom(initial.request?.headers?.get?.(ACTOR_HEADER) ?? null),
     }),
-    plugins: [useHealthRoutes({ isReady: () => sluice.ready }), useBadRequestStatus()],
+    plugins: [
+      useHealthRoutes({ isReady: () => sluice.ready }),
+      // A run with 1,000 steps and 1,000 tags of 255-character names fits in about 1.5 MB.
+      useRequestSizeLimit({ maxBytes: 4 * 1024 * 1024 }),
+      useBadRequestStatus(),
+    ],
     logging: process.env.NODE_ENV === 'test' ? false : 'info',
   });
 }

@@ -59,3 +59,33 @@ export function useBadRequestStatus(): Plugin {
     },
   };
 }
+
+export interface RequestSizeLimitOptions {
+  /** Largest request body accepted, in bytes. */
+  maxBytes: number;
+}
+
+/**
+ * Refuses a request body larger than the largest valid command could need (HTTP 413), before
+ * it is read, so one client cannot make the server buffer and parse megabytes. It goes by the
+ * declared Content-Length; a chunked body without one is not capped here.
+ */
+export function useRequestSizeLimit(options: RequestSizeLimitOptions): Plugin {
+  return {
+    onRequest({ request, fetchAPI, endResponse }) {
+      const length = Number(request.headers.get('content-length') ?? 0);
+      if (length > options.maxBytes) {
+        endResponse(
+          new fetchAPI.Response(
+            JSON.stringify({
+              errors: [
+                { message: `request body over ${options.maxBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } },
+              ],
+            }),
+            { status: 413, headers: { 'content-type': 'application/json' } },
+          ),
+        );
+      }
+    },
+  };
+}

@@ -73,7 +73,8 @@ builder.mutationFields((t) => ({
 builder.objectField(RunType, 'stepClaims', (t) =>
   t.field({
     type: [StepSlotClaimType],
-    description: "The run's step claims as they stand now, in step order: granted, waiting (with what holds them) or released.",
+    description:
+      "The run's step claims as they stand now, in step order: granted, waiting (with what holds them) or released.",
     resolve: (run, _args, ctx) =>
       run.steps.flatMap((step) => ctx.sluice.state.claims.get(claimKey(run.id, step.key)) ?? []),
   }),

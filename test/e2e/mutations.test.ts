@@ -828,6 +828,34 @@ describe('requests that are not valid GraphQL', () => {
   );
 });
 
+describe('request size', () => {
+  it('given a body over 4 MiB, when it is posted, then HTTP 413 answers before it is parsed, and the server still answers', async () => {
+    await someState();
+    const body = JSON.stringify({ query: `{ queue { id } } # ${'x'.repeat(5 * 1024 * 1024)}` });
+    const answer = await appendsNothing(() => gql.raw(body, { 'content-length': String(Buffer.byteLength(body)) }));
+    expect(answer.status).toBe(413);
+    expect(answer.body.errors?.[0]?.extensions?.code).toBe('PAYLOAD_TOO_LARGE');
+    expect((await gql.answer('{ concurrencyConfig { maxConcurrentRuns } }')).status).toBe(200);
+  });
+
+  it('given the largest valid run (1,000 steps and 1,000 tags of 255 characters), when it is enqueued, then it is accepted', async () => {
+    const long = (prefix: string, i: number) => `${prefix}${i}`.padEnd(255, 'x');
+    const input = {
+      runId: 'big',
+      jobName: long('job', 0),
+      tags: Array.from({ length: 1000 }, (_, i) => ({ key: long('k', i), value: long('v', i) })),
+      steps: Array.from({ length: 1000 }, (_, i) => ({ key: long('s', i), pool: long('p', i % 10) })),
+    };
+    const body = JSON.stringify({
+      query: 'mutation($input: EnqueueRunInput!) { enqueueRun(input: $input) { __typename } }',
+      variables: { input },
+    });
+    const answer = await gql.raw(body, { 'content-length': String(Buffer.byteLength(body)) });
+    expect(answer.status).toBe(200);
+    expect(answer.body.data?.enqueueRun.__typename).toBe('RunPayload');
+  });
+});
+
 describe('mutations over GET', () => {
   it('given a mutation in a GET query string, when it is sent, then it is refused (405) and nothing is appended', async () => {
     await someState();
