@@ -1,13 +1,14 @@
 /** The slots section: step slot claims, releases and heartbeats. */
 import { claimKey, type StepClaim } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
+import { type Deadline, deadlinesOf } from '../domain/deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../domain/errors.js';
-import { isFinished } from '../domain/run.js';
+import { isFinished, isInProgress } from '../domain/run.js';
 import { currentClaimHolds } from '../domain/slots.js';
 import { builder, type GraphQLContext } from './builder.js';
 import { storeErrorsExplicit } from './errors.js';
 import { RunResult, runCommand } from './mutation.js';
-import { ConstraintType, RunType } from './types.js';
+import { ConstraintType, RunStatusEnum, RunType } from './types.js';
 
 export const StepSlotClaimType = builder.objectRef<StepClaim>('StepSlotClaim').implement({
   fields: (t) => ({
@@ -77,5 +78,24 @@ builder.objectField(RunType, 'stepClaims', (t) =>
       "The run's step claims as they stand now, in step order: granted, waiting (with what holds them) or released.",
     resolve: (run, _args, ctx) =>
       run.steps.flatMap((step) => ctx.sluice.state.claims.get(claimKey(run.id, step.key)) ?? []),
+  }),
+);
+
+const RunDeadlineType = builder.objectRef<Deadline>('RunDeadline').implement({
+  description: 'When run monitoring will end an in-progress run, and how, unless something happens first.',
+  fields: (t) => ({
+    at: t.field({ type: 'DateTime', resolve: (d) => new Date(d.at).toISOString() }),
+    status: t.expose('status', { type: RunStatusEnum }),
+    reason: t.exposeString('reason'),
+  }),
+});
+
+builder.objectField(RunType, 'deadline', (t) =>
+  t.field({
+    type: RunDeadlineType,
+    nullable: true,
+    description: 'The earliest start, cancel, max-runtime or lease deadline of an in-progress run; null otherwise.',
+    resolve: (run, _args, ctx) =>
+      isInProgress(run.status) ? (deadlinesOf(run, ctx.sluice.state.monitoring)[0] ?? null) : null,
   }),
 );

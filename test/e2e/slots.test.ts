@@ -220,6 +220,26 @@ describe('Run.stepClaims', () => {
   });
 });
 
+describe('Run.deadline', () => {
+  it('given a leased run, when it is admitted, heartbeats and finishes, then its deadline follows the lease and is gone once it ends', async () => {
+    await enqueue({ runId: 'l', jobName: 'etl', leaseSeconds: 30 });
+    const read = async () => (await gql.data('{ run(id: "l") { deadline { at status reason } } }')).run.deadline;
+    const admitted = clock;
+    expect(await read()).toEqual({
+      at: new Date(admitted + 30_000).toISOString(),
+      status: 'FAILURE',
+      reason: 'lease expired: no heartbeat for 30 s',
+    });
+    clock += 12_000;
+    await heartbeat('l');
+    // The start timeout (180 s) is later than the renewed lease.
+    expect((await read()).at).toBe(new Date(clock + 30_000).toISOString());
+    await started('l');
+    await finished('l', 'SUCCESS');
+    expect(await read()).toBeNull();
+  });
+});
+
 describe('releaseStepSlot', () => {
   it('given a held slot and a waiting step, when the slot is released, then the waiting step holds it', async () => {
     await contended();
