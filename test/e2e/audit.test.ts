@@ -14,10 +14,11 @@ import {
   CONFIG_FIELDS,
   CONFIG_RESULT,
   DECISION_FIELDS,
+  enqueued,
   Gql,
   type Json,
+  mutated,
   POOL_FIELDS,
-  RUN_RESULT,
 } from '../support/e2e-http.js';
 
 // vitest resolves `graphql` to its ESM build for src/ while Pothos and Yoga load the CJS one;
@@ -57,20 +58,8 @@ afterEach(async () => {
   expect(warnings).toEqual([]);
 });
 
-async function mutate(query: string, variables?: Record<string, unknown>): Promise<Json> {
-  const data = await gql.data(query, variables);
-  for (const value of Object.values(data) as Json[]) {
-    if (value?.__typename?.endsWith('Error')) throw new Error(`${value.__typename}: ${value.message}`);
-  }
-  return data;
-}
-
-async function enqueue(input: Record<string, unknown>): Promise<Json> {
-  const data = await mutate(`mutation($input: EnqueueRunInput!) { enqueueRun(input: $input) { ${RUN_RESULT} } }`, {
-    input,
-  });
-  return data.enqueueRun.run;
-}
+const mutate = (query: string, variables?: Record<string, unknown>) => mutated(gql, query, variables);
+const enqueue = (input: Record<string, unknown>) => enqueued(gql, input);
 
 const maxRuns = (limit: number) =>
   mutate(`mutation { setMaxConcurrentRuns(limit: ${limit}) { __typename ... on Error { message } } }`);

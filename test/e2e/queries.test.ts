@@ -4,7 +4,7 @@ import { Sluice } from '../../src/app/sluice.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
 import { createSluiceYoga } from '../../src/server.js';
-import { allDecisions, DECISION_FIELDS, Gql, type Json, RUN_FIELDS, RUN_RESULT } from '../support/e2e-http.js';
+import { allDecisions, DECISION_FIELDS, enqueued, Gql, type Json, mutated, RUN_FIELDS } from '../support/e2e-http.js';
 
 let store: EventStore;
 let sluice: Sluice;
@@ -26,20 +26,8 @@ afterEach(async () => {
   await store.close();
 });
 
-async function mutate(query: string, variables?: Record<string, unknown>): Promise<Json> {
-  const data = await gql.data(query, variables);
-  for (const value of Object.values(data) as Json[]) {
-    if (value?.__typename?.endsWith('Error')) throw new Error(`${value.__typename}: ${value.message}`);
-  }
-  return data;
-}
-
-async function enqueue(input: Record<string, unknown>): Promise<Json> {
-  const data = await mutate(`mutation($input: EnqueueRunInput!) { enqueueRun(input: $input) { ${RUN_RESULT} } }`, {
-    input,
-  });
-  return data.enqueueRun.run;
-}
+const mutate = (query: string, variables?: Record<string, unknown>) => mutated(gql, query, variables);
+const enqueue = (input: Record<string, unknown>) => enqueued(gql, input);
 
 const onPool = (pool: string) => [{ key: 'step', pool }];
 const tagged = (key: string, value: string) => [{ key, value }];

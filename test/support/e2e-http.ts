@@ -88,6 +88,21 @@ export const POOL_RESULT = `__typename ... on PoolPayload { pool { ${POOL_FIELDS
 export const CONFIG_RESULT = `__typename ... on ConfigPayload { config { ${CONFIG_FIELDS} } } ... on Error { message } ... on ValidationError { field }`;
 
 /** Every decision in the log, following the pages to the end. */
+/** The data of a mutation whose results must all be payloads: a typed error fails the test. */
+export async function mutated(gql: Gql, query: string, variables?: Record<string, unknown>): Promise<Json> {
+  const data = await gql.data(query, variables);
+  for (const value of Object.values(data) as Json[]) {
+    if (value?.__typename?.endsWith('Error')) throw new Error(`${value.__typename}: ${value.message}`);
+  }
+  return data;
+}
+
+/** Enqueues a run that must be accepted; answers the run with RUN_FIELDS. */
+export async function enqueued(gql: Gql, input: Record<string, unknown>): Promise<Json> {
+  const query = `mutation($input: EnqueueRunInput!) { enqueueRun(input: $input) { ${RUN_RESULT} } }`;
+  return (await mutated(gql, query, { input })).enqueueRun.run;
+}
+
 export async function allDecisions(gql: Gql, runId?: string): Promise<Json[]> {
   const out: Json[] = [];
   let after: string | null = null;
