@@ -222,50 +222,8 @@ export class SseCollector implements Collector {
   }
 
   private async read(response: Response): Promise<void> {
-    if (!response.body) {
-      this.done = true;
-      return;
-    }
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = '';
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
-        let end = buffer.indexOf('\n\n');
-        while (end !== -1) {
-          this.block(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-          end = buffer.indexOf('\n\n');
-        }
-      }
-    } catch (error) {
-      if (!this.abort.signal.aborted) this.errors.push(error);
-    }
+    if (response.body) await readSse(response.body.getReader(), this, () => this.abort.signal.aborted);
     this.done = true;
-  }
-
-  private block(text: string): void {
-    let event = 'message';
-    const data: string[] = [];
-    for (const line of text.split('\n')) {
-      if (line.startsWith(':') || line === '') continue;
-      const colon = line.indexOf(':');
-      const field = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'event') event = value;
-      else if (field === 'data') data.push(value);
-    }
-    if (event === 'complete') {
-      this.done = true;
-      return;
-    }
-    if (event !== 'next' || data.length === 0) return;
-    const payload = JSON.parse(data.join('\n'));
-    if (payload.errors?.length) this.errors.push(...payload.errors);
-    if (payload.data != null) this.items.push(payload.data);
   }
 
   async close(): Promise<void> {
@@ -273,6 +231,58 @@ export class SseCollector implements Collector {
     await this.opened;
     await this.reading;
   }
+}
+
+/** Where a GraphQL-over-SSE stream delivers: each `next` payload's data and errors. */
+export interface SseSink {
+  items: Json[];
+  errors: unknown[];
+  done: boolean;
+}
+
+/**
+ * Reads a GraphQL-over-SSE body block by block into a sink, until a `complete` event or the
+ * end of the body. A read error is recorded unless `expected()` says the stream was closed on purpose.
+ */
+export async function readSse(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  sink: SseSink,
+  expected: () => boolean = () => false,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
+      for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+        sseBlock(buffer.slice(0, end), sink);
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  } catch (error) {
+    if (!expected()) sink.errors.push(error);
+  }
+  sink.done = true;
+}
+
+function sseBlock(text: string, sink: SseSink): void {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  }
+  if (event === 'complete') sink.done = true;
+  if (event !== 'next' || data.length === 0) return;
+  const payload = JSON.parse(data.join('\n'));
+  if (payload.errors?.length) sink.errors.push(...payload.errors);
+  if (payload.data != null) sink.items.push(payload.data);
 }
 
 /** A subscription over graphql-ws on the same port (ws://.../graphql). */

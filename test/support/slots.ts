@@ -11,7 +11,7 @@ import type { Command } from '../../src/domain/commands.js';
 import { constraintIdentity } from '../../src/domain/constraints.js';
 import type { DomainEvent, EventData } from '../../src/domain/events.js';
 import { isInProgress } from '../../src/domain/run.js';
-import type { FetchLike, Json } from './e2e-http.js';
+import { type FetchLike, type Json, readSse } from './e2e-http.js';
 import { bigints, fingerprint, readBack, Scenario, type ScenarioOptions } from './scenario.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -306,47 +306,10 @@ export class FetchSse {
       });
       if (response.body) {
         this.reader = response.body.getReader();
-        this.reading = this.read(this.reader);
+        this.reading = readSse(this.reader, this);
       } else this.done = true;
       return response.status;
     })();
-  }
-
-  private async read(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    let buffer = '';
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
-        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
-          this.block(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-        }
-      }
-    } catch (error) {
-      this.errors.push(error);
-    }
-    this.done = true;
-  }
-
-  private block(text: string): void {
-    let event = 'message';
-    const data: string[] = [];
-    for (const line of text.split('\n')) {
-      if (line === '' || line.startsWith(':')) continue;
-      const colon = line.indexOf(':');
-      const field = colon === -1 ? line : line.slice(0, colon);
-      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'event') event = value;
-      else if (field === 'data') data.push(value);
-    }
-    if (event === 'complete') this.done = true;
-    if (event !== 'next' || data.length === 0) return;
-    const payload = JSON.parse(data.join('\n'));
-    if (payload.errors?.length) this.errors.push(...payload.errors);
-    if (payload.data != null) this.items.push(payload.data);
   }
 
   async close(): Promise<void> {
