@@ -11,6 +11,8 @@ import type { Sluice } from './sluice.js';
 export const MONITOR_ACTOR = 'run-monitor';
 /** Timers past ~24.8 days overflow; re-check at least this often. */
 const MAX_DELAY_MS = 60 * 60 * 1000;
+/** After a failed expiry (store down), wait this long before trying again. */
+const RETRY_MS = 1000;
 
 export interface RunMonitorHandle {
   /** Re-reads the earliest deadline; call after the state changed. */
@@ -23,6 +25,8 @@ export function startRunMonitor(sluice: Sluice, onError: (error: unknown) => voi
   let timerAt = Number.POSITIVE_INFINITY;
   let stopped = false;
   let firing = false;
+  /** Set after a failure: no attempt before this time, or a down store would be retried in a tight loop. */
+  let retryAt = Number.NEGATIVE_INFINITY;
 
   const fire = async () => {
     timer = null;
@@ -31,17 +35,19 @@ export function startRunMonitor(sluice: Sluice, onError: (error: unknown) => voi
     firing = true;
     try {
       await sluice.execute({ type: 'ExpireDeadlines' }, MONITOR_ACTOR);
+      retryAt = Number.NEGATIVE_INFINITY;
     } catch (error) {
       onError(error);
       // The store may be down for a moment: try again shortly rather than never.
-      if (!stopped) setTimer(sluice.now().getTime() + 1000);
+      retryAt = sluice.now().getTime() + RETRY_MS;
     } finally {
       firing = false;
     }
     reschedule();
   };
 
-  const setTimer = (at: number) => {
+  const setTimer = (wanted: number) => {
+    const at = Math.max(wanted, retryAt);
     if (timer !== null && at >= timerAt) return;
     if (timer !== null) clearTimeout(timer);
     const delay = Math.min(Math.max(at - sluice.now().getTime() + 5, 0), MAX_DELAY_MS);
