@@ -438,7 +438,7 @@ describe('dequeueDecisions with the pool filter', () => {
     await claim('elsewhere', 'z');
     await release('a', 'x');
 
-    const got = await waitFor(() => (db.items.length >= 3 ? db.items : null), 'three db decisions', 3_000);
+    const got = await waitFor(() => (db.items.length >= 3 ? db.items : null), 'three db decisions', 10_000);
     const seen = got.map((item: Json) => item.dequeueDecisions);
     expect(seen.map((d: Json) => `${d.kind}:${d.runId}/${d.stepKey}@${d.pool}`)).toEqual([
       'SLOT_GRANTED:a/x@db',
@@ -452,7 +452,7 @@ describe('dequeueDecisions with the pool filter', () => {
     expect(positions.every((p: bigint, i: number) => i === 0 || p > (positions[i - 1] as bigint))).toBe(true);
     expect(positions[0]).toBeGreaterThan(BigInt(after));
 
-    await waitFor(() => other.items.length >= 1, 'the other pool decision', 3_000);
+    await waitFor(() => other.items.length >= 1, 'the other pool decision', 10_000);
     expect(other.items.map((item: Json) => item.dequeueDecisions.kind + item.dequeueDecisions.runId)).toEqual([
       'SLOT_GRANTEDelsewhere',
     ]);
@@ -472,7 +472,7 @@ describe('dequeueDecisions with the pool filter', () => {
     streams.push(db);
     await db.opened;
     await terminate('a', true);
-    const got = await waitFor(() => (db.items.length >= 1 ? db.items : null), 'the grant', 3_000);
+    const got = await waitFor(() => (db.items.length >= 1 ? db.items : null), 'the grant', 10_000);
     expect(got.map((i: Json) => `${i.dequeueDecisions.kind}:${i.dequeueDecisions.runId}`)).toEqual(['SLOT_GRANTED:b']);
   });
 });
