@@ -14,7 +14,7 @@ import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
 import type { GraphQLContext } from './graphql/builder.js';
-import { useBadRequestStatus, useHealthRoutes, useRequestSizeLimit } from './graphql/plugins.js';
+import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './graphql/plugins.js';
 import { schema } from './graphql/schema.js';
 import { checkpointPathFor, type Settings } from './settings.js';
 
@@ -45,7 +45,7 @@ export function createSluiceYoga(sluice: Sluice): YogaServerInstance<Record<stri
           : actorFrom(initial.request?.headers?.get?.(ACTOR_HEADER) ?? null),
     }),
     plugins: [
-      useHealthRoutes({ isReady: () => sluice.ready }),
+      useReadinessRoute({ notReadyBecause: () => sluice.notReadyBecause() }),
       // A run with 1,000 steps and 1,000 tags of 255-character names fits in about 1.5 MB.
       useRequestSizeLimit({ maxBytes: 4 * 1024 * 1024 }),
       useBadRequestStatus(),

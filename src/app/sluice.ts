@@ -155,7 +155,14 @@ export class Sluice {
 
   /** True once the projections have caught up with the log and are following it. */
   get ready(): boolean {
-    return this.caughtUp && this.follower !== null && this.followerError === null;
+    return this.notReadyBecause() === null;
+  }
+
+  /** Why this server is not ready, in words for an operator; null when it is. */
+  notReadyBecause(): string | null {
+    if (this.followerError !== null) return `not following the log: ${this.followerError.message}`;
+    if (!this.caughtUp || this.follower === null) return 'catching up with the log';
+    return null;
   }
 
   now(): Date {

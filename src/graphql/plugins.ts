@@ -2,29 +2,30 @@
 import { GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 
-export interface HealthRoutesOptions {
-  /** Answers 200 while true, 503 otherwise. */
-  isReady: () => boolean;
-  healthPath?: string;
-  readyPath?: string;
+export interface ReadinessRouteOptions {
+  /** Null when ready (200); otherwise why not, answered with 503. */
+  notReadyBecause: () => string | null;
+  path?: string;
 }
 
-/** `GET /health`: the process serves. `GET /ready`: the projections have caught up with the log. */
-export function useHealthRoutes(options: HealthRoutesOptions): Plugin {
-  const healthPath = options.healthPath ?? '/health';
-  const readyPath = options.readyPath ?? '/ready';
+/**
+ * `GET /ready`: 200 once the projections have caught up with the log and follow it, else 503
+ * with the reason, so a load balancer stops sending commands to a server that lost the store.
+ * `GET /health` (the process serves) is Yoga's own health check, which answers before any plugin.
+ */
+export function useReadinessRoute(options: ReadinessRouteOptions): Plugin {
+  const path = options.path ?? '/ready';
   return {
     onRequest({ request, url, fetchAPI, endResponse }) {
-      if (request.method !== 'GET' && request.method !== 'HEAD') return;
-      const json = (status: number, body: unknown) =>
-        endResponse(
-          new fetchAPI.Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } }),
-        );
-      if (url.pathname === healthPath) json(200, { status: 'ok' });
-      else if (url.pathname === readyPath) {
-        const ready = options.isReady();
-        json(ready ? 200 : 503, { status: ready ? 'ready' : 'catching up' });
-      }
+      if ((request.method !== 'GET' && request.method !== 'HEAD') || url.pathname !== path) return;
+      const reason = options.notReadyBecause();
+      const body = reason === null ? { status: 'ready' } : { status: 'not ready', reason };
+      endResponse(
+        new fetchAPI.Response(JSON.stringify(body), {
+          status: reason === null ? 200 : 503,
+          headers: { 'content-type': 'application/json' },
+        }),
+      );
     },
   };
 }

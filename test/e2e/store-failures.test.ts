@@ -10,26 +10,45 @@ import { ConcurrencyError, StoreUnavailableError } from '../../src/eventstore/er
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
 import { createSluiceYoga } from '../../src/server.js';
-import { Gql, tempDir } from '../support/e2e-http.js';
+import { Gql, tempDir, waitFor } from '../support/e2e-http.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A real SQLite store whose appends can be made to fail, as a broken connection would. */
-function withFaults(store: EventStore): EventStore & { failAppendsWith: (error: Error | null) => void } {
+interface FaultyStore extends EventStore {
+  failAppendsWith(error: Error | null): void;
+  /** Ends every live subscription with `error`, as a dropped connection would. */
+  dropSubscriptions(error: Error): void;
+}
+
+/** A real SQLite store whose appends can be made to fail and subscriptions dropped, as a broken connection would. */
+function withFaults(store: EventStore): FaultyStore {
   let failure: Error | null = null;
+  const live = new Set<{ close: () => void; onError?: (error: Error) => void }>();
   return Object.assign(Object.create(store) as EventStore, {
     description: store.description,
     append: (...args: Parameters<EventStore['append']>) => (failure ? Promise.reject(failure) : store.append(...args)),
     readStream: store.readStream.bind(store),
     readAll: store.readAll.bind(store),
     streamRevision: store.streamRevision.bind(store),
-    subscribe: store.subscribe.bind(store),
+    subscribe: (...[stream, options, onEvent, onError]: Parameters<EventStore['subscribe']>) => {
+      const subscription = store.subscribe(stream, options, onEvent, onError);
+      const entry = { close: () => subscription.close(), ...(onError ? { onError } : {}) };
+      live.add(entry);
+      return subscription;
+    },
     close: store.close.bind(store),
     failAppendsWith: (error: Error | null) => {
       failure = error;
+    },
+    dropSubscriptions: (error: Error) => {
+      for (const entry of live) {
+        entry.close();
+        entry.onError?.(error);
+      }
+      live.clear();
     },
   });
 }
@@ -103,6 +122,26 @@ describe('a store that fails under a command', () => {
     expect(failed.body.errors?.[0]?.extensions?.code).toBe('STORE_UNAVAILABLE');
     expect(failed.body.errors?.[0]?.message).toMatch(/lost the race for the log 5 times/);
     expect(sluice.state.revision).toBe(-1n);
+  });
+
+  it('given the server stops following the log, then /ready answers 503 with the reason while /health and commands go on, and it is ready again once it follows anew', async () => {
+    const store = withFaults(openSqliteStore({ path: ':memory:' }));
+    const { gql } = await serve(store);
+    expect((await gql.get('/ready')).status).toBe(200);
+
+    store.dropSubscriptions(new StoreUnavailableError('connection to the event store lost'));
+    const notReady = await gql.get('/ready');
+    expect(notReady.status).toBe(503);
+    expect(JSON.parse(notReady.text)).toEqual({
+      status: 'not ready',
+      reason: 'not following the log: connection to the event store lost',
+    });
+    expect((await gql.get('/health')).status).toBe(200);
+    // Commands catch up with the log on their own, so they are still decided on the whole of it.
+    expect((await gql.data(ENQUEUE, { id: 'during' })).enqueueRun.run.status).toBe('STARTING');
+
+    await waitFor(async () => (await gql.get('/ready')).status === 200, 'the server to follow the log again');
+    expect(JSON.parse((await gql.get('/ready')).text)).toEqual({ status: 'ready' });
   });
 
   it('given an unexpected error inside a resolver, when it happens, then the client gets a masked error, not its details', async () => {
