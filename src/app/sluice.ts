@@ -153,12 +153,10 @@ export class Sluice {
     return sluice;
   }
 
-  /** True once the projections have caught up with the log and are following it. */
-  get ready(): boolean {
-    return this.notReadyBecause() === null;
-  }
-
-  /** Why this server is not ready, in words for an operator; null when it is. */
+  /**
+   * Null once the projections have caught up with the log and are following it; otherwise why
+   * not, in words for an operator.
+   */
   notReadyBecause(): string | null {
     if (this.followerError !== null) return `not following the log: ${this.followerError.message}`;
     if (!this.caughtUp || this.follower === null) return 'catching up with the log';
