@@ -13,7 +13,8 @@ import { DomainError } from '../src/domain/errors.js';
 import { ConcurrencyError } from '../src/eventstore/errors.js';
 import { openSqliteStore } from '../src/eventstore/sqlite.js';
 import type { EventStore } from '../src/eventstore/store.js';
-import { emptySamples, fmt, heading, load, note, prng, type Samples, size, stats, table, tempDir } from './harness.js';
+import { prng } from '../test/support/prng.js';
+import { emptySamples, fmt, heading, load, note, type Samples, size, stats, table, tempDir } from './harness.js';
 
 const LIMIT = 2;
 

@@ -3,53 +3,32 @@
  * clients are sending commands, and a server started again on the same file must show every
  * command that was answered, with the admissions the log recorded.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
-import { freePort, Gql, tempDir, waitFor } from '../support/e2e-http.js';
-
-const ROOT = resolve(import.meta.dirname, '../..');
+import { Gql, tempDir, waitFor } from '../support/e2e-http.js';
+import { type ServerProcess, startServerProcess } from '../support/server-process.js';
 
 let dir: ReturnType<typeof tempDir> | null = null;
-let child: ChildProcess | null = null;
+let served: ServerProcess | null = null;
 let restarted: RunningServer | null = null;
 
 afterEach(async () => {
-  child?.kill('SIGKILL');
-  child = null;
+  served?.child.kill('SIGKILL');
+  served = null;
   await restarted?.close();
   restarted = null;
   dir?.remove();
   dir = null;
 });
 
-function serve(port: number, dbPath: string): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      EVENT_STORE_URL: `sqlite:${dbPath}`,
-      NODE_ENV: 'test',
-    },
-    stdio: 'ignore',
-  });
-}
-
 describe('a server killed with SIGKILL', () => {
   it('given clients sending commands, when the process is killed mid-stream, then a restarted server has every acknowledged command', async () => {
     dir = tempDir('sluice-crash-');
     const dbPath = join(dir.path, 'events.db');
-    const port = await freePort();
-    child = serve(port, dbPath);
-    const gql = new Gql(`http://127.0.0.1:${port}/graphql`);
-    await waitFor(async () => (await gql.get('/ready')).status === 200, 'the server to be ready', 30_000, {
-      tolerateErrors: true,
-      intervalMs: 50,
-    });
+    served = await startServerProcess({ name: 'crash', dbPath, readyTimeoutMs: 30_000 });
+    const { gql } = served;
     await gql.data('mutation { setMaxConcurrentRuns(limit: 3) { __typename } }');
 
     // Four clients enqueue and finish runs as fast as they can; every answered command is noted.
@@ -78,10 +57,10 @@ describe('a server killed with SIGKILL', () => {
     };
     const clients = ['a', 'b', 'c', 'd'].map(client);
     await waitFor(() => acknowledged.size >= 40, '40 acknowledged commands', 30_000, { intervalMs: 5 });
-    child.kill('SIGKILL');
+    served.child.kill('SIGKILL');
     stop = true;
     await Promise.all(clients);
-    child = null;
+    served = null;
 
     restarted = await startServer(
       { ...DEFAULT_SETTINGS, port: 0, eventStoreUrl: `sqlite:${dbPath}`, concurrencyConfigPath: null },

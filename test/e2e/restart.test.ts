@@ -3,7 +3,6 @@
  * dagster.yaml applied only where it differs, startup failures that say what is wrong,
  * health routes, and a graceful SIGTERM of the real CLI.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
@@ -11,23 +10,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEPLOYMENT_STREAM } from '../../src/app/sluice.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings.js';
-import {
-  CONFIG_FIELDS,
-  freePort,
-  Gql,
-  type Json,
-  observable,
-  SseCollector,
-  tempDir,
-  waitFor,
-} from '../support/e2e-http.js';
+import { CONFIG_FIELDS, Gql, type Json, observable, SseCollector, tempDir, waitFor } from '../support/e2e-http.js';
+import { type ServerProcess, startServerProcess, stopAll } from '../support/server-process.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
 let dir: ReturnType<typeof tempDir>;
 let dbPath: string;
 const servers: RunningServer[] = [];
-const children: ChildProcess[] = [];
+const processes: ServerProcess[] = [];
 const subscriptions: SseCollector[] = [];
 let logs: string[] = [];
 
@@ -40,12 +31,7 @@ beforeEach(() => {
 afterEach(async () => {
   await Promise.all(subscriptions.splice(0).map((s) => s.close()));
   for (const server of servers.splice(0)) await server.close();
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await new Promise((done) => child.once('exit', done));
-    }
-  }
+  await stopAll(processes.splice(0));
   dir.remove();
 });
 
@@ -334,52 +320,10 @@ describe('a log with an unreadable event', () => {
 });
 
 describe('the sluice CLI, served and stopped', () => {
-  function serve(port: number): { child: ChildProcess; output: () => string } {
-    let output = '';
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        EVENT_STORE_URL: `sqlite:${dbPath}`,
-        CONCURRENCY_CONFIG: '',
-        NODE_ENV: 'test',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.on('data', (chunk) => (output += String(chunk)));
-    child.stderr?.on('data', (chunk) => (output += String(chunk)));
-    children.push(child);
-    return { child, output: () => output };
-  }
-
-  function exited(child: ChildProcess, timeoutMs: number): Promise<number | string> {
-    return new Promise((done, fail) => {
-      if (child.exitCode !== null) return done(child.exitCode);
-      const timer = setTimeout(() => fail(new Error(`no exit within ${timeoutMs} ms`)), timeoutMs);
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        done(code ?? String(signal));
-      });
-    });
-  }
-
   it('given a served CLI with a subscriber attached, when it gets SIGTERM after a mutation, then it exits 0 and a restart shows the mutation', async () => {
-    const port = await freePort();
-    const { child, output } = serve(port);
-    const gql = new Gql(`http://127.0.0.1:${port}/graphql`);
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`the CLI exited ${child.exitCode}: ${output()}`);
-        return (await gql.get('/health')).status === 200;
-      },
-      'the CLI to serve /health',
-      15_000,
-      { tolerateErrors: true, intervalMs: 50 },
-    ).catch((error: Error) => {
-      throw new Error(`${error.message}\n${output()}`);
-    });
+    const served = await startServerProcess({ name: 'cli', dbPath });
+    processes.push(served);
+    const { gql } = served;
 
     await mutate(
       gql,
@@ -394,11 +338,9 @@ describe('the sluice CLI, served and stopped', () => {
     subscriptions.push(subscriber);
     await subscriber.opened;
 
-    const startedAt = Date.now();
-    child.kill('SIGTERM');
-    expect(await exited(child, 5_000)).toBe(0);
-    expect(Date.now() - startedAt).toBeLessThan(5_000);
-    expect(output()).toMatch(/SIGTERM/);
+    // stop() sends SIGTERM and answers the exit code, or SIGKILL had it not exited in time.
+    expect(await served.stop(10_000), served.describe()).toBe(0);
+    expect(served.stdout + served.stderr).toMatch(/SIGTERM/);
 
     const { gql: again } = await start();
     const data = await again.data('{ run(id: "before-sigterm") { status pools } pool(name: "database") { limit } }');

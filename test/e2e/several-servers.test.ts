@@ -18,6 +18,7 @@ import { isInProgress, type RunStatus } from '../../src/domain/run.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { RecordedEvent } from '../../src/eventstore/store.js';
 import { type Json, observable, SseCollector, waitFor } from '../support/e2e-http.js';
+import { prng } from '../support/prng.js';
 import { type FieldAnswer, type ServerProcess, startServerProcess, stopAll } from '../support/server-process.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -264,19 +265,8 @@ function checkLog(events: RecordedEvent[]): LogCheck {
 // ---------------------------------------------------------------------------------------------
 // Randomness, seeded so a failing run can be replayed as far as the interleaving allows
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const SEED = Number(process.env.SLUICE_E2E_SEED ?? Date.now() % 1_000_000);
-const random = mulberry32(SEED);
+const random = prng(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
 
 // ---------------------------------------------------------------------------------------------
