@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConcurrencyError } from '../../src/eventstore/errors.js';
+import { ConcurrencyError, StoreUnavailableError } from '../../src/eventstore/errors.js';
 import type { EventStore, NewEvent, RecordedEvent, Subscription } from '../../src/eventstore/store.js';
 
 /**
@@ -431,6 +431,23 @@ export function describeEventStoreContract(
         expect(failing.errors).toEqual([boom]);
         expect(failing.revisions()).toEqual([0n, 1n]);
         await expect(subscription.caughtUp).rejects.toBe(boom);
+      });
+    });
+
+    describe('closing', () => {
+      it('given a closed store, when used, then every call fails with StoreUnavailableError, and closing again is harmless', async () => {
+        const stream = streamName();
+        await store.append(stream, [event('E0')], 'no_stream');
+
+        await store.close();
+
+        const closed = { name: 'StoreUnavailableError', message: 'event store is closed' };
+        await expect(store.append(stream, [event('E1')], 'any')).rejects.toMatchObject(closed);
+        await expect(store.readStream(stream)).rejects.toMatchObject(closed);
+        await expect(store.readAll()).rejects.toMatchObject(closed);
+        await expect(store.streamRevision(stream)).rejects.toMatchObject(closed);
+        expect(() => store.subscribe(stream, {}, () => {})).toThrow(StoreUnavailableError);
+        await store.close();
       });
     });
   });

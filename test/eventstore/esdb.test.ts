@@ -300,19 +300,14 @@ describe('eventstoredb store without a server', () => {
     expect(fake.appends).toBe(0);
   });
 
-  it('given a closed store, when used, then every call fails with StoreUnavailableError and the client is disposed', async () => {
+  // How a closed store answers is in the contract suite; what is particular here is the client.
+  it('given a store, when closed, then its client is disposed', async () => {
     const fake = new FakeEsdbClient();
     const store = openEsdbStoreWithClient(fake.asClient(), 'fake');
     await store.append('runs', [event('E0')], 'no_stream');
 
     await store.close();
 
-    const closed = { name: 'StoreUnavailableError', message: 'event store is closed' };
-    await expect(store.append('runs', [event('E1')], 'any')).rejects.toMatchObject(closed);
-    await expect(store.readStream('runs')).rejects.toMatchObject(closed);
-    await expect(store.readAll()).rejects.toMatchObject(closed);
-    await expect(store.streamRevision('runs')).rejects.toMatchObject(closed);
-    expect(() => store.subscribe('runs', {}, () => {})).toThrow(StoreUnavailableError);
     expect(fake.disposed).toBe(true);
     await store.close();
   });

@@ -217,21 +217,6 @@ describe('sqlite event store', () => {
     await store.append('runs', [event('E0')], 'no_stream');
   });
 
-  it('given a closed store, when used, then every call fails with StoreUnavailableError', async () => {
-    const store = open({ path: join(tempDir(), 'events.db') });
-    await store.append('runs', [event('E0')], 'no_stream');
-
-    await store.close();
-
-    const closed = { name: 'StoreUnavailableError', message: 'event store is closed' };
-    await expect(store.append('runs', [event('E1')], 'any')).rejects.toMatchObject(closed);
-    await expect(store.readStream('runs')).rejects.toMatchObject(closed);
-    await expect(store.readAll()).rejects.toMatchObject(closed);
-    await expect(store.streamRevision('runs')).rejects.toMatchObject(closed);
-    expect(() => store.subscribe('runs', {}, () => {})).toThrow(StoreUnavailableError);
-    await store.close();
-  });
-
   it('given a live subscription, when the store closes, then the subscription ends quietly', async () => {
     const store = open({ path: join(tempDir(), 'events.db') });
     const seen = collector();
