@@ -393,6 +393,39 @@ describe('checkpoints that do not match the log', () => {
   });
 });
 
+const LOOPING = 'test harness: the server keeps asking for the same stale checkpoints';
+
+/**
+ * A checkpoint store whose deletes fail, as on a read-only file (and its saves too, unless
+ * `canSave`). Once more than `breakAfterDeletes` deletes were tried, reads throw LOOPING: a way
+ * out for the test, since a server that loops here never yields to the event loop (each read of
+ * the SQLite log resolves at once) and the test process would hang.
+ */
+function undeletable(inner: CheckpointStore, options: { canSave: boolean; breakAfterDeletes: number }) {
+  let deletes = 0;
+  let looped = false;
+  const readOnly = () => {
+    throw new Error('attempt to write a readonly database');
+  };
+  const store: CheckpointStore = {
+    save: options.canSave ? (checkpoint) => inner.save(checkpoint) : readOnly,
+    atOrBefore: (revision, limit) => {
+      if (deletes > options.breakAfterDeletes) {
+        looped = true;
+        throw new Error(LOOPING);
+      }
+      return inner.atOrBefore(revision, limit);
+    },
+    load: (revision) => inner.load(revision),
+    delete: () => {
+      deletes++;
+      readOnly();
+    },
+    close: () => {},
+  };
+  return { store, deletes: () => deletes, looped: () => looped };
+}
+
 describe('a checkpoint store that fails', () => {
   it('given stale checkpoints that cannot be deleted (a read-only checkpoint file), when the server starts, then it ignores them and replays the log', async () => {
     const events = store();
@@ -407,29 +440,11 @@ describe('a checkpoint store that fails', () => {
     for (const checkpoint of all) {
       checkpoints.save({ ...checkpoint, state: checkpoints.load(checkpoint.revision)!, eventHash: '0'.repeat(64) });
     }
-    let deletes = 0;
-    const LOOPING = 'test harness: the server keeps asking for the same stale checkpoints';
-    const readOnly: CheckpointStore = {
-      save: () => {
-        throw new Error('attempt to write a readonly database');
-      },
-      atOrBefore: (revision, limit) => {
-        // A way out for the test: without it a server that loops here never yields to the event
-        // loop (each read of the SQLite log resolves at once), and the test process hangs.
-        if (deletes > 10 * all.length) throw new Error(LOOPING);
-        return checkpoints.atOrBefore(revision, limit);
-      },
-      load: (revision) => checkpoints.load(revision),
-      delete: () => {
-        deletes++;
-        throw new Error('attempt to write a readonly database');
-      },
-      close: () => {},
-    };
+    const readOnly = undeletable(checkpoints, { canSave: false, breakAfterDeletes: 10 * all.length });
     const warnings: string[] = [];
     const sluice = await Sluice.open({
       store: events,
-      checkpoints: readOnly,
+      checkpoints: readOnly.store,
       checkpointEvery: 5,
       warn: (w) => warnings.push(w),
     });
@@ -437,34 +452,20 @@ describe('a checkpoint store that fails', () => {
     expect(serializeState(sluice.state)).toBe((await fullReplay(events)).serialized);
     expect(
       warnings.includes(LOOPING),
-      `tried to delete ${all.length} stale checkpoints ${deletes} times, ${warnings.length} warnings`,
+      `tried to delete ${all.length} stale checkpoints ${readOnly.deletes()} times, ${warnings.length} warnings`,
     ).toBe(false);
-    expect(deletes).toBeLessThanOrEqual(all.length);
+    expect(readOnly.deletes()).toBeLessThanOrEqual(all.length);
   });
 
   it('given stale checkpoints that cannot be deleted, when a past revision before them is asked for (a snapshot request), then it is a replay and the server does not spin', async () => {
     const { events, checkpoints, last } = await written();
-    let deletes = 0;
-    let breakerTripped = false;
-    const undeletable: CheckpointStore = {
-      save: (checkpoint) => checkpoints.save(checkpoint),
-      atOrBefore: (revision, limit) => {
-        // The way out for the test, as above: a loop here never yields to the event loop.
-        if (deletes > 100) {
-          breakerTripped = true;
-          throw new Error('test harness: looping');
-        }
-        return checkpoints.atOrBefore(revision, limit);
-      },
-      load: (revision) => checkpoints.load(revision),
-      delete: () => {
-        deletes++;
-        throw new Error('attempt to write a readonly database');
-      },
-      close: () => {},
-    };
+    const undeletableStore = undeletable(checkpoints, { canSave: true, breakAfterDeletes: 100 });
     const warnings: string[] = [];
-    const sluice = await Sluice.open({ store: events, checkpoints: undeletable, warn: (w) => warnings.push(w) });
+    const sluice = await Sluice.open({
+      store: events,
+      checkpoints: undeletableStore.store,
+      warn: (w) => warnings.push(w),
+    });
     opened.push(() => sluice.close());
     expect(warnings).toEqual([]);
     // Every checkpoint but the latest goes stale.
@@ -476,7 +477,10 @@ describe('a checkpoint store that fails', () => {
     const revision = older[0]!.revision;
     const plain = await open(events, undefined);
     expect(serializeState(await sluice.stateAt(revision))).toBe(serializeState(await plain.sluice.stateAt(revision)));
-    expect(breakerTripped, `tried ${deletes} deletes of ${older.length} stale checkpoints`).toBe(false);
+    expect(
+      undeletableStore.looped(),
+      `tried ${undeletableStore.deletes()} deletes of ${older.length} stale checkpoints`,
+    ).toBe(false);
   });
 
   it('given a closed checkpoint store, when the server starts, runs commands and travels in time, then everything works from the log and each failure is a warning', async () => {
