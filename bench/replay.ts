@@ -128,7 +128,7 @@ export async function replaySections(): Promise<void> {
     const before = retainedBytes();
     const scratch = await openTimed(f.path, null);
     const retained = retainedBytes() - before;
-    const runs = scratch.sluice.state.runIds.length;
+    const runs = scratch.sluice.state.runCount;
     // One checkpoint of the state at the head: what the server pays each time one is due.
     const s0 = now();
     const json = serializeState(scratch.sluice.state);

@@ -3,22 +3,23 @@
  * long and copying maps per event would make replay quadratic) but is otherwise a plain
  * deterministic function: no I/O, no clock, the same log always gives the same state.
  */
-import { type Constraint, countKeysOf } from '../src/domain/constraints.js';
+import { type Constraint, counterKey, counterKeyOf, countKeysOf } from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
 import { isInProgress } from '../src/domain/run.js';
 import { PriorityQueue } from './priority-queue.js';
 import {
   claimKey,
   enqueuedRun,
+  RECENTLY_FINISHED,
   type RunRecord,
-  recordDecision,
   type State,
   type StepClaim,
   waitingKey,
 } from './state.js';
 
 function runOf(state: State, runId: string): RunRecord {
-  const run = state.runs.get(runId);
+  // A run's slots are released by the events that follow its RunFinished, in the same append.
+  const run = state.runs.get(runId) ?? state.recentlyFinished.get(runId);
   if (!run) throw new Error(`event refers to unknown run ${runId}`);
   return run;
 }
@@ -58,11 +59,28 @@ function indexQueued(state: State, run: RunRecord, queued: boolean): void {
   else state.queue.remove(run.id, run.priority);
 }
 
-function leaveQueue(state: State, run: RunRecord, at: string): void {
+function leaveQueue(state: State, run: RunRecord): void {
   indexQueued(state, run, false);
-  run.blockedBy = [];
-  const wait = run.waits.at(-1);
-  if (wait && wait.to === null) wait.to = at;
+}
+
+function setHeld(state: State, countKey: string, full: Constraint[]): void {
+  if (full.length === 0) state.held.delete(countKey);
+  else state.held.set(countKey, full);
+}
+
+/** A finished run leaves the live state; its claims go once none is active any more. */
+function retire(state: State, run: RunRecord): void {
+  state.runs.delete(run.id);
+  state.recentlyFinished.set(run.id, run);
+  if (state.recentlyFinished.size > RECENTLY_FINISHED) {
+    state.recentlyFinished.delete(state.recentlyFinished.keys().next().value as string);
+  }
+  forgetClaimsIfDone(state, run);
+}
+
+function forgetClaimsIfDone(state: State, run: RunRecord): void {
+  if (run.activeClaims.size > 0 || state.runs.has(run.id)) return;
+  for (const step of run.steps) state.claims.delete(claimKey(run.id, step.key));
 }
 
 function setMember(map: Map<string, Set<string>>, key: string, member: string, present: boolean): void {
@@ -118,50 +136,32 @@ export function evolve(state: State, event: LoggedEvent): State {
   state.lastEventAt = event.at;
   switch (event.type) {
     case 'RunEnqueued': {
-      const run = enqueuedRun(event.data, state.runIds.length, event.at);
+      const run = enqueuedRun(event.data, state.runCount++, event.at);
       state.runs.set(run.id, run);
-      state.runIds.push(run.id);
       for (const pool of run.pools) state.knownPools.add(pool);
       indexQueued(state, run, true);
       break;
     }
     case 'RunAdmitted': {
       const run = runOf(state, event.data.runId);
-      leaveQueue(state, run, event.at);
+      leaveQueue(state, run);
       run.status = 'STARTING';
       run.admittedAt = event.at;
       countRun(state, run, 1);
-      recordDecision(state, run, {
-        position: event.revision,
-        at: event.at,
-        kind: 'ADMITTED',
-        runId: run.id,
-        stepKey: null,
-        pool: null,
-        reasons: [],
-        message: `run ${run.id} admitted: every limit that applies to it has room`,
-      });
       break;
     }
     case 'RunBlocked': {
+      // Its reasons are the full limits of the run's counters at that moment: every counter of
+      // the run that it does not name had room.
       const run = runOf(state, event.data.runId);
-      const reasons = event.data.reasons;
-      run.blockedBy = reasons;
-      const open = run.waits.at(-1);
-      if (open && open.to === null) open.to = event.at;
-      run.waits.push({ from: event.at, to: null, reasons });
-      recordDecision(state, run, {
-        position: event.revision,
-        at: event.at,
-        kind: 'BLOCKED',
-        runId: run.id,
-        stepKey: null,
-        pool: null,
-        reasons,
-        message: `run ${run.id} waits: ${describeReasons(reasons)}`,
-      });
+      const byCounter = new Map<string, Constraint[]>(countKeysOf(run).map((key) => [key, []]));
+      for (const reason of event.data.reasons) byCounter.get(counterKeyOf(reason))?.push(reason);
+      for (const [key, full] of byCounter) setHeld(state, key, full);
       break;
     }
+    case 'LimitStatesChanged':
+      for (const counter of event.data.counters) setHeld(state, counterKey(counter), counter.full);
+      break;
     case 'RunStarted': {
       const run = runOf(state, event.data.runId);
       run.status = 'STARTED';
@@ -176,11 +176,12 @@ export function evolve(state: State, event: LoggedEvent): State {
     }
     case 'RunFinished': {
       const run = runOf(state, event.data.runId);
-      if (run.status === 'QUEUED') leaveQueue(state, run, event.at);
+      if (run.status === 'QUEUED') leaveQueue(state, run);
       if (isInProgress(run.status)) countRun(state, run, -1);
       run.status = event.data.status;
       run.finishedAt = event.at;
       run.finishReason = event.data.reason;
+      retire(state, run);
       break;
     }
     case 'MaxConcurrentRunsSet':
@@ -212,16 +213,6 @@ export function evolve(state: State, event: LoggedEvent): State {
       const run = runOf(state, claim.runId);
       run.stepsHolding++;
       run.activeClaims.add(key);
-      recordDecision(state, run, {
-        position: event.revision,
-        at: event.at,
-        kind: 'SLOT_GRANTED',
-        runId: run.id,
-        stepKey: claim.stepKey,
-        pool: claim.pool,
-        reasons: [],
-        message: `step ${claim.stepKey} of run ${run.id} holds a slot${claim.pool === null ? '' : ` of pool ${claim.pool}`}`,
-      });
       break;
     }
     case 'StepSlotPending': {
@@ -229,18 +220,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       const key = claimKey(claim.runId, claim.stepKey);
       waitFor(state, claim, true);
       claim.reasons = event.data.reasons;
-      const run = runOf(state, claim.runId);
-      run.activeClaims.add(key);
-      recordDecision(state, run, {
-        position: event.revision,
-        at: event.at,
-        kind: 'SLOT_PENDING',
-        runId: run.id,
-        stepKey: claim.stepKey,
-        pool: claim.pool,
-        reasons: claim.reasons,
-        message: `step ${claim.stepKey} of run ${run.id} waits: ${describeReasons(claim.reasons)}`,
-      });
+      runOf(state, claim.runId).activeClaims.add(key);
       break;
     }
     case 'StepSlotReleased': {
@@ -257,6 +237,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       run.activeClaims.delete(key);
       claim.status = 'RELEASED';
       claim.reasons = [];
+      forgetClaimsIfDone(state, run);
       break;
     }
     case 'RunHeartbeatRecorded':

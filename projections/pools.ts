@@ -18,13 +18,13 @@ export function poolView(state: State, name: string): PoolView {
   const config = state.config;
   const view = { name, limit: poolLimitOf(config, name), explicitLimit: config.poolLimits.get(name) ?? null };
   if (config.poolGranularity === 'RUN') {
-    let pending = 0;
-    for (const id of state.queuedByKey.get(poolCount(name)) ?? []) {
-      if (state.runs.get(id)?.blockedBy.some((c) => c.kind === 'POOL_LIMIT' && c.pool === name)) pending++;
-    }
+    // While the pool's limit is full it holds every queued run that uses the pool.
+    const inUse = state.counts.get(poolCount(name)) ?? 0;
+    const full = view.limit !== null && inUse >= view.limit;
+    const pending = full ? (state.queuedByKey.get(poolCount(name))?.size ?? 0) : 0;
     return {
       ...view,
-      inUse: state.counts.get(poolCount(name)) ?? 0,
+      inUse,
       pending,
       activeRunIds: [...(state.activeRunsByPool.get(name) ?? [])],
     };

@@ -1,25 +1,30 @@
 /**
- * The state as plain JSON and back, for checkpoints. A checkpoint only ever speeds up a
+ * The live state as plain JSON and back, for checkpoints. A checkpoint only ever speeds up a
  * rebuild: the log stays the source of truth, and a checkpoint from another format version
- * is refused (the caller then replays from the start).
+ * is refused (the caller then replays from the start). It holds only what is live (no history),
+ * so its size and the time to write it follow the queue, not the log.
  */
+
+import type { Constraint } from '../src/domain/constraints.js';
 import { countKeysOf } from '../src/domain/constraints.js';
 import { PriorityQueue } from './priority-queue.js';
-import { type Decision, initialState, type RunRecord, recordDecision, type State, type StepClaim } from './state.js';
+import { initialState, type RunRecord, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
-export const STATE_FORMAT = 2;
+export const STATE_FORMAT = 3;
 
-type JsonDecision = Omit<Decision, 'position'> & { position: string };
-type JsonRun = Omit<RunRecord, 'activeClaims' | 'decisions'> & { activeClaims: string[] };
+type JsonRun = Omit<RunRecord, 'activeClaims'> & { activeClaims: string[] };
 
 interface JsonState {
   format: number;
   revision: string;
   lastEventAt: string | null;
   config: Omit<State['config'], 'poolLimits'> & { poolLimits: Array<[string, number]> };
+  /** Live runs in enqueue order. */
   runs: JsonRun[];
-  decisions: JsonDecision[];
+  recentlyFinished: JsonRun[];
+  runCount: number;
+  held: Array<[string, Constraint[]]>;
   knownPools: string[];
   claims: StepClaim[];
   slotHolders: Array<[string, string[]]>;
@@ -35,17 +40,19 @@ const setEntries = (map: Map<string, Set<string>>): Array<[string, string[]]> =>
   [...map].map(([key, set]) => [key, [...set]]);
 const setMap = (entries: Array<[string, string[]]>) => new Map(entries.map(([key, list]) => [key, new Set(list)]));
 
+const toJsonRun = ({ activeClaims, ...run }: RunRecord): JsonRun => ({ ...run, activeClaims: [...activeClaims] });
+const fromJsonRun = (run: JsonRun): RunRecord => ({ ...run, activeClaims: new Set(run.activeClaims) });
+
 export function serializeState(state: State): string {
   const json: JsonState = {
     format: STATE_FORMAT,
     revision: state.revision.toString(),
     lastEventAt: state.lastEventAt,
     config: { ...state.config, poolLimits: [...state.config.poolLimits] },
-    runs: state.runIds.map((id) => {
-      const { activeClaims, decisions: _decisions, ...run } = state.runs.get(id) as RunRecord;
-      return { ...run, activeClaims: [...activeClaims] };
-    }),
-    decisions: state.decisions.map((d) => ({ ...d, position: d.position.toString() })),
+    runs: [...state.runs.values()].sort((a, b) => a.seq - b.seq).map(toJsonRun),
+    recentlyFinished: [...state.recentlyFinished.values()].map(toJsonRun),
+    runCount: state.runCount,
+    held: [...state.held],
     knownPools: [...state.knownPools],
     claims: [...state.claims.values()],
     slotHolders: setEntries(state.slotHolders),
@@ -73,10 +80,12 @@ export function deserializeState(text: string): State {
   state.lastEventAt = json.lastEventAt;
   state.config = { ...json.config, poolLimits: new Map(json.config.poolLimits) };
   state.queue = new PriorityQueue();
+  state.runCount = json.runCount;
+  state.held = new Map(json.held);
+  state.recentlyFinished = new Map(json.recentlyFinished.map((run) => [run.id, fromJsonRun(run)]));
   for (const jsonRun of json.runs) {
-    const run: RunRecord = { ...jsonRun, activeClaims: new Set(jsonRun.activeClaims), decisions: [] };
+    const run = fromJsonRun(jsonRun);
     state.runs.set(run.id, run);
-    state.runIds.push(run.id);
     if (run.status === 'QUEUED') {
       state.queue.add(run.id, run.priority);
       for (const key of countKeysOf(run).slice(1)) {
@@ -88,9 +97,6 @@ export function deserializeState(text: string): State {
     if (run.status === 'STARTING' || run.status === 'STARTED' || run.status === 'CANCELING') {
       for (const key of countKeysOf(run)) state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
     }
-  }
-  for (const d of json.decisions) {
-    recordDecision(state, state.runs.get(d.runId) as RunRecord, { ...d, position: BigInt(d.position) });
   }
   state.knownPools = new Set(json.knownPools);
   state.claims = new Map(json.claims.map((c) => [`${c.runId}\u0000${c.stepKey}`, c]));

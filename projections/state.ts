@@ -1,6 +1,8 @@
 /**
- * The state every projection folds into: what the decider needs (config, queue, counts)
- * and what readers ask for (run details, waits, decisions). Rebuilt from the log at start.
+ * The live state: what the decider needs (config, counts, queued and in-progress runs, claims,
+ * the last recorded state of each counter). Its size follows what is live, not the history:
+ * finished runs, decisions and waits live in the history read model (src/history). Rebuilt
+ * from a checkpoint and the log at start.
  */
 import { type ConcurrencyConfig, defaultConcurrencyConfig } from '../src/domain/config.js';
 import type { Constraint } from '../src/domain/constraints.js';
@@ -54,10 +56,6 @@ export interface RunRecord {
   activeClaims: Set<string>;
   /** Last heartbeat recorded in the log (see domain/leases). */
   lastHeartbeatAt: string | null;
-  /** The limits recorded as holding the run by its last BLOCKED decision; empty unless QUEUED. */
-  blockedBy: Constraint[];
-  waits: WaitInterval[];
-  decisions: Decision[];
 }
 
 /** One step's claim for a slot. */
@@ -84,30 +82,37 @@ export interface RunMonitoring {
   cancelTimeoutSeconds: number;
 }
 
+/** How many finished runs the live state keeps, so retries about them answer without a disk read. */
+export const RECENTLY_FINISHED = 1000;
+
 export interface State {
   /** Revision of the last event folded in; -1n for an empty log. */
   revision: bigint;
   lastEventAt: string | null;
   config: ConcurrencyConfig;
+  /** QUEUED and in-progress runs. */
   runs: Map<string, RunRecord>;
-  /** Every run id in enqueue order. */
-  runIds: string[];
+  /** The last RECENTLY_FINISHED runs to finish, oldest first; older ones are in the history. */
+  recentlyFinished: Map<string, RunRecord>;
+  /** Runs ever enqueued: the next run's enqueue order. */
+  runCount: number;
   queue: PriorityQueue;
   /** In-progress runs per count key (see domain/constraints). */
   counts: Map<string, number>;
   /** QUEUED runs per count key other than ALL_RUNS: which runs a limit on that key can hold. */
   queuedByKey: Map<string, Set<string>>;
-  /** Every decision, in log order. */
-  decisions: Decision[];
-  /** Decisions per pool they concern (see decisionPools), in log order. */
-  decisionsByPool: Map<string, Decision[]>;
+  /**
+   * The full limits of each counter as last recorded (LimitStatesChanged, or a RunBlocked's
+   * reasons); counters with none are absent. A queued run's reasons are those of its counters.
+   */
+  held: Map<string, Constraint[]>;
   /** Every pool named by a limit or a run's steps, in first-seen order. */
   knownPools: Set<string>;
   /** Runs in progress (STARTING, STARTED, CANCELING): the ones with deadlines. */
   inProgress: Set<string>;
   /** In-progress runs per pool their steps use. */
   activeRunsByPool: Map<string, Set<string>>;
-  /** Every step claim ever made, by claimKey (released ones kept so a repeat release is a no-op). */
+  /** Step claims of live runs, by claimKey (released ones kept so a repeat release is a no-op). */
   claims: Map<string, StepClaim>;
   /** GRANTED claims per pool. */
   slotHolders: Map<string, Set<string>>;
@@ -123,12 +128,12 @@ export function initialState(): State {
     lastEventAt: null,
     config: defaultConcurrencyConfig(),
     runs: new Map(),
-    runIds: [],
+    recentlyFinished: new Map(),
+    runCount: 0,
     queue: new PriorityQueue(),
     counts: new Map(),
     queuedByKey: new Map(),
-    decisions: [],
-    decisionsByPool: new Map(),
+    held: new Map(),
     knownPools: new Set(),
     inProgress: new Set(),
     activeRunsByPool: new Map(),
@@ -162,27 +167,13 @@ export function enqueuedRun(data: EventData<'RunEnqueued'>, seq: number, at: str
     stepsHolding: 0,
     activeClaims: new Set(),
     lastHeartbeatAt: null,
-    blockedBy: [],
-    waits: [],
-    decisions: [],
   };
 }
 
 /** The pools a decision concerns: its step's pool, the pools in its reasons, the run's pools. */
-export function decisionPools(decision: Decision, run: RunRecord): Set<string> {
-  const pools = new Set<string>(run.pools);
+export function decisionPools(decision: Decision, runPools: readonly string[]): Set<string> {
+  const pools = new Set<string>(runPools);
   if (decision.pool !== null) pools.add(decision.pool);
   for (const reason of decision.reasons) if (reason.pool !== null) pools.add(reason.pool);
   return pools;
-}
-
-/** Files a decision under its run, the log and its pools. */
-export function recordDecision(state: State, run: RunRecord, decision: Decision): void {
-  run.decisions.push(decision);
-  state.decisions.push(decision);
-  for (const pool of decisionPools(decision, run)) {
-    let list = state.decisionsByPool.get(pool);
-    if (!list) state.decisionsByPool.set(pool, (list = []));
-    list.push(decision);
-  }
 }

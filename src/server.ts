@@ -16,7 +16,8 @@ import type { EventStore } from './eventstore/store.js';
 import type { GraphQLContext } from './graphql/builder.js';
 import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './graphql/plugins.js';
 import { schema } from './graphql/schema.js';
-import { checkpointPathFor, type Settings } from './settings.js';
+import { openHistoryStore } from './history/history-store.js';
+import { checkpointPathFor, historyPathFor, type Settings } from './settings.js';
 
 const ACTOR_HEADER = 'x-sluice-actor';
 
@@ -71,7 +72,8 @@ export async function startServer(
   const checkpoints = openCheckpointStore(checkpointPathFor(settings));
   let sluice: Sluice;
   try {
-    sluice = await Sluice.open({ store, checkpoints, warn: log });
+    const history = openHistoryStore(historyPathFor(settings));
+    sluice = await Sluice.open({ store, checkpoints, history, warn: log });
     if (settings.concurrencyConfigPath) {
       const text = await readFile(settings.concurrencyConfigPath, 'utf8');
       const file = parseConcurrencyConfigFile(text, settings.concurrencyConfigPath);

@@ -8,6 +8,8 @@ export interface Settings {
   concurrencyConfigPath: string | null;
   /** SQLite file for checkpoints of the projections; null: derived from the store (see checkpointPathFor). */
   checkpointPath?: string | null;
+  /** SQLite file of the history read model; null: derived from the store (see historyPathFor). */
+  historyPath?: string | null;
 }
 
 export class SettingsError extends Error {
@@ -20,6 +22,7 @@ export const DEFAULT_SETTINGS: Settings = {
   eventStoreUrl: 'sqlite:data/events.db',
   concurrencyConfigPath: null,
   checkpointPath: null,
+  historyPath: null,
 };
 
 /** Checkpoints sit beside a SQLite log; an in-memory log keeps them in memory too. */
@@ -30,6 +33,19 @@ export function checkpointPathFor(settings: Settings): string {
     return settings.eventStoreUrl.slice('sqlite:'.length).replace(/(\.db)?$/, '.checkpoints.db');
   }
   return 'data/checkpoints.db';
+}
+
+/**
+ * The history read model sits beside a SQLite log; for a shared store each server keeps its own
+ * copy on local disk (rebuilt from the log when missing), so reads of the past never cross the network.
+ */
+export function historyPathFor(settings: Settings): string {
+  if (settings.historyPath) return settings.historyPath;
+  if (settings.eventStoreUrl === 'sqlite::memory:') return ':memory:';
+  if (settings.eventStoreUrl.startsWith('sqlite:')) {
+    return settings.eventStoreUrl.slice('sqlite:'.length).replace(/(\.db)?$/, '.history.db');
+  }
+  return 'data/history.db';
 }
 
 export function readSettings(env: Record<string, string | undefined> = process.env): Settings {
@@ -45,5 +61,6 @@ export function readSettings(env: Record<string, string | undefined> = process.e
   if (env.EVENT_STORE_URL) settings.eventStoreUrl = env.EVENT_STORE_URL;
   if (env.CONCURRENCY_CONFIG) settings.concurrencyConfigPath = env.CONCURRENCY_CONFIG;
   if (env.CHECKPOINT_PATH) settings.checkpointPath = env.CHECKPOINT_PATH;
+  if (env.HISTORY_PATH) settings.historyPath = env.HISTORY_PATH;
   return settings;
 }

@@ -7,11 +7,13 @@
  * decides again, which is what keeps two servers from over-admitting.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { blockedDecision, decisionOf } from '../../projections/decisions.js';
 import { evolve } from '../../projections/evolve.js';
 import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
-import { type Decision, decisionPools, initialState, type State } from '../../projections/state.js';
+import { type Decision, decisionPools, initialState, type RunRecord, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
-import { type DecideContext, decide } from '../domain/decide.js';
+import { type Constraint, constraintIdentity, counterKey, counterKeyOf, countKeysOf } from '../domain/constraints.js';
+import { type DecideContext, decide, knownRun } from '../domain/decide.js';
 import {
   CURRENT_SCHEMA_VERSION,
   type DomainEvent,
@@ -19,10 +21,11 @@ import {
   parseEvent,
   UnreadableEventError,
 } from '../domain/events.js';
+import type { RunStatus } from '../domain/run.js';
 import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
-import type { EventStore, RecordedEvent, Subscription } from '../eventstore/store.js';
-import { AsyncQueue } from './async-queue.js';
+import type { EventStore, NewEvent, RecordedEvent, Subscription } from '../eventstore/store.js';
+import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
 
 export const DEPLOYMENT_STREAM = 'sluice-deployment';
 
@@ -45,6 +48,10 @@ export interface SluiceOptions {
   checkpointEvery?: number;
   /** Where to report trouble that does not stop the server (a checkpoint that failed). */
   warn?: (message: string) => void;
+  /** The history read model (finished runs, decisions, waits); default: one in memory. */
+  history?: HistoryStore;
+  /** How many checkpoints to keep; older ones are deleted. Default 3. */
+  checkpointsKept?: number;
 }
 
 export interface CommandOutcome {
@@ -74,15 +81,40 @@ export function toLoggedEvent(recorded: RecordedEvent): LoggedEvent {
   return { ...event, revision: recorded.revision, at: recorded.at, actor: recorded.actor } as LoggedEvent;
 }
 
-export function matchesDecision(state: State, decision: Decision, filter: DecisionFilter): boolean {
+/** Whether a decision passes a filter, given the pools of the run it is about. */
+export function matchesDecision(decision: Decision, runPools: readonly string[], filter: DecisionFilter): boolean {
   if (filter.after != null && decision.position <= filter.after) return false;
   if (filter.runId != null && decision.runId !== filter.runId) return false;
-  if (filter.pool != null) {
-    const run = state.runs.get(decision.runId);
-    return run !== undefined && decisionPools(decision, run).has(filter.pool);
-  }
-  return true;
+  return filter.pool == null || decisionPools(decision, runPools).has(filter.pool);
 }
+
+/** A client that read too slowly to keep up with live decisions; it resumes with `after`. */
+export class SubscriberBehindError extends Error {
+  override readonly name = 'SubscriberBehindError';
+  constructor(
+    readonly resumeAfter: bigint | null,
+    capacity: number,
+  ) {
+    super(
+      `this subscription fell more than ${capacity} decisions behind the live log and was ended; ` +
+        (resumeAfter === null
+          ? 'subscribe again'
+          : `subscribe again with after: "${resumeAfter}" to resume with nothing missed or repeated`),
+    );
+  }
+}
+
+interface GroupMember {
+  command: Command;
+  actor: string;
+  resolve: (outcome: CommandOutcome) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Most commands decided and appended together in one transaction. */
+const MAX_GROUP = 256;
+/** Decisions replayed from the history per read. */
+const REPLAY_PAGE = 500;
 
 /** Identifies an event's content, so a checkpoint can tell whether the log still holds it. */
 export function eventHash(recorded: RecordedEvent): string {
@@ -99,9 +131,17 @@ export function eventHash(recorded: RecordedEvent): string {
 
 export class Sluice {
   private current: State = initialState();
+  /** Revision of the last event known durable and handed to history and listeners. */
+  private durable = -1n;
   private readonly checkpoints: CheckpointStore | null;
   private readonly checkpointEvery: number;
+  private readonly checkpointsKept: number;
   private readonly warn: (message: string) => void;
+  private readonly history: HistoryStore;
+  /** Durable events not yet written to the history; written in batches, and before any read. */
+  private readonly historyPending: LoggedEvent[] = [];
+  private historyPosition: bigint;
+  private historyScheduled = false;
   private readonly pastStates = new Map<bigint, State>();
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
   private lastCheckpoint = -1n;
@@ -112,12 +152,16 @@ export class Sluice {
   private readonly clock: () => Date;
   private readonly newRunId: () => string;
   private readonly maxAttempts: number;
-  private readonly decisionListeners = new Set<(decision: Decision) => void>();
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly waiting: GroupMember[] = [];
+  private flushing = false;
+  private flushScheduled = false;
+  private idle: Promise<void> = Promise.resolve();
+  private markIdle: () => void = () => {};
   private follower: Subscription | null = null;
   private followerError: Error | null = null;
   private caughtUp = false;
+  private closed = false;
 
   private constructor(
     readonly store: EventStore,
@@ -129,23 +173,29 @@ export class Sluice {
     this.maxAttempts = options.maxAttempts ?? 50;
     this.checkpoints = options.checkpoints ?? null;
     this.checkpointEvery = options.checkpointEvery ?? 1000;
+    this.checkpointsKept = options.checkpointsKept ?? 3;
     this.warn = options.warn ?? ((message) => console.warn(message));
+    this.history = options.history ?? openHistoryStore(':memory:');
+    this.historyPosition = this.history.position();
   }
 
-  /** The projections, live. */
+  /** The live state (config, counts, queued and in-progress runs, claims). */
   get state(): State {
     return this.current;
   }
 
-  /** Replays the log into the projections, then follows the store live. */
+  /** Loads the live state from a checkpoint and the log, brings the history up to it, then follows the store. */
   static async open(options: SluiceOptions): Promise<Sluice> {
     const sluice = new Sluice(options.store, options);
     const start = await sluice.latestValidCheckpoint(2n ** 63n - 1n);
     if (start) {
       sluice.current = start;
       sluice.lastCheckpoint = start.revision;
+      sluice.durable = start.revision;
+      await sluice.rebuildHistoryTo(start.revision);
     }
     await sluice.catchUp();
+    sluice.flushHistory();
     sluice.replaying = false;
     sluice.follow();
     await sluice.follower?.caughtUp;
@@ -170,7 +220,7 @@ export class Sluice {
   private follow(): void {
     this.follower = this.store.subscribe(
       this.stream,
-      { afterRevision: this.state.revision },
+      { afterRevision: this.durable },
       (recorded) => this.apply(recorded),
       (error) => {
         this.followerError = error;
@@ -186,26 +236,72 @@ export class Sluice {
     );
   }
 
-  private closed = false;
-
-  /** Folds one stored event in, once, in order; notifies listeners of what it decided. */
+  /**
+   * Takes one stored event in, once, in order: folds it into the live state unless a command of
+   * this server already did (speculatively, before its append), then hands it to the history
+   * and the listeners, which only ever see durable events.
+   */
   private apply(recorded: RecordedEvent): void {
-    if (recorded.revision <= this.state.revision) return;
-    if (recorded.revision !== this.state.revision + 1n) {
+    if (recorded.revision <= this.durable) return;
+    if (recorded.revision !== this.durable + 1n) {
       throw new Error(
-        `log gap: the projections are at revision ${this.state.revision}, the next event is ${recorded.revision}`,
+        `log gap: the projections are at revision ${this.durable}, the next event is ${recorded.revision}`,
       );
     }
     const event = toLoggedEvent(recorded);
-    const decisionsBefore = this.state.decisions.length;
-    evolve(this.state, event);
+    if (recorded.revision > this.state.revision) evolve(this.state, event);
+    this.durable = recorded.revision;
     this.lastApplied = recorded;
+    this.recordHistory(event);
     this.maybeCheckpoint();
     for (const listener of this.eventListeners) listener(event);
-    for (let i = decisionsBefore; i < this.state.decisions.length; i++) {
-      const decision = this.state.decisions[i] as Decision;
-      for (const listener of this.decisionListeners) listener(decision);
+  }
+
+  private recordHistory(event: LoggedEvent): void {
+    if (event.revision <= this.historyPosition) return;
+    this.historyPending.push(event);
+    if (this.historyPending.length >= 5_000) {
+      this.flushHistory();
+      return;
     }
+    if (this.historyScheduled || this.replaying) return;
+    this.historyScheduled = true;
+    setImmediate(() => {
+      this.historyScheduled = false;
+      try {
+        this.flushHistory();
+      } catch (error) {
+        this.warn(`history not written yet, will retry: ${(error as Error).message}`);
+      }
+    });
+  }
+
+  /** Writes pending events to the history (one transaction); throws StoreUnavailableError when it cannot. */
+  private flushHistory(): void {
+    if (this.historyPending.length === 0) return;
+    this.history.apply(this.historyPending);
+    this.historyPosition = (this.historyPending.at(-1) as LoggedEvent).revision;
+    this.historyPending.length = 0;
+  }
+
+  /** Feeds the history the log up to a revision it has not seen (missing or behind). */
+  private async rebuildHistoryTo(revision: bigint): Promise<void> {
+    while (this.historyPosition < revision) {
+      const batch = await this.store.readStream(this.stream, {
+        fromRevision: this.historyPosition + 1n,
+        maxCount: Math.min(5_000, Number(revision - this.historyPosition)),
+      });
+      if (batch.length === 0) return;
+      this.history.apply(batch.map(toLoggedEvent));
+      this.historyPosition = (batch.at(-1) as RecordedEvent).revision;
+    }
+  }
+
+  /** The history read model, with every durable event written to it. */
+  async readHistory(): Promise<HistoryStore> {
+    await this.catchUp();
+    this.flushHistory();
+    return this.history;
   }
 
   /** Events between checkpoints: at least checkpointEvery, else a quarter of the log. */
@@ -217,12 +313,12 @@ export class Sluice {
 
   /**
    * Writes a checkpoint when one is due. While replaying at start-up it is written at once;
-   * while serving, after the current command has answered: serializing the state takes a while
-   * on a long history and must not delay the command that made it due.
+   * while serving, after the current command has answered. The state is only the live one,
+   * so writing it costs what is queued and in progress, not the history.
    */
   private maybeCheckpoint(): void {
     if (!this.checkpoints || this.checkpointScheduled) return;
-    if (this.state.revision - this.lastCheckpoint < this.checkpointSpacing()) return;
+    if (this.durable - this.lastCheckpoint < this.checkpointSpacing()) return;
     if (this.replaying) {
       this.writeCheckpoint();
       return;
@@ -236,6 +332,7 @@ export class Sluice {
 
   private writeCheckpoint(): void {
     const recorded = this.lastApplied;
+    // Only a state that is all durable: never one with a group's events folded in ahead of its append.
     if (!this.checkpoints || this.closed || !recorded || recorded.revision !== this.state.revision) return;
     try {
       this.checkpoints.save({
@@ -244,6 +341,7 @@ export class Sluice {
         format: STATE_FORMAT,
         state: serializeState(this.state),
       });
+      this.checkpoints.keepLatest(this.checkpointsKept);
     } catch (error) {
       this.warn(`checkpoint at position ${recorded.revision} not written: ${(error as Error).message}`);
     }
@@ -294,17 +392,8 @@ export class Sluice {
     return null;
   }
 
-  /**
-   * The projections as they were right after the event at `revision` (-1n: before any),
-   * from the nearest valid checkpoint and the log. Never today's rules re-applied: the state
-   * is the fold of the recorded events, decisions included.
-   */
-  async stateAt(revision: bigint): Promise<State> {
-    await this.catchUp();
-    if (revision >= this.state.revision) return this.state;
-    const cached = this.pastStates.get(revision);
-    if (cached) return cached;
-    const state = (revision >= 0n ? await this.latestValidCheckpoint(revision) : null) ?? initialState();
+  /** Folds the log into a state until it reaches a revision (or the log's end). */
+  private async foldUpTo(state: State, revision: bigint): Promise<State> {
     while (state.revision < revision) {
       const batch = await this.store.readStream(this.stream, {
         fromRevision: state.revision + 1n,
@@ -313,6 +402,21 @@ export class Sluice {
       if (batch.length === 0) break;
       for (const recorded of batch) evolve(state, toLoggedEvent(recorded));
     }
+    return state;
+  }
+
+  /**
+   * The live state as it was right after the event at `revision` (-1n: before any), from the
+   * nearest valid checkpoint and the log. Never today's rules re-applied: the state is the fold
+   * of the recorded events.
+   */
+  async stateAt(revision: bigint): Promise<State> {
+    await this.catchUp();
+    if (revision >= this.durable && this.state.revision === this.durable) return this.state;
+    const cached = this.pastStates.get(revision);
+    if (cached) return cached;
+    const start = (revision >= 0n ? await this.latestValidCheckpoint(revision) : null) ?? initialState();
+    const state = await this.foldUpTo(start, revision);
     this.pastStates.set(revision, state);
     if (this.pastStates.size > 8) this.pastStates.delete(this.pastStates.keys().next().value as bigint);
     return state;
@@ -323,7 +427,7 @@ export class Sluice {
     await this.catchUp();
     const target = instant.getTime();
     let lo = 0n;
-    let hi = this.state.revision;
+    let hi = this.durable;
     let found = -1n;
     // Times follow log order on one server; across servers clocks may disagree slightly.
     while (lo <= hi) {
@@ -339,11 +443,11 @@ export class Sluice {
     return found;
   }
 
-  /** Reads every event after the projections' revision and folds it in. */
+  /** Reads every event after the projections' revision and takes it in. */
   async catchUp(): Promise<void> {
     for (;;) {
       const batch = await this.store.readStream(this.stream, {
-        fromRevision: this.state.revision + 1n,
+        fromRevision: this.durable + 1n,
         maxCount: 5_000,
       });
       for (const recorded of batch) this.apply(recorded);
@@ -351,99 +455,289 @@ export class Sluice {
     }
   }
 
-  /** Commands run one at a time per process; across processes the expected revision decides. */
-  private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(work, work);
-    this.queue = next.catch(() => undefined);
-    return next;
+  /** A run by id: live, recently finished, or from the history. */
+  async run(id: string): Promise<RunRecord | null> {
+    await this.catchUp();
+    const live = knownRun(this.state, id, {});
+    if (live) return live;
+    return (await this.readHistory()).run(id);
+  }
+
+  /** How many runs the log holds in each status, for metrics. */
+  async runCountsByStatus(): Promise<Map<RunStatus, number>> {
+    return (await this.readHistory()).countsByStatus();
   }
 
   /**
    * Decides and appends a command. Throws the domain's errors for bad input, unknown runs and
    * transitions not allowed (nothing appended), StoreUnavailableError when the store fails.
+   *
+   * Group commit: commands that arrive while an append is in flight (or in the same turn of
+   * the event loop) are decided one after another on the live state, each seeing the events of
+   * those before it, and appended together in one transaction. Each is answered only once that
+   * transaction is durable. A command that fails validation answers its own error alone; a lost
+   * race re-decides the whole group on the state that won.
    */
   execute(command: Command, actor: string): Promise<CommandOutcome> {
-    return this.exclusive(async () => {
-      for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-        // A command is decided on a state that includes everything acknowledged before it.
-        await this.catchUp();
-        const now = this.clock().toISOString();
-        const context: DecideContext = { now, newRunId: this.newRunId() };
-        const events = decide(command, this.state, context);
-        const runId = runIdOf(command, events, context);
-        if (events.length === 0) return { events: [], runId };
-        const expected = this.state.revision < 0n ? 'no_stream' : this.state.revision;
-        try {
-          const result = await this.store.append(
-            this.stream,
-            events.map((e: DomainEvent) => ({
-              type: e.type,
-              schemaVersion: CURRENT_SCHEMA_VERSION,
-              data: e.data,
-              actor,
-              at: now,
-            })),
-            expected,
-          );
-          for (const recorded of result.events) this.apply(recorded);
-          return { events: result.events.map(toLoggedEvent), runId };
-        } catch (error) {
-          if (error instanceof ConcurrencyError) continue;
-          throw error;
-        }
+    return new Promise<CommandOutcome>((resolve, reject) => {
+      if (this.closed) {
+        reject(new StoreUnavailableError('the server is shutting down'));
+        return;
       }
-      throw new TooMuchContentionError(
-        `the command lost the race for the log ${this.maxAttempts} times in a row; nothing was recorded, try again`,
-      );
+      if (this.waiting.length === 0 && !this.flushing) this.idle = new Promise((done) => (this.markIdle = done));
+      this.waiting.push({ command, actor, resolve, reject });
+      this.scheduleFlush();
     });
   }
 
-  /** Every event folded in from now on, in order. */
+  private scheduleFlush(): void {
+    if (this.flushing || this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    const group = this.waiting.splice(0, MAX_GROUP);
+    try {
+      await this.commitGroup(group);
+    } catch (error) {
+      for (const member of group) member.reject(error);
+    } finally {
+      this.flushing = false;
+      if (this.waiting.length > 0) this.scheduleFlush();
+      else this.markIdle();
+    }
+  }
+
+  /** The finished run a command names when the live state no longer has it. */
+  private pastRunFor(command: Command): RunRecord | null {
+    const runId =
+      command.type === 'EnqueueRun'
+        ? (command.input as { runId?: unknown }).runId
+        : 'runId' in command
+          ? command.runId
+          : null;
+    if (typeof runId !== 'string' || knownRun(this.state, runId, {})) return null;
+    this.flushHistory();
+    return this.history.run(runId);
+  }
+
+  private async commitGroup(group: GroupMember[]): Promise<void> {
+    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
+      // Every command is decided on a state that includes everything acknowledged before it.
+      await this.catchUp();
+      const now = this.clock().toISOString();
+      const base = this.durable;
+      const newEvents: NewEvent[] = [];
+      const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
+      try {
+        for (const member of group) {
+          const context: DecideContext = { now, newRunId: this.newRunId(), pastRun: this.pastRunFor(member.command) };
+          let events: DomainEvent[];
+          try {
+            events = decide(member.command, this.state, context);
+          } catch (error) {
+            outcomes.push({ error });
+            continue;
+          }
+          outcomes.push({
+            start: newEvents.length,
+            count: events.length,
+            runId: runIdOf(member.command, events, context),
+          });
+          for (const event of events) {
+            // Folded now, so the next command of the group sees it; durable only after the append.
+            evolve(this.state, {
+              ...event,
+              revision: this.state.revision + 1n,
+              at: now,
+              actor: member.actor,
+            } as LoggedEvent);
+            newEvents.push({
+              type: event.type,
+              schemaVersion: CURRENT_SCHEMA_VERSION,
+              data: event.data,
+              actor: member.actor,
+              at: now,
+            });
+          }
+        }
+      } catch (error) {
+        // A fold that throws is a bug; the live state goes back to the log's.
+        await this.restoreLiveState();
+        throw error;
+      }
+      let recorded: RecordedEvent[] = [];
+      if (newEvents.length > 0) {
+        try {
+          recorded = (await this.store.append(this.stream, newEvents, base < 0n ? 'no_stream' : base)).events;
+        } catch (error) {
+          await this.restoreLiveState();
+          if (error instanceof ConcurrencyError) continue;
+          throw error;
+        }
+        for (const event of recorded) this.apply(event);
+      }
+      group.forEach((member, i) => {
+        const outcome = outcomes[i] as (typeof outcomes)[number];
+        if ('error' in outcome) member.reject(outcome.error);
+        else
+          member.resolve({
+            events: recorded.slice(outcome.start, outcome.start + outcome.count).map(toLoggedEvent),
+            runId: outcome.runId,
+          });
+      });
+      return;
+    }
+    throw new TooMuchContentionError(
+      `the command lost the race for the log ${this.maxAttempts} times in a row; nothing was recorded, try again`,
+    );
+  }
+
+  /** After a failed append: the live state again as the log has it (checkpoint, then the log). */
+  private async restoreLiveState(): Promise<void> {
+    const start = (await this.latestValidCheckpoint(this.durable).catch(() => null)) ?? initialState();
+    this.current = await this.foldUpTo(start, this.durable);
+  }
+
+  /** Every durable event from now on, in order. */
   onEvent(listener: (event: LoggedEvent) => void): () => void {
     this.eventListeners.add(listener);
     return () => this.eventListeners.delete(listener);
   }
 
-  /**
-   * Decisions matching the filter as they are folded in, preceded, when `after` is given, by
-   * those already in the log after it. The backlog is read and the listener registered in one
-   * synchronous step, so nothing is missed or repeated at the seam.
-   */
-  decisionStream(filter: DecisionFilter, capacity = 100_000): AsyncIterableIterator<Decision> {
-    let unsubscribe = () => {};
-    const queue = new AsyncQueue<Decision>(capacity, () => unsubscribe());
-    // Without `after` the stream is live only; with it, the log after that position comes first.
-    if (filter.after != null) {
-      for (const decision of this.decisionsAfter(filter.after)) {
-        if (matchesDecision(this.state, decision, filter)) queue.push(decision);
-      }
-    }
-    const listener = (decision: Decision) => {
-      if (matchesDecision(this.state, decision, filter)) queue.push(decision);
-    };
-    this.decisionListeners.add(listener);
-    unsubscribe = () => this.decisionListeners.delete(listener);
-    return queue;
+  /** The pools of a run, live or past, for filtering decisions by pool. */
+  private runPools(runId: string): readonly string[] {
+    const live = knownRun(this.state, runId, {});
+    if (live) return live.pools;
+    this.flushHistory();
+    return this.history.run(runId)?.pools ?? [];
   }
 
-  /** Decisions after a position, from the projection of the log (binary search). */
-  decisionsAfter(after: bigint | null, list: readonly Decision[] = this.state.decisions): readonly Decision[] {
-    if (after === null) return list;
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((list[mid] as Decision).position <= after) lo = mid + 1;
-      else hi = mid;
+  /**
+   * Decisions matching the filter: with `after`, first those the history holds after it, read
+   * page by page as the client consumes them; then live ones, none missed or repeated. A run's
+   * stream also tells when what holds the run changes (derived from limit states). A client that
+   * falls more than `capacity` decisions behind the live log gets SubscriberBehindError naming
+   * where to resume.
+   */
+  async *decisionStream(filter: DecisionFilter, capacity = 10_000): AsyncGenerator<Decision> {
+    await this.catchUp();
+    const buffer: Decision[] = [];
+    let wake: (() => void) | null = null;
+    let overflowed = false;
+    const push = (decision: Decision) => {
+      if (buffer.length >= capacity) overflowed = true;
+      else buffer.push(decision);
+      wake?.();
+    };
+    const holds = filter.runId != null ? this.holdWatcher(filter.runId) : null;
+    const unsubscribe = this.onEvent((event) => {
+      const decision = decisionOf(event);
+      if (decision && matchesDecision(decision, this.runPools(decision.runId), { ...filter, after: null })) {
+        push(decision);
+      }
+      const changed = holds?.(event);
+      if (changed && matchesDecision(changed, this.runPools(changed.runId), { ...filter, after: null })) push(changed);
+    });
+    try {
+      let last = filter.after ?? null;
+      if (last !== null) {
+        // Replay from the history; if live decisions pile up meanwhile, drop them and read on:
+        // the history has them too.
+        for (;;) {
+          const page = (await this.readHistory()).decisions({ ...filter, after: last, limit: REPLAY_PAGE });
+          for (const decision of page) {
+            yield decision;
+            last = decision.position;
+          }
+          if (page.length === REPLAY_PAGE) continue;
+          if (!overflowed) break;
+          overflowed = false;
+          buffer.length = 0;
+        }
+      }
+      for (;;) {
+        if (overflowed) throw new SubscriberBehindError(last, capacity);
+        const decision = buffer.shift();
+        if (!decision) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = null;
+          continue;
+        }
+        if (last !== null && decision.position <= last) continue;
+        last = decision.position;
+        yield decision;
+      }
+    } finally {
+      unsubscribe();
     }
-    return list.slice(lo);
+  }
+
+  /**
+   * Follows what holds one queued run, event by event, from the live state at subscription:
+   * returns a BLOCKED decision when the set of limits holding it changes (the run's first hold
+   * is a recorded decision of its own).
+   */
+  private holdWatcher(runId: string): (event: LoggedEvent) => Decision | null {
+    const run = this.state.runs.get(runId);
+    if (run?.status !== 'QUEUED') return () => null;
+    const counters = [...new Set(countKeysOf(run))];
+    const held = new Map<string, Constraint[]>(counters.map((key) => [key, this.state.held.get(key) ?? []]));
+    const identity = () =>
+      counters
+        .flatMap((key) => held.get(key) ?? [])
+        .map(constraintIdentity)
+        .sort()
+        .join('\n');
+    let current = identity();
+    let queued = true;
+    return (event) => {
+      if (!queued) return null;
+      if ((event.type === 'RunAdmitted' || event.type === 'RunFinished') && event.data.runId === runId) {
+        queued = false;
+        return null;
+      }
+      if (event.type === 'RunBlocked' && event.data.runId === runId) {
+        for (const key of counters) held.set(key, []);
+        for (const reason of event.data.reasons) held.get(counterKeyOf(reason))?.push(reason);
+        current = identity();
+        return null;
+      }
+      if (event.type !== 'LimitStatesChanged') return null;
+      let touched = false;
+      for (const counter of event.data.counters) {
+        const key = counterKey(counter);
+        if (held.has(key)) {
+          held.set(key, counter.full);
+          touched = true;
+        }
+      }
+      if (!touched) return null;
+      const next = identity();
+      if (next === current) return null;
+      current = next;
+      const reasons = counters.flatMap((key) => held.get(key) ?? []);
+      return reasons.length === 0 ? null : blockedDecision(runId, event.revision, event.at, reasons);
+    };
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.queue.catch(() => undefined);
+    await this.idle.catch(() => undefined);
     await this.follower?.close();
     this.follower = null;
+    try {
+      this.flushHistory();
+    } catch (error) {
+      this.warn(`history not written at shutdown (it is rebuilt from the log): ${(error as Error).message}`);
+    }
+    this.history.close();
   }
 }
 

@@ -7,9 +7,10 @@
  * count is at or above it.
  *
  * The pass costs what changed, not the queue's length: only runs that a relaxed limit could
- * now let through are candidates, and only runs under a limit whose fullness changed have
- * their reasons recomputed. A run left out is still held by a limit that stayed full, so its
- * recorded reasons are still true.
+ * now let through are candidates. What holds the other queued runs is not recomputed per run:
+ * a queued run's reasons are the full limits of its counters, so the pass reports the counters
+ * whose full limits (or count while full) changed, once each, and every run's reasons and waits
+ * are derived from those records.
  */
 import type { RunRecord, State } from '../../projections/state.js';
 import type { ConcurrencyConfig } from './config.js';
@@ -18,9 +19,11 @@ import {
   type ApplicableLimit,
   type Constraint,
   countKeysOf,
-  poolLimitOf,
+  fullLimitsOn,
+  limitsOnCounter,
   runLimitsOf,
-  sameConstraintSet,
+  sameFullLimits,
+  tagKeyCount,
   toConstraint,
 } from './constraints.js';
 
@@ -39,46 +42,21 @@ export interface CapacityChange {
   editedKeys?: ReadonlySet<string>;
 }
 
+/** A counter whose full limits, or whose count while a limit on it is full, changed. */
+export interface CounterChange {
+  countKey: string;
+  inUse: number;
+  /** Its full limits after the command, each with the count; empty: every limit has room. */
+  full: Constraint[];
+}
+
 export interface PassResult {
   /** Runs to admit, in the order they were admitted. */
   admitted: RunRecord[];
-  /** Queued runs whose set of holding limits changed, in queue order, with the new set. */
-  blocked: Array<{ run: RunRecord; reasons: Constraint[] }>;
-}
-
-/** The limits of the config that count under a count key, each with what kind it is. */
-function limitsOnKey(key: string, config: ConcurrencyConfig): Array<{ kind: string; limit: number }> {
-  if (key === ALL_RUNS) return config.maxConcurrentRuns >= 0 ? [{ kind: 'runs', limit: config.maxConcurrentRuns }] : [];
-  const [kind, first, second] = key.split('\u0000');
-  if (first === undefined) return [];
-  const limits: Array<{ kind: string; limit: number }> = [];
-  if (kind === 'k') {
-    for (const l of config.tagConcurrencyLimits) {
-      if (l.key === first && l.value === null && !l.applyLimitPerUniqueValue)
-        limits.push({ kind: 'key', limit: l.limit });
-    }
-  } else if (kind === 'v') {
-    for (const l of config.tagConcurrencyLimits) {
-      if (l.key !== first) continue;
-      if (l.applyLimitPerUniqueValue) limits.push({ kind: 'each', limit: l.limit });
-      else if (l.value === second) limits.push({ kind: 'value', limit: l.limit });
-    }
-  } else if (kind === 'p' && config.poolGranularity === 'RUN') {
-    const limit = poolLimitOf(config, first);
-    if (limit !== null) limits.push({ kind: 'pool', limit });
-  }
-  return limits;
-}
-
-/**
- * Which limits on a key are full, as a comparable string. Only fullness counts, not the
- * limit's value: a limit edited from 10 to 20 that stays full holds the same runs.
- */
-function fullness(key: string, config: ConcurrencyConfig, count: number): string {
-  return limitsOnKey(key, config)
-    .map(({ kind, limit }) => `${kind}${count >= limit ? '!' : ''}`)
-    .sort()
-    .join(',');
+  /** The enqueued run when it has to wait, with every limit holding it: its first hold. */
+  firstHold: { run: RunRecord; reasons: Constraint[] } | null;
+  /** Counters whose recorded state (State.held) no longer matches, with their new state. */
+  counters: CounterChange[];
 }
 
 function inQueueOrder(a: RunRecord, b: RunRecord): number {
@@ -107,7 +85,7 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   for (const key of change.editedKeys ?? []) addSubjects(key);
   for (const key of delta.keys()) {
     const before = countBefore(key);
-    if (limitsOnKey(key, configBefore).some(({ limit }) => before >= limit && count(key) < limit)) {
+    if (limitsOnCounter(key, configBefore).some(({ limit }) => before >= limit && count(key) < limit)) {
       addSubjects(key);
     }
   }
@@ -151,11 +129,9 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
 
   const admitted: RunRecord[] = [];
   const admittedIds = new Set<string>();
-  const evaluated: RunRecord[] = [];
   for (const run of candidates) {
     // Every run is under the global limit: once it is full, nobody else gets in.
     if (globalFull()) break;
-    evaluated.push(run);
     if (limitsOf(run).every((l) => count(l.countKey) < l.limit)) {
       admitted.push(run);
       admittedIds.add(run.id);
@@ -163,38 +139,46 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     }
   }
 
-  // Reasons: runs considered and left queued, runs under an edited key, the new run, and
-  // every queued run under a key whose fullness changed between before the command and after
-  // the pass. Any other queued run is held by a limit that stayed full, as recorded.
-  const recheck = new Map<string, RunRecord>();
-  const recheckRun = (run: RunRecord | undefined) => {
-    if (run && !admittedIds.has(run.id)) recheck.set(run.id, run);
-  };
-  for (const run of everyone ? evaluated : (candidates as RunRecord[])) recheckRun(run);
-  recheckRun(change.enqueued);
-  let recheckEveryone = false;
-  const subjectsOf = (key: string) => {
-    if (key === ALL_RUNS) recheckEveryone = true;
-    else for (const id of state.queuedByKey.get(key) ?? []) recheckRun(queued(id));
-  };
-  for (const key of change.editedKeys ?? []) if (key !== ALL_RUNS) subjectsOf(key);
-  for (const key of new Set([...delta.keys(), ...(change.editedKeys ?? [])])) {
-    if (fullness(key, configBefore, countBefore(key)) !== fullness(key, config, count(key))) subjectsOf(key);
-  }
-  if (recheckEveryone) for (const id of state.queue.inOrder()) recheckRun(queued(id));
-
-  const blocked: PassResult['blocked'] = [];
-  for (const run of [...recheck.values()].sort(inQueueOrder)) {
-    const reasons = limitsOf(run)
+  let firstHold: PassResult['firstHold'] = null;
+  const enqueued = change.enqueued;
+  if (enqueued && !admittedIds.has(enqueued.id)) {
+    const reasons = limitsOf(enqueued)
       .filter((l) => count(l.countKey) >= l.limit)
       .map((l) => toConstraint(l, count(l.countKey)));
     if (reasons.length === 0) {
       // Cannot happen if the rule above holds; admitting here would break queue order.
-      throw new Error(`admission invariant broken: run ${run.id} has room but was not admitted`);
+      throw new Error(`admission invariant broken: run ${enqueued.id} has room but was not admitted`);
     }
-    if (!sameConstraintSet(reasons, run.blockedBy)) blocked.push({ run, reasons });
+    firstHold = { run: enqueued, reasons };
   }
-  return { admitted, blocked };
+
+  // Counters whose state may have changed: those whose count moved, those of the new run (a
+  // limit of 0 is full before anything counts), and those under an edited limit.
+  const touched = new Set<string>(delta.keys());
+  if (enqueued) for (const key of countKeysOf(enqueued)) touched.add(key);
+  for (const key of change.editedKeys ?? []) for (const counter of countersUnder(state, key)) touched.add(counter);
+  const counters: CounterChange[] = [];
+  for (const countKey of touched) {
+    const inUse = count(countKey);
+    const full = fullLimitsOn(countKey, config, inUse);
+    if (!sameFullLimits(full, state.held.get(countKey) ?? [])) counters.push({ countKey, inUse, full });
+  }
+  return { admitted, firstHold, counters };
+}
+
+/**
+ * The counters an edit of the limits on a count key can change: the key itself and, for a tag
+ * key (whose limits may apply per unique value), every counter of a value of that tag that
+ * counts, waits or was recorded full. Edits may look at every such counter; they are rare.
+ */
+function countersUnder(state: State, key: string): string[] {
+  if (key !== tagKeyCount(key.slice(2))) return [key];
+  const prefix = `v\u0000${key.slice(2)}\u0000`;
+  const counters = new Set<string>([key]);
+  for (const map of [state.counts, state.queuedByKey, state.held]) {
+    for (const counter of map.keys()) if (counter.startsWith(prefix)) counters.add(counter);
+  }
+  return [...counters];
 }
 
 /** What holds a queued run back right now, with today's counts (for reads, not decisions). */

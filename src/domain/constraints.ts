@@ -28,6 +28,46 @@ export const tagKeyCount = (key: string): string => `k\u0000${key}`;
 export const tagValueCount = (key: string, value: string): string => `v\u0000${key}\u0000${value}`;
 export const poolCount = (pool: string): string => `p\u0000${pool}`;
 
+/** A run counter as the log names it (see LimitStatesChanged). */
+export interface Counter {
+  key: string | null;
+  value: string | null;
+  pool: string | null;
+}
+
+export function counterKey(c: Counter): string {
+  if (c.pool !== null) return poolCount(c.pool);
+  if (c.key === null) return ALL_RUNS;
+  return c.value === null ? tagKeyCount(c.key) : tagValueCount(c.key, c.value);
+}
+
+export function counterOfKey(countKey: string): Counter {
+  if (countKey === ALL_RUNS) return { key: null, value: null, pool: null };
+  const [kind, first = '', second = ''] = countKey.split('\u0000');
+  if (kind === 'p') return { key: null, value: null, pool: first };
+  return { key: first, value: kind === 'v' ? second : null, pool: null };
+}
+
+/** The counter a run limit counts under, from the constraint that names it. */
+export function counterKeyOf(c: Pick<Constraint, 'kind' | 'key' | 'value' | 'pool'>): string {
+  switch (c.kind) {
+    case 'MAX_CONCURRENT_RUNS':
+      return ALL_RUNS;
+    case 'POOL_LIMIT':
+      return poolCount(c.pool ?? '');
+    default:
+      return c.value === null ? tagKeyCount(c.key ?? '') : tagValueCount(c.key ?? '', c.value);
+  }
+}
+
+/** Same limits with the same values and counts: nothing to record. */
+export function sameFullLimits(a: readonly Constraint[], b: readonly Constraint[]): boolean {
+  if (a.length !== b.length) return false;
+  const id = (c: Constraint) => `${constraintIdentity(c)}\u0000${c.limit}\u0000${c.inUse}`;
+  const ids = new Set(a.map(id));
+  return b.every((c) => ids.has(id(c)));
+}
+
 /** The keys an in-progress run counts under, whatever limits exist. */
 export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[] }): string[] {
   const keys = [ALL_RUNS];
@@ -97,6 +137,43 @@ export function runLimitsOf(
     }
   }
   return limits;
+}
+
+/**
+ * The run limits that count under one counter. Every run counted under the counter is subject
+ * to all of them, so a queued run's reasons are the full limits of its counters.
+ */
+export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): ApplicableLimit[] {
+  const counter = counterOfKey(countKey);
+  const base = { countKey, key: counter.key, value: counter.value, pool: counter.pool, perUniqueValue: false };
+  if (countKey === ALL_RUNS) {
+    return config.maxConcurrentRuns >= 0
+      ? [{ ...base, kind: 'MAX_CONCURRENT_RUNS', limit: config.maxConcurrentRuns }]
+      : [];
+  }
+  if (counter.pool !== null) {
+    const limit = config.poolGranularity === 'RUN' ? poolLimitOf(config, counter.pool) : null;
+    return limit === null ? [] : [{ ...base, kind: 'POOL_LIMIT', limit }];
+  }
+  const limits: ApplicableLimit[] = [];
+  for (const l of config.tagConcurrencyLimits) {
+    if (l.key !== counter.key) continue;
+    if (counter.value === null) {
+      if (l.value === null && !l.applyLimitPerUniqueValue) limits.push({ ...base, kind: 'TAG_LIMIT', limit: l.limit });
+    } else if (l.applyLimitPerUniqueValue) {
+      limits.push({ ...base, kind: 'TAG_LIMIT', perUniqueValue: true, limit: l.limit });
+    } else if (l.value === counter.value) {
+      limits.push({ ...base, kind: 'TAG_LIMIT', limit: l.limit });
+    }
+  }
+  return limits;
+}
+
+/** The limits of a counter that are full at a count, as constraints with that count. */
+export function fullLimitsOn(countKey: string, config: ConcurrencyConfig, inUse: number): Constraint[] {
+  return limitsOnCounter(countKey, config)
+    .filter((l) => inUse >= l.limit)
+    .map((l) => toConstraint(l, inUse));
 }
 
 /** A sentence a person can read, built only from the constraint's data. */

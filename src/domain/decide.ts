@@ -22,7 +22,7 @@ import {
   validateTimeout,
 } from './commands.js';
 import type { TagConcurrencyLimit } from './config.js';
-import { ALL_RUNS, poolCount, tagKeyCount, tagValueCount } from './constraints.js';
+import { ALL_RUNS, counterOfKey, poolCount, tagKeyCount, tagValueCount } from './constraints.js';
 import { type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent } from './events.js';
@@ -34,6 +34,11 @@ export interface DecideContext {
   now: string;
   /** The id to give a run enqueued without one. */
   newRunId: string;
+  /**
+   * The finished run the command names, when it has left the live state: the command layer
+   * looks it up in the history, so the decider can answer retries and conflicts about it.
+   */
+  pastRun?: RunRecord | null;
 }
 
 interface Change {
@@ -54,15 +59,30 @@ function withPasses(state: State, primary: DomainEvent[], change: Change): Domai
     }
   }
   if (change.capacity) {
-    const { admitted, blocked } = admissionPass(state, change.capacity);
+    const { admitted, firstHold, counters } = admissionPass(state, change.capacity);
     for (const run of admitted) events.push({ type: 'RunAdmitted', data: { runId: run.id } });
-    for (const { run, reasons } of blocked) events.push({ type: 'RunBlocked', data: { runId: run.id, reasons } });
+    if (firstHold) events.push({ type: 'RunBlocked', data: { runId: firstHold.run.id, reasons: firstHold.reasons } });
+    if (counters.length > 0) {
+      events.push({
+        type: 'LimitStatesChanged',
+        data: { counters: counters.map(({ countKey, inUse, full }) => ({ ...counterOfKey(countKey), inUse, full })) },
+      });
+    }
   }
   return events;
 }
 
-function existingRun(state: State, runId: string): RunRecord {
-  const run = state.runs.get(validateRunId(runId));
+/** A live run, a recently finished one, or the finished one the command layer found. */
+export function knownRun(state: State, runId: string, context: Pick<DecideContext, 'pastRun'>): RunRecord | undefined {
+  return (
+    state.runs.get(runId) ??
+    state.recentlyFinished.get(runId) ??
+    (context.pastRun?.id === runId ? context.pastRun : undefined)
+  );
+}
+
+function existingRun(state: State, runId: string, context: DecideContext): RunRecord {
+  const run = knownRun(state, validateRunId(runId), context);
   if (!run) throw new RunNotFoundError(runId);
   return run;
 }
@@ -189,7 +209,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
       const input = validateEnqueue(command.input);
       const runId = input.runId ?? context.newRunId;
       // Enqueueing an id twice is a retry, not a second run.
-      if (state.runs.has(runId)) return [];
+      if (knownRun(state, runId, context)) return [];
       const data = {
         runId,
         jobName: input.jobName,
@@ -199,11 +219,11 @@ export function decide(command: Command, state: State, context: DecideContext): 
         maxConcurrentSteps: input.maxConcurrentSteps,
         leaseSeconds: input.leaseSeconds,
       };
-      const enqueued = enqueuedRun(data, state.runIds.length, context.now);
+      const enqueued = enqueuedRun(data, state.runCount, context.now);
       return withPasses(state, [{ type: 'RunEnqueued', data }], { capacity: { enqueued } });
     }
     case 'MarkRunStarted': {
-      const run = existingRun(state, command.runId);
+      const run = existingRun(state, command.runId, context);
       if (run.status !== 'STARTING' && run.status !== 'STARTED') {
         throw new TransitionNotAllowedError(
           `run ${run.id} is ${run.status}: only an admitted (STARTING) run can be marked started`,
@@ -216,7 +236,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
     }
     case 'MarkRunFinished': {
       const status = validateFinalStatus(command.status);
-      const run = existingRun(state, command.runId);
+      const run = existingRun(state, command.runId, context);
       const expired = expiredNow(state, run, context.now);
       if (expired) return expired;
       if (isFinished(run.status)) {
@@ -231,7 +251,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
       return finish(state, [{ run, status, reason: null }]);
     }
     case 'TerminateRun': {
-      const run = existingRun(state, command.runId);
+      const run = existingRun(state, command.runId, context);
       const expired = expiredNow(state, run, context.now);
       if (expired) return expired;
       if (isFinished(run.status)) {
@@ -261,7 +281,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
       ];
     }
     case 'ClaimStepSlot': {
-      const run = existingRun(state, command.runId);
+      const run = existingRun(state, command.runId, context);
       const stepKey = validateStepKey(command.stepKey);
       const { step, claim } = claimOutcome(state, run, stepKey);
       const active = claim !== undefined && claim.status !== 'RELEASED';
@@ -286,9 +306,11 @@ export function decide(command: Command, state: State, context: DecideContext): 
       return withPasses(state, [], { slots: { claimed: draft } });
     }
     case 'ReleaseStepSlot': {
-      const run = existingRun(state, command.runId);
+      const run = existingRun(state, command.runId, context);
       const stepKey = validateStepKey(command.stepKey);
       const { claim } = claimOutcome(state, run, stepKey);
+      // A finished run released every claim when it ended (and the live state forgot them).
+      if (!claim && isFinished(run.status)) return [];
       if (!claim) {
         throw new TransitionNotAllowedError(`step ${stepKey} of run ${run.id} has not claimed a slot`);
       }
@@ -302,7 +324,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
       return withPasses(state, [released], { slots: { released: [claim] } });
     }
     case 'Heartbeat': {
-      const run = existingRun(state, command.runId);
+      const run = existingRun(state, command.runId, context);
       if (isFinished(run.status)) {
         const why = run.finishReason ? ` (${run.finishReason})` : '';
         throw new TransitionNotAllowedError(

@@ -41,8 +41,31 @@ export const eventSchemas = {
   }),
   /** Decision: the run moved from QUEUED to STARTING. */
   RunAdmitted: z.object({ runId: name }),
-  /** Decision: the set of limits holding a queued run changed (first hold included). */
+  /**
+   * Decision: a queued run waits, with every limit holding it. Recorded when a run first waits
+   * (at enqueue). Logs from before LimitStatesChanged also hold one per change of what held a
+   * run; they are folded the same way.
+   */
   RunBlocked: z.object({ runId: name, reasons: z.array(constraintSchema).min(1) }),
+  /**
+   * Which limits on a run counter are full, recorded once per counter whose full limits or
+   * count-while-full changed in a command. A queued run's reasons at any position are the full
+   * limits of its counters then, so waits are derived from these, not recorded per run.
+   */
+  LimitStatesChanged: z.object({
+    counters: z
+      .array(
+        z.object({
+          /** All null: every run. key: runs with the tag key; key and value: with that tag; pool: using the pool. */
+          key: name.nullable(),
+          value: name.nullable(),
+          pool: name.nullable(),
+          inUse: z.number().int().min(0),
+          full: z.array(constraintSchema),
+        }),
+      )
+      .min(1),
+  }),
   RunStarted: z.object({ runId: name }),
   RunCancellationRequested: z.object({ runId: name }),
   RunFinished: z.object({

@@ -28,6 +28,8 @@ export interface CheckpointStore {
   /** The serialized state of one checkpoint, or null when it is gone. */
   load(revision: bigint): string | null;
   delete(revision: bigint): void;
+  /** Deletes all but the newest `count` checkpoints, so the file stays a small multiple of one state. */
+  keepLatest(count: number): void;
   close(): void;
 }
 
@@ -54,6 +56,9 @@ export function openCheckpointStore(path: string): CheckpointStore {
   );
   const selectState = db.prepare('SELECT state FROM checkpoints WHERE revision = ?');
   const remove = db.prepare('DELETE FROM checkpoints WHERE revision = ?');
+  const prune = db.prepare(
+    'DELETE FROM checkpoints WHERE revision < (SELECT MIN(revision) FROM (SELECT revision FROM checkpoints ORDER BY revision DESC LIMIT ?))',
+  );
   const guard = <T>(what: string, work: () => T): T => {
     try {
       return work();
@@ -74,6 +79,7 @@ export function openCheckpointStore(path: string): CheckpointStore {
     load: (revision) =>
       guard('read', () => (selectState.get(revision) as { state: string } | undefined)?.state ?? null),
     delete: (revision) => guard('delete', () => void remove.run(revision)),
+    keepLatest: (count) => guard('prune', () => void prune.run(count)),
     close: () => db.close(),
   };
 }

@@ -46,12 +46,19 @@ const QueueSnapshotType = builder.objectRef<QueueSnapshot>('QueueSnapshot').impl
     queue: t.field({
       type: [RunType],
       description: 'QUEUED runs in admission order, each with what was recorded as holding it then.',
-      resolve: (s) => pastRuns([...s.state.queue.inOrder()].map((id) => s.state.runs.get(id) as RunRecord)),
+      resolve: (s) =>
+        pastRuns(
+          s.state,
+          [...s.state.queue.inOrder()].map((id) => s.state.runs.get(id) as RunRecord),
+        ),
     }),
     inProgress: t.field({
       type: [RunType],
       resolve: (s) =>
-        pastRuns([...s.state.inProgress].map((id) => s.state.runs.get(id) as RunRecord).sort((a, b) => a.seq - b.seq)),
+        pastRuns(
+          s.state,
+          [...s.state.inProgress].map((id) => s.state.runs.get(id) as RunRecord).sort((a, b) => a.seq - b.seq),
+        ),
     }),
     pools: t.field({ type: [PoolType], resolve: (s) => poolViews(s.state) }),
   }),

@@ -24,7 +24,7 @@ async function execute(ctx: GraphQLContext, command: Command) {
 
 export async function runCommand(ctx: GraphQLContext, command: Command): Promise<{ run: RunRecord }> {
   const outcome = await execute(ctx, command);
-  const run = outcome.runId === null ? undefined : ctx.sluice.state.runs.get(outcome.runId);
+  const run = outcome.runId === null ? null : await ctx.sluice.run(outcome.runId);
   if (!run) throw new Error(`run ${outcome.runId} missing after ${command.type}`);
   return { run };
 }

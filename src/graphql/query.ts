@@ -1,8 +1,8 @@
 /** Queries: reads of the projections, after catching up with the log. */
 import { z } from 'zod';
 import { poolView, poolViews } from '../../projections/pools.js';
-import type { Decision, RunRecord } from '../../projections/state.js';
-import { matchesDecision } from '../app/sluice.js';
+import type { RunRecord } from '../../projections/state.js';
+import { knownRun } from '../domain/decide.js';
 import { builder } from './builder.js';
 import {
   ConcurrencyConfigType,
@@ -35,10 +35,7 @@ builder.queryType({
       type: RunType,
       nullable: true,
       args: { id: t.arg.id({ required: true }) },
-      resolve: async (_root, { id }, ctx) => {
-        await ctx.sluice.catchUp();
-        return ctx.sluice.state.runs.get(String(id)) ?? null;
-      },
+      resolve: (_root, { id }, ctx) => ctx.sluice.run(String(id)),
     }),
     runs: t.field({
       type: RunConnectionType,
@@ -49,17 +46,12 @@ builder.queryType({
         after: t.arg.string({ validate: positionArg }),
       },
       resolve: async (_root, { statuses, first, after }, ctx) => {
-        await ctx.sluice.catchUp();
-        const state = ctx.sluice.state;
-        const wanted = statuses ? new Set(statuses) : null;
-        const start = after == null ? 0 : Number(after) + 1;
-        function* runs(): Generator<RunRecord> {
-          for (let seq = start; seq < state.runIds.length; seq++) {
-            const run = state.runs.get(state.runIds[seq] as string) as RunRecord;
-            if (!wanted || wanted.has(run.status)) yield run;
-          }
-        }
-        return page(runs(), first ?? 100, (run) => String(run.seq));
+        const history = await ctx.sluice.readHistory();
+        const size = first ?? 100;
+        const past = history.runs(statuses ?? null, after == null ? -1 : Number(after), size + 1);
+        // Live runs answer from the live state, which also knows their claims.
+        const runs = past.map((run) => knownRun(ctx.sluice.state, run.id, {}) ?? run);
+        return page(runs, size, (run) => String(run.seq));
       },
     }),
     queue: t.field({
@@ -106,14 +98,15 @@ builder.queryType({
         after: t.arg.string({ validate: positionArg }),
       },
       resolve: async (_root, { runId, pool, first, after }, ctx) => {
-        await ctx.sluice.catchUp();
-        const sluice = ctx.sluice;
-        let list: readonly Decision[] = sluice.state.decisions;
-        if (runId != null) list = sluice.state.runs.get(String(runId))?.decisions ?? [];
-        else if (pool != null) list = sluice.state.decisionsByPool.get(pool) ?? [];
-        let rest = sluice.decisionsAfter(after == null ? null : BigInt(after), list);
-        if (runId != null && pool != null) rest = rest.filter((d) => matchesDecision(sluice.state, d, { pool }));
-        return page(rest, first ?? 100, (d) => d.position.toString());
+        const history = await ctx.sluice.readHistory();
+        const size = first ?? 100;
+        const decisions = history.decisions({
+          runId: runId == null ? null : String(runId),
+          pool,
+          after: after == null ? null : BigInt(after),
+          limit: size + 1,
+        });
+        return page(decisions, size, (d) => d.position.toString());
       },
     }),
   }),

@@ -3,7 +3,8 @@
  * carry that state with them here, so `Run.blockedBy` answers from it: for the past, the
  * reasons recorded then; for a simulation, the reasons it computed.
  */
-import type { RunRecord } from '../../projections/state.js';
+import type { RunRecord, State } from '../../projections/state.js';
+import { currentHolds } from '../domain/admission.js';
 import type { Constraint } from '../domain/constraints.js';
 
 interface RunView {
@@ -13,9 +14,9 @@ interface RunView {
 
 const views = new WeakMap<RunRecord, RunView>();
 
-/** Runs of a past state, shown with what was recorded as holding them then. */
-export function pastRuns(runs: RunRecord[]): RunRecord[] {
-  return runs.map((run) => runWithHolds(run, run.status === 'QUEUED' ? run.blockedBy : []));
+/** Runs of a past state, shown with what held them then: the full limits of their counters. */
+export function pastRuns(state: State, runs: RunRecord[]): RunRecord[] {
+  return runs.map((run) => runWithHolds(run, currentHolds(state, run)));
 }
 
 /** A copy of a run shown with computed holds (a simulation). */

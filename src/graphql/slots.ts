@@ -36,8 +36,21 @@ const StepSlotResult = builder.errorUnion('StepSlotResult', {
 
 async function slotCommand(ctx: GraphQLContext, command: Command & { runId: string; stepKey: string }) {
   await storeErrorsExplicit(() => ctx.sluice.execute(command, ctx.actor));
-  const claim = ctx.sluice.state.claims.get(claimKey(command.runId, command.stepKey));
-  const run = ctx.sluice.state.runs.get(command.runId);
+  const run = await ctx.sluice.run(command.runId);
+  let claim = ctx.sluice.state.claims.get(claimKey(command.runId, command.stepKey));
+  // A finished run released every claim at its end, and the live state has forgotten them.
+  if (!claim && run && isFinished(run.status) && command.type === 'ReleaseStepSlot') {
+    const step = run.steps.find((s) => s.key === command.stepKey);
+    claim = {
+      runId: run.id,
+      stepKey: command.stepKey,
+      pool: step?.pool ?? null,
+      priority: run.priority + (step?.priority ?? 0),
+      seq: -1,
+      status: 'RELEASED',
+      reasons: [],
+    };
+  }
   // The run hit a deadline as the claim came in: it ended instead (see decide's expiredNow).
   if (!claim && run && isFinished(run.status)) {
     return new TransitionNotAllowedError(

@@ -1,4 +1,7 @@
 /** Subscriptions: decisions streamed as they are made, resumable from a log position. */
+import { GraphQLError } from 'graphql';
+import type { Decision } from '../../projections/state.js';
+import { SubscriberBehindError } from '../app/sluice.js';
 import { builder } from './builder.js';
 import { positionArg } from './query.js';
 import { DecisionType } from './types.js';
@@ -12,13 +15,29 @@ builder.subscriptionType({
       args: { runId: t.arg.id(), pool: t.arg.string(), after: t.arg.string({ validate: positionArg }) },
       subscribe: async (_root, { runId, pool, after }, ctx) => {
         await ctx.sluice.catchUp();
-        return ctx.sluice.decisionStream({
-          runId: runId == null ? null : String(runId),
-          pool: pool ?? null,
-          after: after == null ? null : BigInt(after),
-        });
+        return clientErrors(
+          ctx.sluice.decisionStream({
+            runId: runId == null ? null : String(runId),
+            pool: pool ?? null,
+            after: after == null ? null : BigInt(after),
+          }),
+        );
       },
       resolve: (decision) => decision,
     }),
   }),
 });
+
+/** A subscriber that fell behind is told so, with where to resume, instead of a masked error. */
+async function* clientErrors(decisions: AsyncGenerator<Decision>): AsyncGenerator<Decision> {
+  try {
+    yield* decisions;
+  } catch (error) {
+    if (error instanceof SubscriberBehindError) {
+      throw new GraphQLError(error.message, {
+        extensions: { code: 'SUBSCRIBER_BEHIND', resumeAfter: error.resumeAfter?.toString() ?? null },
+      });
+    }
+    throw error;
+  }
+}

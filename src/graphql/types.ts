@@ -107,13 +107,16 @@ export const RunType = builder.objectRef<RunRecord>('Run').implement({
       description: 'What holds this run back right now; empty unless it is QUEUED and held.',
       resolve: (run, _args, ctx) => holdsOverride(run) ?? currentHolds(ctx.sluice.state, run),
     }),
-    waits: t.expose('waits', {
+    waits: t.field({
       type: [WaitIntervalType],
       description: 'Every stretch this run spent held back, oldest first.',
+      resolve: async (run, _args, ctx) => (await ctx.sluice.readHistory()).waitsOf(run.id),
     }),
-    decisions: t.expose('decisions', {
+    decisions: t.field({
       type: [DecisionType],
       description: 'Every decision about this run, oldest first.',
+      resolve: async (run, _args, ctx) =>
+        (await ctx.sluice.readHistory()).decisions({ runId: run.id, limit: Number.MAX_SAFE_INTEGER }),
     }),
   }),
 });

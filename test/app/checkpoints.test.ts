@@ -14,6 +14,7 @@ import { DomainError } from '../../src/domain/errors.js';
 import { type CheckpointStore, openCheckpointStore } from '../../src/eventstore/checkpoints.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
+import { type HistoryStore, openHistoryStore } from '../../src/history/history-store.js';
 import {
   checkpointModel,
   commandOf,
@@ -67,13 +68,16 @@ interface Opened {
 async function open(
   eventStore: EventStore,
   checkpoints: CheckpointStore | undefined,
-  options: { every?: number; clock?: FakeClock } = {},
+  options: { every?: number; clock?: FakeClock; kept?: number; history?: HistoryStore } = {},
 ): Promise<Opened> {
   const warnings: string[] = [];
   const sluice = await Sluice.open({
     store: eventStore,
     checkpoints,
+    history: options.history,
     checkpointEvery: options.every ?? 5,
+    // Most tests here look at every checkpoint written; pruning has a test of its own.
+    checkpointsKept: options.kept ?? 1_000,
     clock: (options.clock ?? new FakeClock()).read,
     warn: (message) => warnings.push(message),
   });
@@ -193,7 +197,8 @@ describe('writing checkpoints', () => {
     await sluice.execute({ type: 'EnqueueRun', input: { runId: 'a', jobName: 'j' } }, 'test');
     expect(revisions(checkpoints)).toEqual([]);
     await settle();
-    expect(revisions(checkpoints)).toEqual([2n]);
+    // RunEnqueued, RunAdmitted and the record that maxConcurrentRuns is now full: 1 to 3.
+    expect(revisions(checkpoints)).toEqual([3n]);
   });
 
   it('given a log replayed at start-up, when no checkpoint exists, then checkpoints are written during the replay, event by event as they fall due', async () => {
@@ -225,7 +230,9 @@ describe('restart from a checkpoint', () => {
   it('given a log and its checkpoints on disk, when the server restarts, then it reads the log only after the latest checkpoint and ends with the state of a full replay', async () => {
     let events = store();
     let checkpoints = checkpointStore();
-    const first = await open(events, checkpoints, { every: 5 });
+    // The history read model is on disk too, so the restart has no history to rebuild.
+    const historyPath = join(dir.path, 'history.db');
+    const first = await open(events, checkpoints, { every: 5, history: openHistoryStore(historyPath) });
     await play(first.sluice);
     // End after the latest checkpoint, so the restart has events to read after it.
     for (let i = 0; checkpoints.atOrBefore(2n ** 62n, 1)[0]?.revision === first.sluice.state.revision; i++) {
@@ -242,7 +249,7 @@ describe('restart from a checkpoint', () => {
     const latest = checkpoints.atOrBefore(last, 1)[0]!.revision;
     expect(latest).toBeLessThan(last);
     const reads = vi.spyOn(events, 'readStream');
-    const restarted = await open(events, checkpoints, { every: 5 });
+    const restarted = await open(events, checkpoints, { every: 5, history: openHistoryStore(historyPath) });
     // The checkpoint's own event is read to check its hash; the log is then read from after it.
     const froms = reads.mock.calls.map(([, options]) => options?.fromRevision ?? 0n);
     reads.mockRestore();
@@ -291,7 +298,7 @@ describe('restart from a checkpoint', () => {
         { type: 'SetMaxConcurrentRuns', limit: 5 }, // admits b, then a
       ],
     );
-    expect(first.sluice.state.revision).toBe(8n);
+    expect(first.sluice.state.revision).toBe(10n);
     const before = views(first.sluice.state);
     expect(before.pools[0]?.activeRunIds).toEqual(['b', 'a']);
     await first.sluice.close();
@@ -300,7 +307,8 @@ describe('restart from a checkpoint', () => {
 
     events = store();
     checkpoints = checkpointStore();
-    expect(checkpoints.atOrBefore(8n, 1)[0]?.revision).toBe(8n);
+    // The checkpoint is taken after the command that admitted b, then a.
+    expect(checkpoints.atOrBefore(10n, 1)[0]?.revision).toBe(10n);
     const restarted = await open(events, checkpoints, { every: 3 });
     expect(serializeState(restarted.sluice.state)).toBe((await fullReplay(events)).serialized);
     expect(views(restarted.sluice.state)).toEqual(before);
@@ -417,6 +425,7 @@ function undeletable(inner: CheckpointStore, options: { canSave: boolean; breakA
       return inner.atOrBefore(revision, limit);
     },
     load: (revision) => inner.load(revision),
+    keepLatest: readOnly,
     delete: () => {
       deletes++;
       readOnly();
@@ -538,15 +547,33 @@ describe('a checkpoint store that fails', () => {
         { type: 'EnqueueRun', input: { runId: 'a', jobName: 'j' } },
       ],
     );
-    expect(revisions(checkpoints)).toEqual([2n]);
+    expect(revisions(checkpoints)).toEqual([3n]);
     checkpoints.close();
     const outcome = await sluice.execute({ type: 'EnqueueRun', input: { runId: 'b', jobName: 'j' } }, 'test');
     expect(outcome.events.map((e) => e.type)).toEqual(['RunEnqueued', 'RunBlocked']);
     expect(sluice.state.runs.get('b')?.status).toBe('QUEUED');
     await settle();
-    expect(warnings).toEqual([expect.stringMatching(/^checkpoint at position 4 not written: checkpoint store: /)]);
+    expect(warnings).toEqual([expect.stringMatching(/^checkpoint at position 5 not written: checkpoint store: /)]);
     // The server goes on.
     await sluice.execute({ type: 'MarkRunFinished', runId: 'a', status: 'SUCCESS' }, 'test');
     expect(sluice.state.runs.get('b')?.status).toBe('STARTING');
+  });
+});
+
+describe('pruning', () => {
+  it('given checkpointsKept 2, when many checkpoints fall due, then only the newest two are kept, and a restart starts from the newest', async () => {
+    const events = store();
+    const checkpoints = checkpointStore();
+    const { sluice } = await open(events, checkpoints, { every: 5, kept: 2 });
+    for (let i = 0; i < 30; i++) {
+      await sluice.execute({ type: 'EnqueueRun', input: { runId: `r${i}`, jobName: 'j' } }, 'test');
+      await settle();
+    }
+    const kept = revisions(checkpoints);
+    expect(kept).toHaveLength(2);
+    const state = serializeState(sluice.state);
+    await sluice.close();
+    const restarted = await open(events, checkpoints, { every: 5, kept: 2 });
+    expect(serializeState(restarted.sluice.state)).toBe(state);
   });
 });

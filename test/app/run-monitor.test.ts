@@ -47,7 +47,8 @@ afterEach(async () => {
 });
 
 const run = (id: string) => {
-  const record = sluice.state.runs.get(id);
+  // A run that finished leaves the live state; the most recent ones stay within reach there.
+  const record = sluice.state.runs.get(id) ?? sluice.state.recentlyFinished.get(id);
   if (!record) throw new Error(`no run ${id}`);
   return record;
 };

@@ -8,7 +8,7 @@ import type { Constraint } from '../../src/domain/constraints.js';
 import { ALL_RUNS, poolCount, tagValueCount } from '../../src/domain/constraints.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../../src/domain/errors.js';
 import type { DomainEvent } from '../../src/domain/events.js';
-import { cmd, fingerprint, Scenario, summary, types } from '../support/scenario.js';
+import { cmd, fingerprint, limitStates, Scenario, summary, types } from '../support/scenario.js';
 
 const maxRunsHold = (limit: number, inUse: number): Constraint => ({
   kind: 'MAX_CONCURRENT_RUNS',
@@ -300,9 +300,10 @@ describe('pool limits', () => {
     );
     const events = s.when(cmd.deletePoolLimit('p1'));
     expect(summary(events)).toEqual(['PoolLimitDeleted', 'RunAdmitted:r2']);
-    // Still held by the same limit (pool p1), so no new decision: the recorded one stands.
-    expect(s.blockedBy('r3')).toEqual([poolHold('p1', 1, 1)]);
-    expect(s.when(cmd.finish('r1'))).toEqual([
+    // Still held by the same limit (pool p1), now at the default's value: the same stretch of waiting.
+    expect(s.blockedBy('r3')).toEqual([poolHold('p1', 2, 2)]);
+    expect(s.waits('r3')).toHaveLength(1);
+    expect(s.when(cmd.finish('r1')).filter((e) => e.type !== 'LimitStatesChanged')).toEqual([
       { type: 'RunFinished', data: { runId: 'r1', status: 'SUCCESS', reason: null } },
       { type: 'RunAdmitted', data: { runId: 'r3' } },
     ]);
@@ -357,14 +358,10 @@ describe('one admission pass', () => {
     const s = new Scenario().given(cmd.maxRuns(0), cmd.tagLimits({ key: 'team', value: 'a', limit: 2 }));
     enqueueMany(s, 4, 'a', { tags: { team: 'a' } });
     const events = s.when(cmd.maxRuns(-1));
-    expect(summary(events)).toEqual([
-      'MaxConcurrentRunsSet',
-      'RunAdmitted:a1',
-      'RunAdmitted:a2',
-      'RunBlocked:a3',
-      'RunBlocked:a4',
-    ]);
-    expect(reasonsOf(events, 'a3')).toEqual([tagHold('team', 'a', 2, 2)]);
+    expect(summary(events)).toEqual(['MaxConcurrentRunsSet', 'RunAdmitted:a1', 'RunAdmitted:a2']);
+    // One record for the counter that filled, not one per run it now holds.
+    expect(limitStates(events)).toEqual(['runs: room', 'team=a: TAG_LIMIT 2/2']);
+    expect(s.blockedBy('a3')).toEqual([tagHold('team', 'a', 2, 2)]);
   });
 
   it('given a held run ahead in the queue, when a run behind it has room, then the one behind goes first and the held run reserves nothing', () => {
@@ -377,7 +374,8 @@ describe('one admission pass', () => {
     expect(s.blockedBy('held-a')).toEqual([tagHold('team', 'a', 1, 1)]);
     // The last run slot goes to a lower-priority run behind the held one.
     const events = s.when(cmd.enqueue('behind'));
-    expect(summary(events)).toEqual(['RunEnqueued:behind', 'RunAdmitted:behind', 'RunBlocked:held-a']);
+    expect(summary(events)).toEqual(['RunEnqueued:behind', 'RunAdmitted:behind']);
+    expect(limitStates(events)).toEqual(['runs: MAX_CONCURRENT_RUNS 2/2']);
     expect(s.blockedBy('held-a')).toEqual(expect.arrayContaining([tagHold('team', 'a', 1, 1), maxRunsHold(2, 2)]));
     expect(s.blockedBy('held-a')).toHaveLength(2);
   });
@@ -393,7 +391,7 @@ describe('one admission pass', () => {
       cmd.enqueue('tag-only', { tags: { team: 'a' } }),
     );
     const events = s.when(cmd.maxRuns(-1));
-    expect(summary(events)).toEqual(['MaxConcurrentRunsSet', 'RunAdmitted:tag-only', 'RunBlocked:pool-held']);
+    expect(summary(events)).toEqual(['MaxConcurrentRunsSet', 'RunAdmitted:tag-only']);
     expect(s.status('tag-only')).toBe('STARTING');
     expect(s.blockedBy('pool-held')).toEqual(
       expect.arrayContaining([poolHold('p1', 1, 1), tagHold('team', 'a', 1, 1)]),
@@ -533,7 +531,8 @@ describe('admission runs inside the commands that change capacity', () => {
     enqueueMany(s, 3, 'r', { pools: ['p1'] });
     s.given(cmd.maxRuns(3), cmd.enqueue('r4', { pools: ['p1'] }), cmd.enqueue('r5', { pools: ['p2'] }));
     const events = s.when(cmd.granularity('RUN'));
-    expect(summary(events)).toEqual(['PoolGranularitySet', 'RunBlocked:r4']);
+    expect(summary(events)).toEqual(['PoolGranularitySet']);
+    expect(limitStates(events)).toContain('pool p1: POOL_LIMIT 3/1');
     expect(s.blockedBy('r4')).toEqual(expect.arrayContaining([poolHold('p1', 1, 3), maxRunsHold(3, 3)]));
     expect(s.runsIn('STARTING')).toEqual(['r1', 'r2', 'r3']);
   });
@@ -667,11 +666,11 @@ describe('decisions record changes of what holds a run, not changes of counts', 
       cmd.poolLimit('p1', 2),
     );
     enqueueMany(s, 5, 'r', { tags: { team: 'a' }, pools: ['p1'] });
-    const recorded = s.blockedBy('r5');
-    expect(summary(s.when(cmd.maxRuns(1)))).toEqual(['MaxConcurrentRunsSet']);
-    expect(summary(s.when(cmd.tagLimits({ key: 'team', limit: 1 })))).toEqual(['TagConcurrencyLimitsSet']);
-    expect(summary(s.when(cmd.poolLimit('p1', 0)))).toEqual(['PoolLimitSet']);
-    expect(s.blockedBy('r5')).toBe(recorded);
+    const waitsBefore = s.waits('r5');
+    // The limit values are recorded once per counter; what holds r5 is the same set, so its wait goes on.
+    const edits = [cmd.maxRuns(1), cmd.tagLimits({ key: 'team', limit: 1 }), cmd.poolLimit('p1', 0)];
+    for (const edit of edits) expect(s.when(edit).filter((e) => e.type === 'RunBlocked')).toEqual([]);
+    expect(s.waits('r5')).toHaveLength(waitsBefore.length);
   });
 
   it('given runs held by maxConcurrentRuns, when a tag limit that is full is added, then only runs with the tag get a new RunBlocked', () => {
@@ -682,8 +681,15 @@ describe('decisions record changes of what holds a run, not changes of counts', 
       cmd.enqueue('a2', { tags: { team: 'a' } }),
     );
     const events = s.when(cmd.tagLimits({ key: 'team', value: 'a', limit: 1 }));
-    expect(summary(events)).toEqual(['TagConcurrencyLimitsSet', 'RunBlocked:a1', 'RunBlocked:a2']);
-    expect(reasonsOf(events, 'a1')).toEqual(expect.arrayContaining([maxRunsHold(1, 1), tagHold('team', 'a', 1, 1)]));
+    expect(summary(events)).toEqual(['TagConcurrencyLimitsSet']);
+    expect(limitStates(events)).toEqual(['team=a: TAG_LIMIT 1/1']);
+    // Derived: a1 and a2 start a new stretch with both limits, b1 does not.
+    expect(s.waits('a1').at(-1)?.reasons).toEqual(
+      expect.arrayContaining([maxRunsHold(1, 1), tagHold('team', 'a', 1, 1)]),
+    );
+    expect(s.waits('a2')).toHaveLength(2);
+    expect(s.waits('b1')).toHaveLength(1);
+    expect(s.decisions('a2').map((d) => d.kind)).toEqual(['BLOCKED', 'BLOCKED']);
   });
 
   it('given a run held by two limits, when one of them gets room, then a RunBlocked names the one left', () => {
@@ -695,8 +701,14 @@ describe('decisions record changes of what holds a run, not changes of counts', 
     );
     expect(s.blockedBy('a2')).toEqual(expect.arrayContaining([maxRunsHold(1, 1), tagHold('team', 'a', 1, 1)]));
     const events = s.when(cmd.maxRuns(2));
-    expect(summary(events)).toEqual(['MaxConcurrentRunsSet', 'RunBlocked:a2']);
+    expect(summary(events)).toEqual(['MaxConcurrentRunsSet']);
+    expect(limitStates(events)).toEqual(['runs: room']);
     expect(s.blockedBy('a2')).toEqual([tagHold('team', 'a', 1, 1)]);
+    expect(s.waits('a2').map((w) => w.reasons)).toEqual([
+      [maxRunsHold(1, 1), tagHold('team', 'a', 1, 1)],
+      [tagHold('team', 'a', 1, 1)],
+    ]);
+    expect(s.decisions('a2').at(-1)?.message).toBe('run a2 waits: tag team=a: 1 of 1 runs in progress');
   });
 
   it('given decisions, when they are recorded, then each is in the run and the state at the revision of its event', () => {
@@ -779,13 +791,13 @@ describe('the events of a command are bounded by what changed', () => {
     expect(types(s.when(cmd.poolLimit('p9', 0)))).toEqual(['PoolLimitSet']);
   });
 
-  it('given a long queue, when a full limit is added for some runs, then only those runs get a decision', () => {
+  it('given a long queue, when a full limit is added for some runs, then one record says so, and only those runs wait anew', () => {
     const s = longQueue();
     const events = s.when(cmd.tagLimits({ key: 'team', value: 'b', limit: 0 }));
-    expect(types(events.slice(0, 1))).toEqual(['TagConcurrencyLimitsSet']);
-    expect(events.slice(1).map((e) => (e.type === 'RunBlocked' ? e.data.runId : e.type))).toEqual(
-      Array.from({ length: 100 }, (_, i) => `b${i + 1}`),
-    );
+    expect(events.map((e) => e.type)).toEqual(['TagConcurrencyLimitsSet', 'LimitStatesChanged']);
+    expect(limitStates(events)).toEqual(['team=b: TAG_LIMIT 0/0']);
+    expect(s.waits('b50')).toHaveLength(2);
+    expect(s.waits('a50')).toHaveLength(1);
   });
 
   it('given a long queue, when a run finishes, then one run is admitted and no held run is re-recorded', () => {

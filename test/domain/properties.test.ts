@@ -5,8 +5,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { evolve } from '../../projections/evolve.js';
-import { initialState } from '../../projections/state.js';
+import { initialState, type WaitInterval } from '../../projections/state.js';
 import type { Command, TagConcurrencyLimitInput } from '../../src/domain/commands.js';
+import { constraintIdentity, toConstraint } from '../../src/domain/constraints.js';
 import {
   DomainError,
   InvalidInputError,
@@ -18,6 +19,7 @@ import { isFinished, type RunStatus } from '../../src/domain/run.js';
 import {
   admissionViolations,
   cmd,
+  fullLimitsOf,
   invariantProblems,
   readBack,
   replay,
@@ -159,16 +161,16 @@ type ErrorClass = typeof InvalidInputError | typeof RunNotFoundError | typeof Tr
 type Expected = { ok: true; status?: RunStatus | 'unchanged'; runId?: string } | { ok: false; error: ErrorClass };
 
 function pickRun(s: Scenario, ref: RunRef): string {
-  if (ref.ghost || s.state.runIds.length === 0) return 'ghost';
-  return s.state.runIds[ref.pick % s.state.runIds.length]!;
+  if (ref.ghost || s.runIds.length === 0) return 'ghost';
+  return s.runIds[ref.pick % s.runIds.length]!;
 }
 
 function toCommand(s: Scenario, o: Op, nextId: () => string): { command: Command; expected: Expected } {
-  const statusOf = (id: string) => s.state.runs.get(id)?.status;
+  const statusOf = (id: string) => (s.runIds.includes(id) ? s.status(id) : undefined);
   switch (o.kind) {
     case 'enqueue': {
-      const reuse = o.reuse !== null && s.state.runIds.length > 0;
-      const runId = reuse ? s.state.runIds[(o.reuse ?? 0) % s.state.runIds.length]! : nextId();
+      const reuse = o.reuse !== null && s.runIds.length > 0;
+      const runId = reuse ? s.runIds[(o.reuse ?? 0) % s.runIds.length]! : nextId();
       const tags: Record<string, string> = {};
       if (o.team) tags.team = o.team;
       if (o.db) tags.db = o.db;
@@ -253,6 +255,58 @@ function toCommand(s: Scenario, o: Op, nextId: () => string): { command: Command
   }
 }
 
+/**
+ * The simple model the derived waits must equal: after every command it takes every queued run's
+ * reasons as the reference computes them, and starts a stretch whenever their set changes.
+ */
+class ReferenceWaits {
+  private readonly waits = new Map<string, WaitInterval[]>();
+  private readonly identity = new Map<string, string>();
+  private readonly touched = new Map<string, number>();
+  private steps = 0;
+
+  record(s: Scenario): void {
+    const step = this.steps++;
+    for (const id of s.runIds) {
+      const run = s.run(id);
+      const list = this.waits.get(id) ?? [];
+      const open = list.at(-1);
+      const reasons =
+        run.status === 'QUEUED'
+          ? fullLimitsOf(s.state, run).map(({ limit, inUse }) => toConstraint({ ...limit, countKey: '' }, inUse))
+          : [];
+      const identity = reasons.map(constraintIdentity).sort().join('|');
+      if (identity === (this.identity.get(id) ?? '')) continue;
+      if (open && open.to === null) open.to = s.now;
+      if (reasons.length > 0) list.push({ from: s.now, to: null, reasons });
+      this.identity.set(id, identity);
+      this.waits.set(id, list);
+      this.touched.set(id, step);
+    }
+  }
+
+  /** Runs whose waits the last record changed (a stretch began or ended). */
+  changed(): string[] {
+    const last = this.steps - 1;
+    return [...this.touched].filter(([, at]) => at === last).map(([id]) => id);
+  }
+
+  all(): string[] {
+    return [...this.waits.keys()];
+  }
+
+  of(id: string): WaitInterval[] {
+    return this.waits.get(id) ?? [];
+  }
+}
+
+const comparableWaits = (waits: readonly WaitInterval[]) =>
+  waits.map((w) => ({
+    from: w.from,
+    to: w.to,
+    reasons: w.reasons.map((c) => `${constraintIdentity(c)}|${c.limit}|${c.inUse}|${c.message}`).sort(),
+  }));
+
 /** Runs a sequence, checking everything after every step. */
 function runSequence(ops: Op[]): void {
   // No purity check here: a decide that touched the state would show as a live state that its own
@@ -263,6 +317,7 @@ function runSequence(ops: Op[]): void {
   const nextId = () => `r${ids++}`;
   const readBackState = initialState();
   let readBackCount = 0;
+  const referenceWaits = new ReferenceWaits();
 
   for (const [step, o] of ops.entries()) {
     if (o.kind === 'advance') {
@@ -271,7 +326,8 @@ function runSequence(ops: Op[]): void {
     }
     const { command, expected } = toCommand(s, o, nextId);
     const where = `step ${step}: ${JSON.stringify(command)}`;
-    const statusBefore = expected.ok && expected.runId ? s.state.runs.get(expected.runId)?.status : undefined;
+    const statusBefore =
+      expected.ok && expected.runId && s.runIds.includes(expected.runId) ? s.status(expected.runId) : undefined;
     const logBefore = s.log.length;
 
     let events: DomainEvent[] | undefined;
@@ -294,7 +350,7 @@ function runSequence(ops: Op[]): void {
           enqueued.add(expected.runId);
         }
       } else if (expected.runId) {
-        const after = s.state.runs.get(expected.runId)?.status;
+        const after = s.status(expected.runId);
         if (expected.status === 'unchanged') {
           expect(events, `${where}: a repeated command appends nothing`).toEqual([]);
           expect(after, where).toBe(statusBefore);
@@ -302,8 +358,15 @@ function runSequence(ops: Op[]): void {
       }
     }
 
-    // (e) nothing lost: every enqueued run is in the state, and nothing else is.
-    expect(new Set(s.state.runs.keys()), where).toEqual(enqueued);
+    // (e) nothing lost: every enqueued run is known (live, or finished in the history), and nothing
+    // else is; the live state holds exactly the runs that are not finished.
+    expect(new Set(s.runIds), where).toEqual(enqueued);
+    expect(new Set(s.state.runs.keys()), where).toEqual(new Set(s.runIds.filter((id) => !isFinished(s.status(id)))));
+    // Waits derived from the log equal a model that records every queued run's reasons after every command.
+    referenceWaits.record(s);
+    for (const id of referenceWaits.changed()) {
+      expect(comparableWaits(s.waits(id)), `${where}: waits of ${id}`).toEqual(comparableWaits(referenceWaits.of(id)));
+    }
     // (b), (c), (e): no queued run could go, blockedBy is right, indexes match a recount.
     expect(invariantProblems(s.state), where).toEqual([]);
     // (d) replaying the whole log gives the live state; so does folding the events as a store
@@ -322,6 +385,9 @@ function runSequence(ops: Op[]): void {
   }
   // Revisions are dense from 0.
   expect(s.log.map((e) => e.revision)).toEqual(s.log.map((_, i) => BigInt(i)));
+  for (const id of referenceWaits.all()) {
+    expect(comparableWaits(s.waits(id)), `waits of ${id} at the end`).toEqual(comparableWaits(referenceWaits.of(id)));
+  }
 }
 
 /**
@@ -427,7 +493,7 @@ describe('the reference checker', () => {
 
   it('catches a held run with no recorded hold, and a stale one', () => {
     const held = replay(log({ type: 'MaxConcurrentRunsSet', data: { limit: 0 } }, enqueued('a')));
-    expect(invariantProblems(held)).toEqual([expect.stringMatching(/run a blockedBy/)]);
+    expect(invariantProblems(held)).toEqual([expect.stringMatching(/run a recorded holds/)]);
     const stale = replay(
       log({ type: 'MaxConcurrentRunsSet', data: { limit: 1 } }, enqueued('a'), admitted('a'), enqueued('b', 'x'), {
         type: 'RunBlocked',
@@ -448,6 +514,6 @@ describe('the reference checker', () => {
         },
       }),
     );
-    expect(invariantProblems(stale)).toEqual([expect.stringMatching(/run b blockedBy/)]);
+    expect(invariantProblems(stale)).toEqual([expect.stringMatching(/run b recorded holds/)]);
   });
 });

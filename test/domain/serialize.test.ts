@@ -32,22 +32,21 @@ describe('serializeState / deserializeState', () => {
         const text = serializeState(lane.state);
         const copy = deserializeState(text);
         expect(serializeState(copy)).toBe(text);
-        // Counts, queue order, queuedByKey, activeRunsByPool, decisions: compared as sorted sets.
+        // Counts, queue order, queuedByKey, activeRunsByPool, held: compared as sorted sets.
         expect(fingerprint(copy)).toBe(fingerprint(lane.state));
         expect(invariantProblems(lane.state), 'original').toEqual([]);
         expect(invariantProblems(copy)).toEqual([]);
-        expect(copy.decisionsByPool).toEqual(lane.state.decisionsByPool);
+        expect(copy.held).toEqual(lane.state.held);
+        expect(copy.recentlyFinished).toEqual(lane.state.recentlyFinished);
         expect(copy.counts).toEqual(lane.state.counts);
         expect(nextDeadline(copy)?.at).toEqual(nextDeadline(lane.state)?.at);
         // The copy shares nothing with the original.
         const before = serializeState(lane.state);
         for (const run of copy.runs.values()) {
           run.tags.push({ key: 'mutated', value: 'yes' });
-          run.waits.push({ from: 'then', to: null, reasons: [] });
-          for (const reason of run.blockedBy) reason.message = 'mutated';
         }
+        for (const full of copy.held.values()) for (const limit of full) limit.message = 'mutated';
         for (const claim of copy.claims.values()) claim.reasons = [];
-        copy.decisions.splice(0);
         expect(serializeState(lane.state)).toBe(before);
       }),
       { numRuns: 150 },

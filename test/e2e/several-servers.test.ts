@@ -9,8 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decisionOf } from '../../projections/decisions.js';
 import { evolve } from '../../projections/evolve.js';
-import { initialState, type RunRecord, type State } from '../../projections/state.js';
+import { type Decision, initialState, type RunRecord, type State } from '../../projections/state.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from '../../src/app/sluice.js';
 import type { ConcurrencyConfig } from '../../src/domain/config.js';
 import { runLimitsOf } from '../../src/domain/constraints.js';
@@ -172,6 +173,9 @@ const describeLimit = (l: Limit) =>
 
 interface LogCheck {
   state: State;
+  /** Every run in enqueue order, with its status at the end of the log. */
+  runs: RunRecord[];
+  decisions: Decision[];
   events: RecordedEvent[];
   /** Every admission where a limit had no room just before it, and every illegal transition. */
   violations: string[];
@@ -186,6 +190,9 @@ interface LogCheck {
 /** Folds the whole log into a fresh state, checking each admission before it is folded. */
 function checkLog(events: RecordedEvent[]): LogCheck {
   const state = initialState();
+  // Every run of the log, finished ones included (the live state keeps only live ones).
+  const runs = new Map<string, RunRecord>();
+  const decisions: Decision[] = [];
   const violations: string[] = [];
   const inProgressAfter: number[] = [];
   let admissions = 0;
@@ -198,7 +205,7 @@ function checkLog(events: RecordedEvent[]): LogCheck {
     const event = toLoggedEvent(recorded);
     const where = `position ${index} (${event.type} by ${recorded.actor})`;
     const runId = 'runId' in event.data ? event.data.runId : null;
-    const run = runId === null ? undefined : state.runs.get(runId);
+    const run = runId === null ? undefined : runs.get(runId);
     const status = run?.status;
     switch (event.type) {
       case 'RunEnqueued':
@@ -249,10 +256,15 @@ function checkLog(events: RecordedEvent[]): LogCheck {
         break;
     }
     evolve(state, event);
+    if (event.type === 'RunEnqueued' && !run) runs.set(event.data.runId, state.runs.get(event.data.runId) as RunRecord);
+    const decision = decisionOf(event);
+    if (decision) decisions.push(decision);
     inProgressAfter.push(state.inProgress.size);
   });
   return {
     state,
+    runs: [...runs.values()],
+    decisions,
     events,
     violations,
     admissions,
@@ -555,14 +567,14 @@ describe('three sluice serve processes on one SQLite file', () => {
 
   it('c. given the load is over, when each server is asked, then all three show the same state, the one the log folds to', async () => {
     // Run monitors may still end runs whose lease ran out: compare at a moment the log stood still.
-    const { view, state } = await waitFor(
+    const { view, state, log } = await waitFor(
       async () => {
         const length = (await readLog()).length;
         const all = await Promise.all(servers.map((s) => observable(s.gql)));
         const events = await readLog();
         if (events.length !== length) return null;
         const same = all.every((v) => JSON.stringify(v) === JSON.stringify(all[0]));
-        return same ? { view: all[0] as Json, state: checkLog(events).state } : null;
+        return same ? { view: all[0] as Json, state: checkLog(events).state, log: checkLog(events) } : null;
       },
       'the three servers to show the same state',
       8_000,
@@ -574,11 +586,9 @@ describe('three sluice serve processes on one SQLite file', () => {
       expect(all[2]).toEqual(all[0]);
       throw error;
     });
-    expect(view.runs.map((r: Json) => [r.id, r.status])).toEqual(
-      state.runIds.map((id) => [id, (state.runs.get(id) as RunRecord).status]),
-    );
+    expect(view.runs.map((r: Json) => [r.id, r.status])).toEqual(log.runs.map((run) => [run.id, run.status]));
     expect(view.queue.map((r: Json) => r.id)).toEqual([...state.queue.inOrder()]);
-    expect(view.decisions.map((d: Json) => d.position)).toEqual(state.decisions.map((d) => String(d.position)));
+    expect(view.decisions.map((d: Json) => d.position)).toEqual(log.decisions.map((d) => String(d.position)));
     expect(view.concurrencyConfig).toEqual({
       maxConcurrentRuns: state.config.maxConcurrentRuns,
       poolGranularity: state.config.poolGranularity,
@@ -645,7 +655,7 @@ describe('three sluice serve processes on one SQLite file', () => {
       }
       // The unfiltered stream from `after`: exactly the decisions the log has after it, in order.
       const log = checkLog(await readLog());
-      const expected = log.state.decisions.filter((d) => d.position > BigInt(after)).map((d) => String(d.position));
+      const expected = log.decisions.filter((d) => d.position > BigInt(after)).map((d) => String(d.position));
       await waitFor(
         () => everything.items.length >= expected.length,
         'the unfiltered subscription to catch up',

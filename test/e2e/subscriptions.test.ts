@@ -250,7 +250,7 @@ describe.each<Transport>(['SSE', 'graphql-ws'])('dequeueDecisions over %s', (tra
       await maxRuns(3);
       const writer = startWriter(WRITES);
       // Let a good part of the log build up, then subscribe from an earlier position.
-      await waitFor(() => server.sluice.state.decisions.length >= 20, 'decisions to build up');
+      await waitFor(async () => (await allDecisions(gql)).length >= 20, 'decisions to build up');
       const after = (await allDecisions(gql))[7].position;
       const c = subscribe(transport, { ...filter, after });
       await waitFor(() => {

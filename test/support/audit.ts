@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { evolve } from '../../projections/evolve.js';
 import { poolViews } from '../../projections/pools.js';
 import { initialState, type RunRecord, type State } from '../../projections/state.js';
+import { currentHolds } from '../../src/domain/admission.js';
 import type { Command, ConfigChangeInput, TagConcurrencyLimitInput } from '../../src/domain/commands.js';
 import { decide } from '../../src/domain/decide.js';
 import { DomainError } from '../../src/domain/errors.js';
@@ -167,11 +168,9 @@ export const setupCommands: fc.Arbitrary<Command[]> = fc
 
 /** The command an operation stands for in this state, or null when it has nothing to act on. */
 export function commandOf(op: Op, state: State, newRunId: () => string): Command | null {
-  const runIds = state.runIds;
-  const picked = (n: number): RunRecord | null => {
-    const id = runIds[n % Math.max(1, runIds.length)];
-    return id === undefined ? null : (state.runs.get(id) ?? null);
-  };
+  // Runs the live state still knows, finished ones included, in enqueue order.
+  const known = [...state.runs.values(), ...state.recentlyFinished.values()].sort((a, b) => a.seq - b.seq);
+  const picked = (n: number): RunRecord | null => known[n % Math.max(1, known.length)] ?? null;
   switch (op.kind) {
     case 'enqueue': {
       const tags: Array<{ key: string; value: string }> = [];
@@ -239,21 +238,21 @@ export function commandOf(op: Op, state: State, newRunId: () => string): Command
  * on with later events). Orders are kept where the API shows them in that order.
  */
 export function views(state: State) {
-  const run = (id: string) => state.runs.get(id) as RunRecord;
+  const run = (id: string) => (state.runs.get(id) ?? state.recentlyFinished.get(id)) as RunRecord;
   const byKey = <V>(entries: Iterable<[string, V]>) => [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return structuredClone({
     revision: state.revision,
     lastEventAt: state.lastEventAt,
     config: { ...state.config, poolLimits: byKey(state.config.poolLimits) },
     monitoring: state.monitoring,
-    queue: [...state.queue.inOrder()].map((id) => ({ id, blockedBy: run(id).blockedBy })),
+    queue: [...state.queue.inOrder()].map((id) => ({ id, blockedBy: currentHolds(state, run(id)) })),
     inProgress: [...state.inProgress]
       .map(run)
       .sort((a, b) => a.seq - b.seq)
       .map((r) => ({ id: r.id, status: r.status })),
     pools: poolViews(state),
-    runs: state.runIds.map((id) => {
-      const r = run(id);
+    runs: [...state.runs.values(), ...state.recentlyFinished.values()].map((r) => {
+      const id = r.id;
       return {
         id,
         status: r.status,
@@ -268,13 +267,11 @@ export function views(state: State) {
         finishReason: r.finishReason,
         stepsHolding: r.stepsHolding,
         activeClaims: [...r.activeClaims].sort(),
-        blockedBy: r.blockedBy,
-        waits: r.waits,
-        decisions: r.decisions,
+        blockedBy: currentHolds(state, r),
       };
     }),
-    decisions: state.decisions,
-    decisionsByPool: byKey(state.decisionsByPool).map(([name, list]) => [name, list.map((d) => d.position)]),
+    runCount: state.runCount,
+    held: byKey(state.held),
     claims: byKey(state.claims).map(([, c]) => c),
   });
 }

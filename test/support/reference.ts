@@ -3,7 +3,7 @@
  * and the projections. It ignores every index the state keeps (counts, queuedByKey, the queue
  * structure) and recomputes what it needs from the runs' statuses and the config alone.
  */
-import type { RunRecord, State } from '../../projections/state.js';
+import { RECENTLY_FINISHED, type RunRecord, type State } from '../../projections/state.js';
 import type { ConcurrencyConfig } from '../../src/domain/config.js';
 import {
   ALL_RUNS,
@@ -13,7 +13,7 @@ import {
   countKeysOf,
   runLimitsOf,
 } from '../../src/domain/constraints.js';
-import { isInProgress, poolsOf, type RunStatus } from '../../src/domain/run.js';
+import { isFinished, isInProgress, poolsOf, type RunStatus } from '../../src/domain/run.js';
 
 /** A limit applying to a run, as the reference sees it, with its count recomputed from scratch. */
 export interface ReferenceLimit {
@@ -194,12 +194,17 @@ export function referenceAdmissions(state: State): string[] {
   return admitted;
 }
 
-const identities = (cs: readonly { kind: ConstraintKind }[]) =>
-  (cs as Constraint[]).map((c) => constraintIdentity(c)).sort();
+/** What the log records as holding a queued run: the recorded full limits of its counters. */
+export function recordedHolds(state: State, run: RunRecord): Constraint[] {
+  return [...new Set(countKeysOf(run))].flatMap((key) => state.held.get(key) ?? []);
+}
+
+const exactly = (cs: readonly Constraint[]) =>
+  cs.map((c) => `${constraintIdentity(c)}\u0000${c.limit}\u0000${c.inUse}`).sort();
 
 /**
- * The QUEUED runs whose recorded blockedBy differs (as a set of identities) from the limits
- * that hold them now, in admission order, with those limits as constraints.
+ * The QUEUED runs whose recorded holds (State.held over their counters) differ from the limits
+ * that hold them now, limit values and counts included, in admission order, with those limits.
  */
 export function staleHolds(state: State): Array<{ run: RunRecord; expected: Constraint[] }> {
   const inProgress = inProgressRuns(state);
@@ -215,7 +220,7 @@ export function staleHolds(state: State): Array<{ run: RunRecord; expected: Cons
       inUse,
       message: '',
     }));
-    if (JSON.stringify(identities(expected)) !== JSON.stringify(identities(run.blockedBy))) {
+    if (JSON.stringify(exactly(expected)) !== JSON.stringify(exactly(recordedHolds(state, run)))) {
       out.push({ run, expected });
     }
   }
@@ -253,24 +258,15 @@ export function invariantProblems(state: State): string[] {
     'CANCELED',
   ];
 
-  // (e) runs, ids and queue
-  if (state.runIds.length !== state.runs.size || new Set(state.runIds).size !== state.runIds.length) {
-    problems.push(`runIds (${state.runIds.length}) does not list each of the ${state.runs.size} runs once`);
-  }
-  state.runIds.forEach((id, seq) => {
-    const run = state.runs.get(id);
-    if (!run) problems.push(`runIds lists ${id}, which is not a run`);
-    else if (run.seq !== seq) problems.push(`run ${id} has seq ${run.seq}, but is number ${seq} in enqueue order`);
-  });
+  // (e) runs and queue: the live state holds live runs only
+  const seqs = new Set<number>();
   for (const run of state.runs.values()) {
     if (!statuses.includes(run.status)) problems.push(`run ${run.id} has status ${run.status}`);
-    if (run.status !== 'QUEUED' && run.blockedBy.length > 0) {
-      problems.push(`run ${run.id} is ${run.status} but still has blockedBy`);
+    if (run.status !== 'QUEUED' && !isInProgress(run.status)) {
+      problems.push(`run ${run.id} is ${run.status} but still in the live state`);
     }
-    const openWaits = run.waits.filter((w) => w.to === null).length;
-    if (openWaits > (run.status === 'QUEUED' ? 1 : 0)) {
-      problems.push(`run ${run.id} (${run.status}) has ${openWaits} open waits`);
-    }
+    if (run.seq >= state.runCount || seqs.has(run.seq)) problems.push(`run ${run.id} has seq ${run.seq}`);
+    seqs.add(run.seq);
     if (JSON.stringify(run.pools) !== JSON.stringify(poolsOf(run.steps))) {
       problems.push(`run ${run.id} pools ${show(run.pools)} do not match its steps`);
     }
@@ -318,8 +314,19 @@ export function invariantProblems(state: State): string[] {
   }
   for (const { run, expected } of staleHolds(state)) {
     problems.push(
-      `run ${run.id} blockedBy ${show(identities(run.blockedBy))}, full limits ${show(identities(expected))}`,
+      `run ${run.id} recorded holds ${show(exactly(recordedHolds(state, run)))}, full limits ${show(exactly(expected))}`,
     );
+  }
+  if (state.recentlyFinished.size > RECENTLY_FINISHED) problems.push('recentlyFinished is over its bound');
+  for (const run of state.recentlyFinished.values()) {
+    if (!isFinished(run.status)) problems.push(`run ${run.id} is ${run.status} among the finished`);
+  }
+  for (const claim of state.claims.values()) {
+    if (!state.runs.has(claim.runId) && claim.status !== 'GRANTED' && claim.status !== 'PENDING') {
+      const run = state.recentlyFinished.get(claim.runId);
+      if (!run || run.activeClaims.size === 0)
+        problems.push(`claim ${claim.stepKey} of finished run ${claim.runId} kept`);
+    }
   }
   return problems;
 }

@@ -5,24 +5,28 @@
  * against the brute-force reference in ./reference.ts while folding:
  *
  * - every event validates against its zod schema, as when read back from a store;
- * - the command's events are its own events, then its RunAdmitted decisions, then its
- *   RunBlocked decisions;
+ * - the command's events are its own events, then its RunAdmitted decisions, then at most one
+ *   RunBlocked (the enqueued run's first hold), then at most one LimitStatesChanged;
  * - (a) before each RunAdmitted, every limit applying to the run has count < limit;
  * - the RunAdmitted runs are exactly, in order, what a from-scratch pass over the queue admits;
- * - the RunBlocked runs are exactly the QUEUED runs whose set of full limits changed, each
- *   naming every full limit with its limit and count;
+ * - a RunBlocked comes exactly when the run the command enqueues has to wait, naming every full
+ *   limit with its limit and count;
+ * - afterwards every queued run's recorded holds (the full limits of its counters) are exactly
+ *   the limits holding it, counts included;
  * - afterwards, the invariants of reference.invariantProblems hold.
  */
 import { evolve } from '../../projections/evolve.js';
 import { PriorityQueue } from '../../projections/priority-queue.js';
 import { type Decision, initialState, type RunRecord, type State, type WaitInterval } from '../../projections/state.js';
+import { currentHolds } from '../../src/domain/admission.js';
 import type { Command, EnqueueRunInput, TagConcurrencyLimitInput } from '../../src/domain/commands.js';
 import { type Constraint, constraintIdentity } from '../../src/domain/constraints.js';
 import { decide } from '../../src/domain/decide.js';
 import { DomainError } from '../../src/domain/errors.js';
 import { CURRENT_SCHEMA_VERSION, type DomainEvent, type LoggedEvent, parseEvent } from '../../src/domain/events.js';
 import type { RunStatus } from '../../src/domain/run.js';
-import { admissionViolations, invariantProblems, referenceAdmissions, staleHolds } from './reference.js';
+import { type HistoryStore, openHistoryStore } from '../../src/history/history-store.js';
+import { admissionViolations, fullLimitsOf, invariantProblems, referenceAdmissions } from './reference.js';
 
 export * from './reference.js';
 
@@ -201,7 +205,8 @@ export function fingerprint(state: State): string {
   return JSON.stringify(snapshot(state));
 }
 
-const isDecision = (e: DomainEvent) => e.type === 'RunAdmitted' || e.type === 'RunBlocked';
+const isDecision = (e: DomainEvent) =>
+  e.type === 'RunAdmitted' || e.type === 'RunBlocked' || e.type === 'LimitStatesChanged';
 const constraintKey = (c: Constraint) => `${constraintIdentity(c)}=${c.limit}/${c.inUse}`;
 
 function fail(problems: string[], command: Command): never {
@@ -275,6 +280,11 @@ export class Scenario {
     throw new Error(`${command.type} was expected to be refused, but gave ${events.map((e) => e.type).join(', ')}`);
   }
 
+  /** The history read model, fed every event as a server feeds it. */
+  readonly history: HistoryStore = openHistoryStore(':memory:');
+  /** Every run id in enqueue order. */
+  readonly runIds: string[] = [];
+
   private fold(command: Command, events: DomainEvent[]): void {
     const checking = this.check !== 'off';
     const logged = events.map(
@@ -286,9 +296,14 @@ export class Scenario {
       const firstDecision = events.findIndex(isDecision);
       const decisions = firstDecision === -1 ? [] : events.slice(firstDecision);
       if (decisions.some((e) => !isDecision(e))) fail(['a decision comes before a command event'], command);
-      const firstBlocked = decisions.findIndex((e) => e.type === 'RunBlocked');
-      if (firstBlocked !== -1 && decisions.slice(firstBlocked).some((e) => e.type !== 'RunBlocked')) {
-        fail(['a RunAdmitted comes after a RunBlocked'], command);
+      const order = decisions.map((e) => (e.type === 'RunAdmitted' ? 0 : e.type === 'RunBlocked' ? 1 : 2));
+      if (order.some((o, i) => i > 0 && o < (order[i - 1] as number))) {
+        fail(['decisions are not RunAdmitted, then RunBlocked, then LimitStatesChanged'], command);
+      }
+      const blockedCount = events.filter((e) => e.type === 'RunBlocked').length;
+      const limitCount = events.filter((e) => e.type === 'LimitStatesChanged').length;
+      if (blockedCount > 1 || limitCount > 1) {
+        fail([`${blockedCount} RunBlocked and ${limitCount} LimitStatesChanged in one command`], command);
       }
     }
     let checkedAdmissions = false;
@@ -308,7 +323,9 @@ export class Scenario {
       }
       this.state = evolve(this.state, event);
       this.log.push(event);
+      if (event.type === 'RunEnqueued') this.runIds.push(event.data.runId);
     }
+    this.history.apply(logged);
     if (checking && !checkedAdmissions) this.checkAdmissions(command, events);
     if (checking && !checkedBlocks) this.checkBlocks(command, events);
     if (this.check === 'full') {
@@ -326,9 +343,20 @@ export class Scenario {
     }
   }
 
-  /** The RunBlocked decisions are the runs whose set of holding limits changed, with every limit. */
+  /** A RunBlocked comes for the enqueued run exactly when it waits, with every limit holding it. */
   private checkBlocks(command: Command, events: DomainEvent[]): void {
-    const stale = staleHolds(this.state);
+    // Called before the command's RunBlocked is folded in, after its admissions are.
+    const enqueued = events.find((e) => e.type === 'RunEnqueued');
+    const run = enqueued?.type === 'RunEnqueued' ? this.state.runs.get(enqueued.data.runId) : undefined;
+    const stale =
+      run?.status === 'QUEUED'
+        ? [
+            {
+              run,
+              expected: fullLimitsOf(this.state, run).map(({ limit, inUse }) => ({ ...limit, inUse, message: '' })),
+            },
+          ]
+        : [];
     const blocked = events.flatMap((e) => (e.type === 'RunBlocked' ? [e.data] : []));
     const problems: string[] = [];
     const expectedIds = stale.map((s) => s.run.id);
@@ -358,8 +386,9 @@ export class Scenario {
   // -------------------------------------------------------------------------------------------
   // Reading the state
 
+  /** A run, live or finished (from the history). */
   run(runId: string): RunRecord {
-    const run = this.state.runs.get(runId);
+    const run = this.state.runs.get(runId) ?? this.state.recentlyFinished.get(runId) ?? this.history.run(runId);
     if (!run) throw new Error(`no run ${runId} in the scenario`);
     return run;
   }
@@ -370,13 +399,13 @@ export class Scenario {
 
   /** Statuses of the given runs (or every run), keyed by id. */
   statuses(...runIds: string[]): Record<string, RunStatus> {
-    const ids = runIds.length > 0 ? runIds : this.state.runIds;
+    const ids = runIds.length > 0 ? runIds : this.runIds;
     return Object.fromEntries(ids.map((id) => [id, this.status(id)]));
   }
 
   /** Ids of the runs in a status, in enqueue order. */
   runsIn(status: RunStatus): string[] {
-    return this.state.runIds.filter((id) => this.status(id) === status);
+    return this.runIds.filter((id) => this.status(id) === status);
   }
 
   /** QUEUED run ids in admission order, as the queue holds them. */
@@ -384,17 +413,19 @@ export class Scenario {
     return [...this.state.queue.inOrder()];
   }
 
+  /** What holds a run now (the invariants check it equals what the log records). */
   blockedBy(runId: string): Constraint[] {
-    return this.run(runId).blockedBy;
+    return currentHolds(this.state, this.run(runId));
   }
 
+  /** Its waits, derived by the history read model. */
   waits(runId: string): WaitInterval[] {
-    return this.run(runId).waits;
+    return this.history.waitsOf(runId);
   }
 
-  /** Decisions of one run, or all decisions. */
+  /** Decisions of one run (recorded and derived), or all recorded decisions, from the history. */
   decisions(runId?: string): Decision[] {
-    return runId === undefined ? this.state.decisions : this.run(runId).decisions;
+    return this.history.decisions({ runId: runId ?? null, limit: Number.MAX_SAFE_INTEGER });
   }
 
   /** In-progress runs counted under a count key (see domain/constraints), 0 when none. */
@@ -408,9 +439,35 @@ export function bigints(_key: string, value: unknown): unknown {
   return typeof value === 'bigint' ? `${value}n` : value;
 }
 
-/** Event types of a list of events, for terse assertions. */
-export const types = (events: readonly DomainEvent[]): string[] => events.map((e) => e.type);
+/**
+ * Event types of a list of events, for terse assertions. Limit-state records are left out: the
+ * scenario checks them after every command (recorded holds equal the reference's), and
+ * `limitStates` shows them where a test is about them.
+ */
+export const types = (events: readonly DomainEvent[]): string[] =>
+  events.filter((e) => e.type !== 'LimitStatesChanged').map((e) => e.type);
 
-/** `type:runId` of each event that names a run, else its type. */
+/** `type:runId` of each event that names a run, else its type (limit-state records left out). */
 export const summary = (events: readonly DomainEvent[]): string[] =>
-  events.map((e) => ('runId' in e.data ? `${e.type}:${e.data.runId}` : e.type));
+  events
+    .filter((e) => e.type !== 'LimitStatesChanged')
+    .map((e) => ('runId' in e.data ? `${e.type}:${e.data.runId}` : e.type));
+
+/** The counters a command recorded, as `counter: full limits (count)`, e.g. `team=a: TAG_LIMIT 1/1`. */
+export const limitStates = (events: readonly DomainEvent[]): string[] =>
+  events.flatMap((e) =>
+    e.type === 'LimitStatesChanged'
+      ? e.data.counters.map((c) => {
+          const name =
+            c.pool !== null
+              ? `pool ${c.pool}`
+              : c.key === null
+                ? 'runs'
+                : c.value === null
+                  ? c.key
+                  : `${c.key}=${c.value}`;
+          const full = c.full.map((f) => `${f.kind} ${f.inUse}/${f.limit}`).join(', ');
+          return `${name}: ${full || 'room'}`;
+        })
+      : [],
+  );

@@ -40,10 +40,12 @@ export function claimStatus(state: State, runId: string, stepKey: string): StepC
 
 /** `type:runId/stepKey` for slot events, `type:runId` for others: terse event assertions. */
 export const slotSummary = (events: readonly DomainEvent[]): string[] =>
-  events.map((e) => {
-    if ('stepKey' in e.data) return `${e.type}:${e.data.runId}/${e.data.stepKey}`;
-    return 'runId' in e.data ? `${e.type}:${e.data.runId}` : e.type;
-  });
+  events
+    .filter((e) => e.type !== 'LimitStatesChanged')
+    .map((e) => {
+      if ('stepKey' in e.data) return `${e.type}:${e.data.runId}/${e.data.stepKey}`;
+      return 'runId' in e.data ? `${e.type}:${e.data.runId}` : e.type;
+    });
 
 // ---------------------------------------------------------------------------------------------
 // The brute-force reference: every count recomputed from the claims and the config alone.

@@ -1,0 +1,384 @@
+/**
+ * The history read model: every run (finished ones included), every recorded decision and the
+ * limit-state records that waits are derived from, in SQLite tables on disk. It follows the log
+ * with a position of its own, is rebuilt from the log when missing or behind, and is what reads
+ * of the past go to, so memory follows what is live while a year of history costs disk.
+ *
+ * Applying is idempotent per position (events at or before the stored position are skipped in
+ * the same transaction), so several servers on one machine may share one file.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { decisionOf } from '../../projections/decisions.js';
+import type { Decision, RunRecord, WaitInterval } from '../../projections/state.js';
+import { decisionPools } from '../../projections/state.js';
+import { type DerivedWaits, deriveWaits, type HoldRecord } from '../../projections/waits.js';
+import { type Constraint, counterKey, countKeysOf } from '../domain/constraints.js';
+import type { EventData, LoggedEvent } from '../domain/events.js';
+import { poolsOf, type RunStatus } from '../domain/run.js';
+import { StoreUnavailableError } from '../eventstore/errors.js';
+
+/** Bumped when the tables change; a file of another format is rebuilt from the log. */
+const HISTORY_FORMAT = 1;
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    enqueued TEXT NOT NULL,
+    enqueued_at TEXT NOT NULL,
+    enqueued_position INTEGER NOT NULL,
+    admitted_at TEXT,
+    started_at TEXT,
+    cancel_requested_at TEXT,
+    finished_at TEXT,
+    finish_reason TEXT,
+    last_heartbeat_at TEXT,
+    left_at TEXT,
+    left_position INTEGER
+  );
+  CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, seq);
+  CREATE TABLE IF NOT EXISTS decisions (
+    position INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    decision TEXT NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS decisions_by_run ON decisions (run_id, position);
+  CREATE TABLE IF NOT EXISTS decision_pools (
+    pool TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (pool, position)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS counter_states (
+    count_key TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    full TEXT NOT NULL,
+    PRIMARY KEY (count_key, position)
+  ) WITHOUT ROWID;
+`;
+
+type Enqueued = EventData<'RunEnqueued'>;
+
+interface RunRow {
+  id: string;
+  seq: bigint;
+  status: RunStatus;
+  enqueued: string;
+  enqueued_at: string;
+  enqueued_position: bigint;
+  admitted_at: string | null;
+  started_at: string | null;
+  cancel_requested_at: string | null;
+  finished_at: string | null;
+  finish_reason: string | null;
+  last_heartbeat_at: string | null;
+  left_at: string | null;
+  left_position: bigint | null;
+}
+
+export interface DecisionQuery {
+  runId?: string | null;
+  pool?: string | null;
+  /** Only decisions strictly after this position. */
+  after?: bigint | null;
+  limit: number;
+}
+
+export interface HistoryStore {
+  /** The last log position applied; -1n when empty. */
+  position(): bigint;
+  apply(events: readonly LoggedEvent[]): void;
+  run(id: string): RunRecord | null;
+  /** Runs in enqueue order after a seq, optionally of some statuses; one more than asked tells of a next page. */
+  runs(statuses: readonly RunStatus[] | null, afterSeq: number, limit: number): RunRecord[];
+  countsByStatus(): Map<RunStatus, number>;
+  waitsOf(runId: string): WaitInterval[];
+  decisions(query: DecisionQuery): Decision[];
+  close(): void;
+}
+
+/** Opens (creating or rebuilding when of another format) the history file; ':memory:' for none on disk. */
+export function openHistoryStore(path: string): HistoryStore {
+  try {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    return new SqliteHistory(new Database(path), path !== ':memory:');
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) throw error;
+    throw new StoreUnavailableError(`cannot open history ${path}: ${(error as Error).message}`, error);
+  }
+}
+
+class SqliteHistory implements HistoryStore {
+  private readonly statements: ReturnType<SqliteHistory['prepare']>;
+  private readonly applyAll: (events: readonly LoggedEvent[]) => void;
+
+  constructor(
+    private readonly db: Database.Database,
+    onDisk: boolean,
+  ) {
+    db.defaultSafeIntegers(true);
+    if (onDisk) {
+      db.pragma('busy_timeout = 5000');
+      db.pragma('journal_mode = WAL');
+      // A read model is rebuilt from the log after a crash; it need not survive power loss.
+      db.pragma('synchronous = NORMAL');
+    }
+    const format = Number(db.pragma('user_version', { simple: true }));
+    if (format !== HISTORY_FORMAT) {
+      db.exec(
+        'DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS decisions; DROP TABLE IF EXISTS decision_pools; DROP TABLE IF EXISTS counter_states;',
+      );
+      db.pragma(`user_version = ${HISTORY_FORMAT}`);
+    }
+    db.exec(SCHEMA);
+    this.statements = this.prepare();
+    this.applyAll = db.transaction((events: readonly LoggedEvent[]) => {
+      let position = this.position();
+      let runCount = Number(this.statements.meta.get('runCount') ?? '0');
+      for (const event of events) {
+        if (event.revision <= position) continue;
+        if (event.type === 'RunEnqueued') this.enqueue(event, runCount++);
+        else this.fold(event);
+        position = event.revision;
+      }
+      this.statements.setMeta.run('position', position.toString());
+      this.statements.setMeta.run('runCount', String(runCount));
+    });
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      meta: db.prepare('SELECT value FROM meta WHERE name = ?').pluck().safeIntegers(false),
+      setMeta: db.prepare(
+        'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+      ),
+      insertRun: db.prepare(
+        `INSERT OR IGNORE INTO runs (id, seq, status, enqueued, enqueued_at, enqueued_position)
+         VALUES (?, ?, 'QUEUED', ?, ?, ?)`,
+      ),
+      runPools: db.prepare('SELECT enqueued FROM runs WHERE id = ?').pluck(),
+      leave: db.prepare('UPDATE runs SET left_at = ?, left_position = ? WHERE id = ? AND left_position IS NULL'),
+      admitted: db.prepare("UPDATE runs SET status = 'STARTING', admitted_at = ? WHERE id = ?"),
+      started: db.prepare("UPDATE runs SET status = 'STARTED', started_at = ? WHERE id = ?"),
+      canceling: db.prepare("UPDATE runs SET status = 'CANCELING', cancel_requested_at = ? WHERE id = ?"),
+      finished: db.prepare('UPDATE runs SET status = ?, finished_at = ?, finish_reason = ? WHERE id = ?'),
+      heartbeat: db.prepare('UPDATE runs SET last_heartbeat_at = ? WHERE id = ?'),
+      insertDecision: db.prepare(
+        'INSERT OR IGNORE INTO decisions (position, run_id, kind, decision) VALUES (?, ?, ?, ?)',
+      ),
+      insertDecisionPool: db.prepare('INSERT OR IGNORE INTO decision_pools (pool, position) VALUES (?, ?)'),
+      insertCounter: db.prepare(
+        'INSERT OR IGNORE INTO counter_states (count_key, position, at, full) VALUES (?, ?, ?, ?)',
+      ),
+      run: db.prepare('SELECT * FROM runs WHERE id = ?'),
+      runsAfter: db.prepare('SELECT * FROM runs WHERE seq > ? ORDER BY seq LIMIT ?'),
+      countsByStatus: db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status'),
+      blockedOfRun: db.prepare(
+        "SELECT position, decision FROM decisions WHERE run_id = ? AND kind = 'BLOCKED' AND position > ? AND position < ? ORDER BY position",
+      ),
+      countersBetween: db.prepare(
+        'SELECT position, at, full FROM counter_states WHERE count_key = ? AND position > ? AND position < ? ORDER BY position',
+      ),
+      decisionsOfRun: db
+        .prepare('SELECT decision FROM decisions WHERE run_id = ? AND position > ? ORDER BY position')
+        .pluck(),
+      decisionsAfter: db.prepare('SELECT decision FROM decisions WHERE position > ? ORDER BY position LIMIT ?').pluck(),
+      decisionsOfPool: db
+        .prepare(
+          `SELECT d.decision FROM decision_pools p JOIN decisions d ON d.position = p.position
+         WHERE p.pool = ? AND p.position > ? ORDER BY p.position LIMIT ?`,
+        )
+        .pluck(),
+    };
+  }
+
+  position(): bigint {
+    const value = this.statements.meta.get('position') as string | undefined;
+    return value === undefined ? -1n : BigInt(value);
+  }
+
+  apply(events: readonly LoggedEvent[]): void {
+    if (events.length === 0) return;
+    try {
+      this.applyAll(events);
+    } catch (error) {
+      throw new StoreUnavailableError(`history: cannot record events: ${(error as Error).message}`, error);
+    }
+  }
+
+  private enqueue(event: Extract<LoggedEvent, { type: 'RunEnqueued' }>, seq: number): void {
+    const { runId, ...enqueued } = event.data;
+    this.statements.insertRun.run(runId, seq, JSON.stringify(enqueued), event.at, event.revision);
+  }
+
+  private fold(event: LoggedEvent): void {
+    const s = this.statements;
+    switch (event.type) {
+      case 'RunAdmitted':
+        s.admitted.run(event.at, event.data.runId);
+        s.leave.run(event.at, event.revision, event.data.runId);
+        break;
+      case 'RunStarted':
+        s.started.run(event.at, event.data.runId);
+        break;
+      case 'RunCancellationRequested':
+        s.canceling.run(event.at, event.data.runId);
+        break;
+      case 'RunFinished':
+        s.finished.run(event.data.status, event.at, event.data.reason, event.data.runId);
+        s.leave.run(event.at, event.revision, event.data.runId);
+        break;
+      case 'RunHeartbeatRecorded':
+        s.heartbeat.run(event.at, event.data.runId);
+        break;
+      case 'LimitStatesChanged':
+        for (const counter of event.data.counters) {
+          s.insertCounter.run(counterKey(counter), event.revision, event.at, JSON.stringify(counter.full));
+        }
+        break;
+      default:
+        break;
+    }
+    const decision = decisionOf(event);
+    if (!decision) return;
+    s.insertDecision.run(
+      decision.position,
+      decision.runId,
+      decision.kind,
+      JSON.stringify({ ...decision, position: decision.position.toString() }),
+    );
+    const enqueued = s.runPools.get(decision.runId) as string | undefined;
+    const runPools = enqueued ? poolsOf((JSON.parse(enqueued) as Enqueued).steps) : [];
+    for (const pool of decisionPools(decision, runPools)) s.insertDecisionPool.run(pool, decision.position);
+  }
+
+  run(id: string): RunRecord | null {
+    const row = this.statements.run.get(id) as RunRow | undefined;
+    return row ? toRunRecord(row) : null;
+  }
+
+  runs(statuses: readonly RunStatus[] | null, afterSeq: number, limit: number): RunRecord[] {
+    const wanted = statuses ? new Set(statuses) : null;
+    const runs: RunRecord[] = [];
+    // Statuses filter in code: pages stay in enqueue order whatever the filter.
+    let after = afterSeq;
+    while (runs.length < limit) {
+      const rows = this.statements.runsAfter.all(after, 500) as RunRow[];
+      for (const row of rows) {
+        after = Number(row.seq);
+        if (!wanted || wanted.has(row.status)) runs.push(toRunRecord(row));
+        if (runs.length === limit) break;
+      }
+      if (rows.length < 500) break;
+    }
+    return runs;
+  }
+
+  countsByStatus(): Map<RunStatus, number> {
+    const rows = this.statements.countsByStatus.all() as Array<{ status: RunStatus; n: bigint }>;
+    return new Map(rows.map((row) => [row.status, Number(row.n)]));
+  }
+
+  private derived(runId: string): DerivedWaits | null {
+    const row = this.statements.run.get(runId) as RunRow | undefined;
+    if (!row) return null;
+    const run = toRunRecord(row);
+    const from = row.enqueued_position;
+    const to = row.left_position ?? 2n ** 62n;
+    const records: HoldRecord[] = [];
+    for (const r of this.statements.blockedOfRun.all(runId, from, to) as Array<{
+      position: bigint;
+      decision: string;
+    }>) {
+      const decision = parseDecision(r.decision);
+      records.push({ kind: 'blocked', position: r.position, at: decision.at, reasons: decision.reasons, decision });
+    }
+    const countKeys = countKeysOf(run);
+    for (const countKey of new Set(countKeys)) {
+      for (const r of this.statements.countersBetween.all(countKey, from, to) as Array<{
+        position: bigint;
+        at: string;
+        full: string;
+      }>) {
+        records.push({
+          kind: 'counter',
+          position: r.position,
+          at: r.at,
+          countKey,
+          full: JSON.parse(r.full) as Constraint[],
+        });
+      }
+    }
+    records.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
+    return deriveWaits(runId, countKeys, records, row.left_at === null ? null : { at: row.left_at });
+  }
+
+  waitsOf(runId: string): WaitInterval[] {
+    return this.derived(runId)?.waits ?? [];
+  }
+
+  decisions(query: DecisionQuery): Decision[] {
+    const after = query.after ?? -1n;
+    const s = this.statements;
+    if (query.runId != null) {
+      // Recorded decisions and the holds derived from limit states, in log order.
+      const recorded = (s.decisionsOfRun.all(query.runId, after) as string[]).map(parseDecision);
+      const positions = new Set(recorded.map((d) => d.position));
+      const derived = (this.derived(query.runId)?.decisions ?? []).filter(
+        (d) => d.position > after && !positions.has(d.position),
+      );
+      let all = [...recorded, ...derived].sort((a, b) => (a.position < b.position ? -1 : 1));
+      if (query.pool != null) {
+        const run = this.run(query.runId);
+        const pool = query.pool;
+        all = all.filter((d) => decisionPools(d, run?.pools ?? []).has(pool));
+      }
+      return all.slice(0, query.limit);
+    }
+    const rows =
+      query.pool != null
+        ? (s.decisionsOfPool.all(query.pool, after, query.limit) as string[])
+        : (s.decisionsAfter.all(after, query.limit) as string[]);
+    return rows.map(parseDecision);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function parseDecision(text: string): Decision {
+  const json = JSON.parse(text) as Omit<Decision, 'position'> & { position: string };
+  return { ...json, position: BigInt(json.position) };
+}
+
+function toRunRecord(row: RunRow): RunRecord {
+  const enqueued = JSON.parse(row.enqueued) as Omit<Enqueued, 'runId'>;
+  return {
+    id: row.id,
+    jobName: enqueued.jobName,
+    status: row.status,
+    tags: enqueued.tags,
+    steps: enqueued.steps,
+    pools: poolsOf(enqueued.steps),
+    priority: enqueued.priority,
+    seq: Number(row.seq),
+    maxConcurrentSteps: enqueued.maxConcurrentSteps,
+    leaseSeconds: enqueued.leaseSeconds,
+    enqueuedAt: row.enqueued_at,
+    admittedAt: row.admitted_at,
+    startedAt: row.started_at,
+    cancelRequestedAt: row.cancel_requested_at,
+    finishedAt: row.finished_at,
+    finishReason: row.finish_reason,
+    stepsHolding: 0,
+    activeClaims: new Set(),
+    lastHeartbeatAt: row.last_heartbeat_at,
+  };
+}
