@@ -178,6 +178,7 @@ class SqliteHistory implements HistoryStore {
       ),
       run: db.prepare('SELECT * FROM runs WHERE id = ?'),
       runsAfter: db.prepare('SELECT * FROM runs WHERE seq > ? ORDER BY seq LIMIT ?'),
+      runsInStatusAfter: db.prepare('SELECT * FROM runs WHERE status = ? AND seq > ? ORDER BY seq LIMIT ?'),
       countsByStatus: db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status'),
       blockedOfRun: db.prepare(
         "SELECT position, decision FROM decisions WHERE run_id = ? AND kind = 'BLOCKED' AND position > ? AND position < ? ORDER BY position",
@@ -264,20 +265,16 @@ class SqliteHistory implements HistoryStore {
   }
 
   runs(statuses: readonly RunStatus[] | null, afterSeq: number, limit: number): RunRecord[] {
-    const wanted = statuses ? new Set(statuses) : null;
-    const runs: RunRecord[] = [];
-    // Statuses filter in code: pages stay in enqueue order whatever the filter.
-    let after = afterSeq;
-    while (runs.length < limit) {
-      const rows = this.statements.runsAfter.all(after, 500) as RunRow[];
-      for (const row of rows) {
-        after = Number(row.seq);
-        if (!wanted || wanted.has(row.status)) runs.push(toRunRecord(row));
-        if (runs.length === limit) break;
-      }
-      if (rows.length < 500) break;
-    }
-    return runs;
+    if (statuses === null) return (this.statements.runsAfter.all(afterSeq, limit) as RunRow[]).map(toRunRecord);
+    // The first `limit` of each status by the (status, seq) index, merged in enqueue order: a
+    // page costs what it shows, however many runs of other statuses the history holds.
+    const rows = [...new Set(statuses)].flatMap(
+      (status) => this.statements.runsInStatusAfter.all(status, afterSeq, limit) as RunRow[],
+    );
+    return rows
+      .sort((a, b) => Number(a.seq) - Number(b.seq))
+      .slice(0, limit)
+      .map(toRunRecord);
   }
 
   countsByStatus(): Map<RunStatus, number> {
