@@ -12,6 +12,7 @@ import { deserializeState, STATE_FORMAT, serializeState } from '../../projection
 import { type Decision, decisionPools, initialState, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
 import { type DecideContext, decide } from '../domain/decide.js';
+import { DomainError } from '../domain/errors.js';
 import {
   CURRENT_SCHEMA_VERSION,
   type DomainEvent,
@@ -19,6 +20,7 @@ import {
   parseEvent,
   UnreadableEventError,
 } from '../domain/events.js';
+import type { RunStatus } from '../domain/run.js';
 import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent, Subscription } from '../eventstore/store.js';
@@ -45,6 +47,22 @@ export interface SluiceOptions {
   checkpointEvery?: number;
   /** Where to report trouble that does not stop the server (a checkpoint that failed). */
   warn?: (message: string) => void;
+  /** Called once per execute(), whatever its outcome: feeds command metrics and logs. */
+  onCommand?: (record: CommandRecord) => void;
+}
+
+/** What one execute() did, for metrics and logs. */
+export interface CommandRecord {
+  command: string;
+  runId: string | null;
+  actor: string;
+  /** rejected: the domain refused it (bad input, unknown run, transition not allowed); error: anything else. */
+  outcome: 'ok' | 'rejected' | 'error';
+  /** The refusal's or failure's name, e.g. InvalidInputError, StoreUnavailableError. */
+  errorCode?: string;
+  /** Events appended. */
+  events: number;
+  durationMs: number;
 }
 
 export interface CommandOutcome {
@@ -102,6 +120,7 @@ export class Sluice {
   private readonly checkpoints: CheckpointStore | null;
   private readonly checkpointEvery: number;
   private readonly warn: (message: string) => void;
+  private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly pastStates = new Map<bigint, State>();
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
   private lastCheckpoint = -1n;
@@ -130,6 +149,7 @@ export class Sluice {
     this.checkpoints = options.checkpoints ?? null;
     this.checkpointEvery = options.checkpointEvery ?? 1000;
     this.warn = options.warn ?? ((message) => console.warn(message));
+    this.onCommand = options.onCommand ?? null;
   }
 
   /** The projections, live. */
@@ -363,6 +383,32 @@ export class Sluice {
    * transitions not allowed (nothing appended), StoreUnavailableError when the store fails.
    */
   execute(command: Command, actor: string): Promise<CommandOutcome> {
+    if (this.onCommand === null) return this.decideAndAppend(command, actor);
+    const report = this.onCommand;
+    const started = performance.now();
+    const record = (fields: Pick<CommandRecord, 'runId' | 'outcome' | 'errorCode' | 'events'>) => {
+      try {
+        report({ command: command.type, actor, durationMs: performance.now() - started, ...fields });
+      } catch {
+        // Metrics and logs must never change a command's answer.
+      }
+    };
+    return this.decideAndAppend(command, actor).then(
+      (outcome) => {
+        record({ runId: outcome.runId, outcome: 'ok', events: outcome.events.length });
+        return outcome;
+      },
+      (error: unknown) => {
+        const runId =
+          command.type === 'EnqueueRun' ? (command.input.runId ?? null) : 'runId' in command ? command.runId : null;
+        const outcome = error instanceof DomainError ? 'rejected' : 'error';
+        record({ runId, outcome, errorCode: (error as Error)?.name ?? 'Error', events: 0 });
+        throw error;
+      },
+    );
+  }
+
+  private decideAndAppend(command: Command, actor: string): Promise<CommandOutcome> {
     return this.exclusive(async () => {
       for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
         // A command is decided on a state that includes everything acknowledged before it.
@@ -396,6 +442,24 @@ export class Sluice {
         `the command lost the race for the log ${this.maxAttempts} times in a row; nothing was recorded, try again`,
       );
     });
+  }
+
+  /**
+   * How many runs the log holds in each status, finished ones included. Computed from the
+   * in-memory state for now; a read model will answer it once finished runs leave memory.
+   */
+  runCountsByStatus(): Record<RunStatus, number> {
+    const counts: Record<RunStatus, number> = {
+      QUEUED: 0,
+      STARTING: 0,
+      STARTED: 0,
+      CANCELING: 0,
+      SUCCESS: 0,
+      FAILURE: 0,
+      CANCELED: 0,
+    };
+    for (const run of this.state.runs.values()) counts[run.status]++;
+    return counts;
   }
 
   /** Every event folded in from now on, in order. */
