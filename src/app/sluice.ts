@@ -45,8 +45,10 @@ export interface SluiceOptions {
    * long the history gets.
    */
   checkpointEvery?: number;
-  /** Where to report trouble that does not stop the server (a checkpoint that failed). */
+  /** Where to report trouble that does not stop the server (a checkpoint that failed, the log lost). */
   warn?: (message: string) => void;
+  /** Where to report news an operator wants (following the log again after losing it). */
+  info?: (message: string) => void;
   /** Called once per execute(), whatever its outcome: feeds command metrics and logs. */
   onCommand?: (record: CommandRecord) => void;
 }
@@ -120,6 +122,7 @@ export class Sluice {
   private readonly checkpoints: CheckpointStore | null;
   private readonly checkpointEvery: number;
   private readonly warn: (message: string) => void;
+  private readonly info: (message: string) => void;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly pastStates = new Map<bigint, State>();
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
@@ -149,6 +152,7 @@ export class Sluice {
     this.checkpoints = options.checkpoints ?? null;
     this.checkpointEvery = options.checkpointEvery ?? 1000;
     this.warn = options.warn ?? ((message) => console.warn(message));
+    this.info = options.info ?? (() => {});
     this.onCommand = options.onCommand ?? null;
   }
 
@@ -188,23 +192,39 @@ export class Sluice {
   }
 
   private follow(): void {
-    this.follower = this.store.subscribe(
+    const follower = this.store.subscribe(
       this.stream,
       { afterRevision: this.state.revision },
       (recorded) => this.apply(recorded),
       (error) => {
         this.followerError = error;
         this.follower = null;
+        if (!this.closed) this.warn(`not following the log: ${error.message}; trying again in 0.5 s`);
         // Reads and commands still catch up on their own; try to follow again shortly.
         setTimeout(() => {
           if (this.follower === null && !this.closed) {
             this.followerError = null;
+            this.lostTheLog = true;
             this.follow();
           }
         }, 500).unref();
       },
     );
+    this.follower = follower;
+    if (this.lostTheLog) {
+      follower.caughtUp.then(
+        () => {
+          if (this.follower !== follower || this.closed) return;
+          this.lostTheLog = false;
+          this.info(`following the log again from position ${this.state.revision}`);
+        },
+        () => {},
+      );
+    }
   }
+
+  /** Set when following failed, until a new follower has caught up: then it is news. */
+  private lostTheLog = false;
 
   private closed = false;
 
