@@ -2,8 +2,9 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log/logger.js';
 import { startServer } from '../server.js';
-import { readSettings } from '../settings.js';
+import { DEFAULT_SETTINGS, readSettings } from '../settings.js';
 import { snapshot, why } from './audit.js';
+import { backup } from './backup.js';
 import { CliError } from './client.js';
 import { concurrencyDelete, concurrencyGet, concurrencySet } from './concurrency.js';
 
@@ -15,6 +16,7 @@ const USAGE = `usage:
   sluice why RUN_ID                    the run's timeline: every wait with its reasons and duration
   sluice snapshot [--at TIME | --position N]
                                        the queue, runs in progress, limits and pools as they were then
+  sluice backup PATH                   copy the SQLite log (EVENT_STORE_URL) to PATH, consistent, while servers serve
 options:
   --url URL   the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)`;
 
@@ -88,6 +90,9 @@ export async function runCli(argv: string[], env = process.env): Promise<string 
     if (sub === 'delete' && rest.length === 1) return concurrencyDelete(url, rest[0] as string);
   }
   if (command === 'why' && sub !== undefined && rest.length === 0) return why(url, sub);
+  if (command === 'backup' && sub !== undefined && rest.length === 0) {
+    return backup(env.EVENT_STORE_URL || DEFAULT_SETTINGS.eventStoreUrl, sub);
+  }
   if (command === 'snapshot' && sub === undefined) {
     if (values.at !== undefined && values.position !== undefined)
       throw new CliError('give --at or --position, not both', 2);
