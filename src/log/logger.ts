@@ -3,7 +3,6 @@
  * Secrets are redacted by key wherever they appear in a logged object.
  */
 import { type DestinationStream, type LevelWithSilent, type Logger, pino } from 'pino';
-import pretty from 'pino-pretty';
 import type { CommandRecord } from '../app/sluice.js';
 
 export type { Logger } from 'pino';
@@ -31,10 +30,12 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
+  // pino-pretty loads in pino's worker thread, and only for a terminal: servers started by
+  // scripts and containers never pay for it.
   const destination =
     options.destination ??
     (process.stdout.isTTY
-      ? pretty({ colorize: true, sync: true, destination: 1 })
+      ? pino.transport({ target: 'pino-pretty', options: { colorize: true, destination: 1 } })
       : pino.destination({ dest: 1, sync: true }));
   return pino(
     {
