@@ -123,6 +123,7 @@ export async function startServer(
   const store = timeAppends(await openEventStore(settings.eventStoreUrl), metrics.recordAppend);
   const checkpoints = openCheckpointStore(checkpointPathFor(settings));
   let sluice: Sluice;
+  let stopMetrics = () => {};
   try {
     sluice = await Sluice.open({
       store,
@@ -134,6 +135,8 @@ export async function startServer(
         logCommand(logger, record);
       },
     });
+    // Before the config file: the decisions its limit edits cause are counted too.
+    stopMetrics = metrics.follow(sluice);
     if (settings.concurrencyConfigPath) {
       const text = await readFile(settings.concurrencyConfigPath, 'utf8');
       const file = parseConcurrencyConfigFile(text, settings.concurrencyConfigPath);
@@ -144,12 +147,12 @@ export async function startServer(
       );
     }
   } catch (error) {
+    stopMetrics();
     await store.close();
     checkpoints.close();
     throw error;
   }
 
-  const stopMetrics = metrics.follow(sluice);
   const monitor = startRunMonitor(
     sluice,
     (error) => logger.error({ err: error }, `run monitor: ${(error as Error).message}`),
