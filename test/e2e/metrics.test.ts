@@ -16,6 +16,7 @@ import {
   mutated,
   SseCollector,
   tempDir,
+  WsCollector,
   waitFor,
 } from '../support/e2e-http.js';
 import { parseMetrics, type Sample, sampleValue, seriesOf } from '../support/metrics-text.js';
@@ -219,6 +220,19 @@ describe('GET /metrics', () => {
     expect(sampleValue(after, 'sluice_runs', { status: 'STARTING' })).toBe(1);
     expect(seriesOf(after, 'sluice_decisions_total')).toEqual({ 'kind=ADMITTED': 1 });
   }, 30_000);
+
+  it('given subscriptions over SSE and WebSocket, then each counts while open, and a client that goes away stops counting', async () => {
+    const { server, gql } = await serve();
+    const count = async () => sampleValue(await scrape(gql), 'sluice_subscriptions');
+    expect(await count()).toBe(0);
+    const sse = new SseCollector(server.url, SUBSCRIPTION);
+    const ws = new WsCollector(server.url, SUBSCRIPTION);
+    await waitFor(async () => (await count()) === 2, 'both subscriptions to count');
+    await ws.close();
+    await waitFor(async () => (await count()) === 1, 'the WebSocket one to end');
+    await sse.close();
+    await waitFor(async () => (await count()) === 0, 'the SSE one to end');
+  });
 
   it('given an authorize hook, then a request it refuses gets 401 without a token, 403 with one', async () => {
     const { server } = await serve();
