@@ -1,4 +1,6 @@
 /** The settings of DESIGN section 5, read from the environment once, at the edge. */
+import type { LevelWithSilent } from 'pino';
+import { LOG_LEVELS } from './log/logger.js';
 
 export interface Settings {
   port: number;
@@ -10,6 +12,10 @@ export interface Settings {
   checkpointPath?: string | null;
   /** SQLite file of the history read model; null: derived from the store (see historyPathFor). */
   historyPath?: string | null;
+  /** pino level: fatal, error, warn, info (default), debug, trace or silent. */
+  logLevel?: LevelWithSilent;
+  /** Requests slower than this many milliseconds log a warning; 0: none. Default 1000. */
+  slowRequestMs?: number;
 }
 
 export class SettingsError extends Error {
@@ -23,6 +29,8 @@ export const DEFAULT_SETTINGS: Settings = {
   concurrencyConfigPath: null,
   checkpointPath: null,
   historyPath: null,
+  logLevel: 'info',
+  slowRequestMs: 1000,
 };
 
 /** Checkpoints sit beside a SQLite log; an in-memory log keeps them in memory too. */
@@ -62,5 +70,23 @@ export function readSettings(env: Record<string, string | undefined> = process.e
   if (env.CONCURRENCY_CONFIG) settings.concurrencyConfigPath = env.CONCURRENCY_CONFIG;
   if (env.CHECKPOINT_PATH) settings.checkpointPath = env.CHECKPOINT_PATH;
   if (env.HISTORY_PATH) settings.historyPath = env.HISTORY_PATH;
+  if (env.LOG_LEVEL) {
+    const level = env.LOG_LEVEL.trim().toLowerCase();
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+      throw new SettingsError(
+        `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(env.LOG_LEVEL)}`,
+      );
+    }
+    settings.logLevel = level as LevelWithSilent;
+  }
+  if (env.SLOW_REQUEST_MS !== undefined && env.SLOW_REQUEST_MS !== '') {
+    const ms = Number(env.SLOW_REQUEST_MS);
+    if (!Number.isInteger(ms) || ms < 0) {
+      throw new SettingsError(
+        `SLOW_REQUEST_MS must be a whole number of milliseconds (0: no warnings), got ${JSON.stringify(env.SLOW_REQUEST_MS)}`,
+      );
+    }
+    settings.slowRequestMs = ms;
+  }
   return settings;
 }

@@ -5,6 +5,7 @@
  * expired. Several servers may race to expire the same run: the loser re-decides and finds
  * nothing left to do.
  */
+import { type TimeoutKind, timeoutKindOf } from '../domain/deadlines.js';
 import { nextDeadline } from '../domain/decide.js';
 import type { Sluice } from './sluice.js';
 
@@ -14,13 +15,27 @@ const MAX_DELAY_MS = 60 * 60 * 1000;
 /** After a failed expiry (store down), wait this long before trying again. */
 const RETRY_MS = 1000;
 
+/** A run this monitor ended because a deadline passed. */
+export interface FiredTimeout {
+  runId: string;
+  kind: TimeoutKind;
+  status: 'SUCCESS' | 'FAILURE' | 'CANCELED';
+  reason: string;
+  /** Log position of the RunFinished that records it. */
+  position: bigint;
+}
+
 export interface RunMonitorHandle {
   /** Re-reads the earliest deadline; call after the state changed. */
   reschedule(): void;
   stop(): void;
 }
 
-export function startRunMonitor(sluice: Sluice, onError: (error: unknown) => void = console.error): RunMonitorHandle {
+export function startRunMonitor(
+  sluice: Sluice,
+  onError: (error: unknown) => void = console.error,
+  onTimeout: (timeout: FiredTimeout) => void = () => {},
+): RunMonitorHandle {
   let timer: NodeJS.Timeout | null = null;
   let timerAt = Number.POSITIVE_INFINITY;
   let stopped = false;
@@ -34,8 +49,15 @@ export function startRunMonitor(sluice: Sluice, onError: (error: unknown) => voi
     if (stopped || firing) return;
     firing = true;
     try {
-      await sluice.execute({ type: 'ExpireDeadlines' }, MONITOR_ACTOR);
+      const outcome = await sluice.execute({ type: 'ExpireDeadlines' }, MONITOR_ACTOR);
       retryAt = Number.NEGATIVE_INFINITY;
+      for (const event of outcome.events) {
+        if (event.type !== 'RunFinished' || event.data.reason === null) continue;
+        const kind = timeoutKindOf(event.data.reason);
+        if (kind === null) continue;
+        const { runId, status, reason } = event.data;
+        onTimeout({ runId, kind, status, reason, position: event.revision });
+      }
     } catch (error) {
       onError(error);
       // The store may be down for a moment: try again shortly rather than never.

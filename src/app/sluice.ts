@@ -14,6 +14,7 @@ import { type Decision, decisionPools, initialState, type RunRecord, type State 
 import type { Command } from '../domain/commands.js';
 import { type Constraint, constraintIdentity, counterKey, counterKeyOf, countKeysOf } from '../domain/constraints.js';
 import { type DecideContext, decide, knownRun } from '../domain/decide.js';
+import { DomainError } from '../domain/errors.js';
 import {
   CURRENT_SCHEMA_VERSION,
   type DomainEvent,
@@ -46,12 +47,30 @@ export interface SluiceOptions {
    * long the history gets.
    */
   checkpointEvery?: number;
-  /** Where to report trouble that does not stop the server (a checkpoint that failed). */
+  /** Where to report trouble that does not stop the server (a checkpoint that failed, the log lost). */
   warn?: (message: string) => void;
+  /** Where to report news an operator wants (following the log again after losing it). */
+  info?: (message: string) => void;
+  /** Called once per execute(), whatever its outcome: feeds command metrics and logs. */
+  onCommand?: (record: CommandRecord) => void;
   /** The history read model (finished runs, decisions, waits); default: one in memory. */
   history?: HistoryStore;
   /** How many checkpoints to keep; older ones are deleted. Default 3. */
   checkpointsKept?: number;
+}
+
+/** What one execute() did, for metrics and logs. */
+export interface CommandRecord {
+  command: string;
+  runId: string | null;
+  actor: string;
+  /** rejected: the domain refused it (bad input, unknown run, transition not allowed); error: anything else. */
+  outcome: 'ok' | 'rejected' | 'error';
+  /** The refusal's or failure's name, e.g. InvalidInputError, StoreUnavailableError. */
+  errorCode?: string;
+  /** Events appended. */
+  events: number;
+  durationMs: number;
 }
 
 export interface CommandOutcome {
@@ -137,6 +156,8 @@ export class Sluice {
   private readonly checkpointEvery: number;
   private readonly checkpointsKept: number;
   private readonly warn: (message: string) => void;
+  private readonly info: (message: string) => void;
+  private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly history: HistoryStore;
   /** Durable events not yet written to the history; written in batches, and before any read. */
   private readonly historyPending: LoggedEvent[] = [];
@@ -175,6 +196,8 @@ export class Sluice {
     this.checkpointEvery = options.checkpointEvery ?? 1000;
     this.checkpointsKept = options.checkpointsKept ?? 3;
     this.warn = options.warn ?? ((message) => console.warn(message));
+    this.info = options.info ?? (() => {});
+    this.onCommand = options.onCommand ?? null;
     this.history = options.history ?? openHistoryStore(':memory:');
     this.historyPosition = this.history.position();
   }
@@ -218,23 +241,39 @@ export class Sluice {
   }
 
   private follow(): void {
-    this.follower = this.store.subscribe(
+    const follower = this.store.subscribe(
       this.stream,
       { afterRevision: this.durable },
       (recorded) => this.apply(recorded),
       (error) => {
         this.followerError = error;
         this.follower = null;
+        if (!this.closed) this.warn(`not following the log: ${error.message}; trying again in 0.5 s`);
         // Reads and commands still catch up on their own; try to follow again shortly.
         setTimeout(() => {
           if (this.follower === null && !this.closed) {
             this.followerError = null;
+            this.lostTheLog = true;
             this.follow();
           }
         }, 500).unref();
       },
     );
+    this.follower = follower;
+    if (this.lostTheLog) {
+      follower.caughtUp.then(
+        () => {
+          if (this.follower !== follower || this.closed) return;
+          this.lostTheLog = false;
+          this.info(`following the log again from position ${this.durable}`);
+        },
+        () => {},
+      );
+    }
   }
+
+  /** Set when following failed, until a new follower has caught up: then it is news. */
+  private lostTheLog = false;
 
   /**
    * Takes one stored event in, once, in order: folds it into the live state unless a command of
@@ -463,9 +502,15 @@ export class Sluice {
     return (await this.readHistory()).run(id);
   }
 
-  /** How many runs the log holds in each status, for metrics. */
-  async runCountsByStatus(): Promise<Map<RunStatus, number>> {
-    return (await this.readHistory()).countsByStatus();
+  /**
+   * How many runs the log holds in each status, finished ones included, as of every durable
+   * event taken in so far (from the history read model), for metrics.
+   */
+  runCountsByStatus(): Record<RunStatus, number> {
+    this.flushHistory();
+    const counts = this.history.countsByStatus();
+    const statuses: RunStatus[] = ['QUEUED', 'STARTING', 'STARTED', 'CANCELING', 'SUCCESS', 'FAILURE', 'CANCELED'];
+    return Object.fromEntries(statuses.map((status) => [status, counts.get(status) ?? 0])) as Record<RunStatus, number>;
   }
 
   /**
@@ -479,6 +524,33 @@ export class Sluice {
    * race re-decides the whole group on the state that won.
    */
   execute(command: Command, actor: string): Promise<CommandOutcome> {
+    if (this.onCommand === null) return this.enqueueCommand(command, actor);
+    const report = this.onCommand;
+    const started = performance.now();
+    const record = (fields: Pick<CommandRecord, 'runId' | 'outcome' | 'errorCode' | 'events'>) => {
+      try {
+        report({ command: command.type, actor, durationMs: performance.now() - started, ...fields });
+      } catch {
+        // Metrics and logs must never change a command's answer.
+      }
+    };
+    return this.enqueueCommand(command, actor).then(
+      (outcome) => {
+        record({ runId: outcome.runId, outcome: 'ok', events: outcome.events.length });
+        return outcome;
+      },
+      (error: unknown) => {
+        const runId =
+          command.type === 'EnqueueRun' ? (command.input.runId ?? null) : 'runId' in command ? command.runId : null;
+        const outcome = error instanceof DomainError ? 'rejected' : 'error';
+        record({ runId, outcome, errorCode: (error as Error)?.name ?? 'Error', events: 0 });
+        throw error;
+      },
+    );
+  }
+
+  /** Puts a command in the next group to decide and append. */
+  private enqueueCommand(command: Command, actor: string): Promise<CommandOutcome> {
     return new Promise<CommandOutcome>((resolve, reject) => {
       if (this.closed) {
         reject(new StoreUnavailableError('the server is shutting down'));

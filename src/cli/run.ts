@@ -1,36 +1,43 @@
 /** The `sluice` command line: serve, and edit limits over GraphQL like `dagster instance concurrency`. */
 import { parseArgs } from 'node:util';
+import { createLogger } from '../log/logger.js';
 import { startServer } from '../server.js';
-import { readSettings } from '../settings.js';
+import { DEFAULT_SETTINGS, readSettings } from '../settings.js';
 import { snapshot, why } from './audit.js';
+import { backup } from './backup.js';
 import { CliError } from './client.js';
 import { concurrencyDelete, concurrencyGet, concurrencySet } from './concurrency.js';
 
 const USAGE = `usage:
-  sluice serve                         serve the API (settings: PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG)
+  sluice serve                         serve the API (settings: PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG, LOG_LEVEL)
   sluice concurrency get [POOL|--all]  show pools: in use / limit
   sluice concurrency set POOL LIMIT    set a pool's limit
   sluice concurrency delete POOL       remove a pool's own limit (the default applies again)
   sluice why RUN_ID                    the run's timeline: every wait with its reasons and duration
   sluice snapshot [--at TIME | --position N]
                                        the queue, runs in progress, limits and pools as they were then
+  sluice backup PATH                   copy the SQLite log (EVENT_STORE_URL) to PATH, consistent, while servers serve
 options:
   --url URL   the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)`;
 
 async function serve(): Promise<void> {
-  const server = await startServer(readSettings());
-  console.log(`sluice serving ${server.url} (GraphiQL there), store ${server.store.description}`);
+  const settings = readSettings();
+  const logger = createLogger({ level: settings.logLevel });
+  const server = await startServer(settings, logger);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`${signal}: finishing requests in flight and closing the store`);
-    const force = setTimeout(() => process.exit(1), 10_000);
+    logger.info({ signal }, `${signal}: finishing requests in flight and closing the store`);
+    const force = setTimeout(() => {
+      logger.error({ signal }, 'still stopping after 10 s: exiting anyway');
+      process.exit(1);
+    }, 10_000);
     force.unref();
     server.close().then(
       () => process.exit(0),
       (error: unknown) => {
-        console.error(error);
+        logger.error({ err: error }, `stopping failed: ${(error as Error).message}`);
         process.exit(1);
       },
     );
@@ -83,6 +90,9 @@ export async function runCli(argv: string[], env = process.env): Promise<string 
     if (sub === 'delete' && rest.length === 1) return concurrencyDelete(url, rest[0] as string);
   }
   if (command === 'why' && sub !== undefined && rest.length === 0) return why(url, sub);
+  if (command === 'backup' && sub !== undefined && rest.length === 0) {
+    return backup(env.EVENT_STORE_URL || DEFAULT_SETTINGS.eventStoreUrl, sub);
+  }
   if (command === 'snapshot' && sub === undefined) {
     if (values.at !== undefined && values.position !== undefined)
       throw new CliError('give --at or --position, not both', 2);

@@ -37,6 +37,24 @@ export function leaseRenewedAt(run: RunRecord): number | null {
   return run.lastHeartbeatAt === null ? admitted : Math.max(admitted, Date.parse(run.lastHeartbeatAt));
 }
 
+/** The kinds of timeout, each the start of the reason it records on the run's RunFinished. */
+const TIMEOUT_REASONS = {
+  start_timeout: 'start timeout:',
+  cancel_timeout: 'cancel timeout:',
+  max_runtime: 'max runtime:',
+  lease_expired: 'lease expired:',
+} as const;
+
+export type TimeoutKind = keyof typeof TIMEOUT_REASONS;
+
+/** Which timeout a recorded finish reason tells of; null when it is not a timeout's. */
+export function timeoutKindOf(reason: string): TimeoutKind | null {
+  for (const [kind, prefix] of Object.entries(TIMEOUT_REASONS)) {
+    if (reason.startsWith(prefix)) return kind as TimeoutKind;
+  }
+  return null;
+}
+
 /** Every deadline of an in-progress run, earliest first. */
 export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline[] {
   const deadlines: Deadline[] = [];
@@ -44,14 +62,18 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
     deadlines.push({ runId: run.id, at, status, reason });
   if (run.status === 'STARTING' && run.admittedAt !== null) {
     const limit = monitoring.startTimeoutSeconds;
-    add(Date.parse(run.admittedAt) + limit * 1000, 'FAILURE', `start timeout: STARTING for more than ${limit} s`);
+    add(
+      Date.parse(run.admittedAt) + limit * 1000,
+      'FAILURE',
+      `${TIMEOUT_REASONS.start_timeout} STARTING for more than ${limit} s`,
+    );
   }
   if (run.status === 'CANCELING' && run.cancelRequestedAt !== null) {
     const limit = monitoring.cancelTimeoutSeconds;
     add(
       Date.parse(run.cancelRequestedAt) + limit * 1000,
       'CANCELED',
-      `cancel timeout: CANCELING for more than ${limit} s`,
+      `${TIMEOUT_REASONS.cancel_timeout} CANCELING for more than ${limit} s`,
     );
   }
   const maxRuntime = maxRuntimeOf(run);
@@ -59,12 +81,16 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
     add(
       Date.parse(run.startedAt) + maxRuntime * 1000,
       'FAILURE',
-      `max runtime: running for more than ${maxRuntime} s (${MAX_RUNTIME_TAG})`,
+      `${TIMEOUT_REASONS.max_runtime} running for more than ${maxRuntime} s (${MAX_RUNTIME_TAG})`,
     );
   }
   const renewed = leaseRenewedAt(run);
   if (run.leaseSeconds !== null && renewed !== null) {
-    add(renewed + run.leaseSeconds * 1000, 'FAILURE', `lease expired: no heartbeat for ${run.leaseSeconds} s`);
+    add(
+      renewed + run.leaseSeconds * 1000,
+      'FAILURE',
+      `${TIMEOUT_REASONS.lease_expired} no heartbeat for ${run.leaseSeconds} s`,
+    );
   }
   return deadlines.sort((a, b) => a.at - b.at);
 }
