@@ -696,20 +696,16 @@ export class Sluice {
    * page by page as the client consumes them; then live ones, none missed or repeated. A run's
    * stream also tells when what holds the run changes (derived from limit states). A client that
    * falls more than `capacity` decisions behind the live log gets SubscriberBehindError naming
-   * where to resume.
+   * where to resume. Closing it (return) ends it at once, even while it waits.
    */
-  async *decisionStream(filter: DecisionFilter, capacity = 10_000): AsyncGenerator<Decision> {
-    await this.catchUp();
-    const buffer: Decision[] = [];
-    let wake: (() => void) | null = null;
-    let overflowed = false;
-    const push = (decision: Decision) => {
-      if (buffer.length >= capacity) overflowed = true;
-      else buffer.push(decision);
-      wake?.();
-    };
+  decisionStream(filter: DecisionFilter, capacity = 10_000): AsyncIterableIterator<Decision> {
+    return new DecisionStream(this, filter, capacity);
+  }
+
+  /** For DecisionStream: listens to durable events, with the hold changes of one run when asked. */
+  listenForDecisions(filter: DecisionFilter, push: (decision: Decision) => void): () => void {
     const holds = filter.runId != null ? this.holdWatcher(filter.runId) : null;
-    const unsubscribe = this.onEvent((event) => {
+    return this.onEvent((event) => {
       const decision = decisionOf(event);
       if (decision && matchesDecision(decision, this.runPools(decision.runId), { ...filter, after: null })) {
         push(decision);
@@ -717,38 +713,6 @@ export class Sluice {
       const changed = holds?.(event);
       if (changed && matchesDecision(changed, this.runPools(changed.runId), { ...filter, after: null })) push(changed);
     });
-    try {
-      let last = filter.after ?? null;
-      if (last !== null) {
-        // Replay from the history; if live decisions pile up meanwhile, drop them and read on:
-        // the history has them too.
-        for (;;) {
-          const page = (await this.readHistory()).decisions({ ...filter, after: last, limit: REPLAY_PAGE });
-          for (const decision of page) {
-            yield decision;
-            last = decision.position;
-          }
-          if (page.length === REPLAY_PAGE) continue;
-          if (!overflowed) break;
-          overflowed = false;
-          buffer.length = 0;
-        }
-      }
-      for (;;) {
-        if (overflowed) throw new SubscriberBehindError(last, capacity);
-        const decision = buffer.shift();
-        if (!decision) {
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = null;
-          continue;
-        }
-        if (last !== null && decision.position <= last) continue;
-        last = decision.position;
-        yield decision;
-      }
-    } finally {
-      unsubscribe();
-    }
   }
 
   /**
@@ -810,6 +774,104 @@ export class Sluice {
       this.warn(`history not written at shutdown (it is rebuilt from the log): ${(error as Error).message}`);
     }
     this.history.close();
+  }
+}
+
+/**
+ * The iterator behind decisionStream: a replay from the history, a page at a time, then live
+ * decisions from a bounded buffer. A class rather than an async generator so that return()
+ * ends it while it waits for the next decision (a generator suspended at an await cannot be
+ * returned until that await settles, which would hold a closing server).
+ */
+class DecisionStream implements AsyncIterableIterator<Decision> {
+  private readonly buffer: Decision[] = [];
+  private page: Decision[] = [];
+  private replaying: boolean;
+  private overflowed = false;
+  private closed = false;
+  private last: bigint | null;
+  private wake: (() => void) | null = null;
+  private stopListening: (() => void) | null = null;
+
+  constructor(
+    private readonly sluice: Sluice,
+    private readonly filter: DecisionFilter,
+    private readonly capacity: number,
+  ) {
+    this.last = filter.after ?? null;
+    this.replaying = this.last !== null;
+  }
+
+  private start(): void {
+    if (this.stopListening) return;
+    this.stopListening = this.sluice.listenForDecisions(this.filter, (decision) => {
+      if (this.buffer.length >= this.capacity) this.overflowed = true;
+      else this.buffer.push(decision);
+      this.wake?.();
+    });
+  }
+
+  async next(): Promise<IteratorResult<Decision>> {
+    if (this.closed) return { value: undefined, done: true };
+    if (!this.stopListening) {
+      await this.sluice.catchUp();
+      // Listening starts before the replay reads: whatever comes meanwhile is buffered.
+      this.start();
+    }
+    for (;;) {
+      if (this.closed) return { value: undefined, done: true };
+      if (this.replaying) {
+        const fromPage = this.page.shift();
+        if (fromPage) return this.deliver(fromPage);
+        const history = await this.sluice.readHistory();
+        const page = history.decisions({ ...this.filter, after: this.last, limit: REPLAY_PAGE });
+        this.page = page;
+        if (page.length === REPLAY_PAGE) continue;
+        if (this.overflowed) {
+          // Live decisions piled up during the replay: the history has them, read on.
+          this.overflowed = false;
+          this.buffer.length = 0;
+          continue;
+        }
+        this.replaying = this.page.length > 0;
+        if (this.replaying) continue;
+      }
+      if (this.overflowed) {
+        this.close();
+        throw new SubscriberBehindError(this.last, this.capacity);
+      }
+      const decision = this.buffer.shift();
+      if (decision) {
+        if (this.last !== null && decision.position <= this.last) continue;
+        return this.deliver(decision);
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = null;
+    }
+  }
+
+  private deliver(decision: Decision): IteratorResult<Decision> {
+    this.last = decision.position;
+    return { value: decision, done: false };
+  }
+
+  private close(): void {
+    this.closed = true;
+    this.stopListening?.();
+    this.buffer.length = 0;
+    this.page = [];
+    this.wake?.();
+  }
+
+  async return(): Promise<IteratorResult<Decision>> {
+    this.close();
+    return { value: undefined, done: true };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Decision> {
+    return this;
   }
 }
 

@@ -10,20 +10,30 @@ import type { Constraint } from '../domain/constraints.js';
 interface RunView {
   /** The reasons to show as blockedBy. */
   holds: Constraint[];
+  /** For a run of a past state: the position its waits and decisions are shown as of. */
+  asOf?: bigint;
 }
 
 const views = new WeakMap<RunRecord, RunView>();
 
-/** Runs of a past state, shown with what held them then: the full limits of their counters. */
+/**
+ * Runs of a past state, shown as they were then: what held them (the full limits of their
+ * counters), and their waits and decisions up to that position.
+ */
 export function pastRuns(state: State, runs: RunRecord[]): RunRecord[] {
-  return runs.map((run) => runWithHolds(run, currentHolds(state, run)));
+  return runs.map((run) => runWithHolds(run, currentHolds(state, run), state.revision));
 }
 
-/** A copy of a run shown with computed holds (a simulation). */
-export function runWithHolds(run: RunRecord, holds: Constraint[]): RunRecord {
+/** A copy of a run shown with computed holds (a simulation), or as of a past position. */
+export function runWithHolds(run: RunRecord, holds: Constraint[], asOf?: bigint): RunRecord {
   const copy = { ...run };
-  views.set(copy, { holds });
+  views.set(copy, { holds, asOf });
   return copy;
+}
+
+/** The position a run view is shown as of, or null for now. */
+export function asOfOverride(run: RunRecord): bigint | null {
+  return views.get(run)?.asOf ?? null;
 }
 
 export function holdsOverride(run: RunRecord): Constraint[] | undefined {

@@ -28,16 +28,24 @@ builder.subscriptionType({
   }),
 });
 
-/** A subscriber that fell behind is told so, with where to resume, instead of a masked error. */
-async function* clientErrors(decisions: AsyncGenerator<Decision>): AsyncGenerator<Decision> {
-  try {
-    yield* decisions;
-  } catch (error) {
-    if (error instanceof SubscriberBehindError) {
-      throw new GraphQLError(error.message, {
-        extensions: { code: 'SUBSCRIBER_BEHIND', resumeAfter: error.resumeAfter?.toString() ?? null },
-      });
-    }
-    throw error;
-  }
+/**
+ * A subscriber that fell behind is told so, with where to resume, instead of a masked error.
+ * A plain iterator wrapper, so that closing the subscription reaches the stream at once.
+ */
+function clientErrors(decisions: AsyncIterableIterator<Decision>): AsyncIterableIterator<Decision> {
+  return {
+    next: () =>
+      decisions.next().catch((error: unknown) => {
+        if (error instanceof SubscriberBehindError) {
+          throw new GraphQLError(error.message, {
+            extensions: { code: 'SUBSCRIBER_BEHIND', resumeAfter: error.resumeAfter?.toString() ?? null },
+          });
+        }
+        throw error;
+      }),
+    return: () => decisions.return?.() ?? Promise.resolve({ value: undefined, done: true }),
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }

@@ -7,7 +7,7 @@ import type { ConcurrencyConfig, TagConcurrencyLimit } from '../domain/config.js
 import type { Constraint } from '../domain/constraints.js';
 import type { Tag } from '../domain/run.js';
 import { type BuilderTypes, builder } from './builder.js';
-import { holdsOverride } from './run-views.js';
+import { asOfOverride, holdsOverride } from './run-views.js';
 
 export const RunStatusEnum = builder.enumType('RunStatus', {
   values: ['QUEUED', 'STARTING', 'STARTED', 'CANCELING', 'SUCCESS', 'FAILURE', 'CANCELED'] as const,
@@ -110,13 +110,17 @@ export const RunType = builder.objectRef<RunRecord>('Run').implement({
     waits: t.field({
       type: [WaitIntervalType],
       description: 'Every stretch this run spent held back, oldest first.',
-      resolve: async (run, _args, ctx) => (await ctx.sluice.readHistory()).waitsOf(run.id),
+      resolve: async (run, _args, ctx) => (await ctx.sluice.readHistory()).waitsOf(run.id, asOfOverride(run)),
     }),
     decisions: t.field({
       type: [DecisionType],
       description: 'Every decision about this run, oldest first.',
       resolve: async (run, _args, ctx) =>
-        (await ctx.sluice.readHistory()).decisions({ runId: run.id, limit: Number.MAX_SAFE_INTEGER }),
+        (await ctx.sluice.readHistory()).decisions({
+          runId: run.id,
+          asOf: asOfOverride(run),
+          limit: Number.MAX_SAFE_INTEGER,
+        }),
     }),
   }),
 });

@@ -86,6 +86,8 @@ export interface DecisionQuery {
   pool?: string | null;
   /** Only decisions strictly after this position. */
   after?: bigint | null;
+  /** Only decisions at or before this position (a run's decisions as they stood then). */
+  asOf?: bigint | null;
   limit: number;
 }
 
@@ -97,7 +99,8 @@ export interface HistoryStore {
   /** Runs in enqueue order after a seq, optionally of some statuses; one more than asked tells of a next page. */
   runs(statuses: readonly RunStatus[] | null, afterSeq: number, limit: number): RunRecord[];
   countsByStatus(): Map<RunStatus, number>;
-  waitsOf(runId: string): WaitInterval[];
+  /** A run's waits; with asOf, as they stood right after that position. */
+  waitsOf(runId: string, asOf?: bigint | null): WaitInterval[];
   decisions(query: DecisionQuery): Decision[];
   close(): void;
 }
@@ -282,12 +285,13 @@ class SqliteHistory implements HistoryStore {
     return new Map(rows.map((row) => [row.status, Number(row.n)]));
   }
 
-  private derived(runId: string): DerivedWaits | null {
+  private derived(runId: string, asOf: bigint | null = null): DerivedWaits | null {
     const row = this.statements.run.get(runId) as RunRow | undefined;
     if (!row) return null;
     const run = toRunRecord(row);
     const from = row.enqueued_position;
-    const to = row.left_position ?? 2n ** 62n;
+    const left = row.left_position !== null && (asOf === null || row.left_position <= asOf);
+    const to = left ? (row.left_position as bigint) : asOf === null ? 2n ** 62n : asOf + 1n;
     const records: HoldRecord[] = [];
     for (const r of this.statements.blockedOfRun.all(runId, from, to) as Array<{
       position: bigint;
@@ -313,11 +317,11 @@ class SqliteHistory implements HistoryStore {
       }
     }
     records.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
-    return deriveWaits(runId, countKeys, records, row.left_at === null ? null : { at: row.left_at });
+    return deriveWaits(runId, countKeys, records, left ? { at: row.left_at as string } : null);
   }
 
-  waitsOf(runId: string): WaitInterval[] {
-    return this.derived(runId)?.waits ?? [];
+  waitsOf(runId: string, asOf: bigint | null = null): WaitInterval[] {
+    return this.derived(runId, asOf)?.waits ?? [];
   }
 
   decisions(query: DecisionQuery): Decision[] {
@@ -325,9 +329,12 @@ class SqliteHistory implements HistoryStore {
     const s = this.statements;
     if (query.runId != null) {
       // Recorded decisions and the holds derived from limit states, in log order.
-      const recorded = (s.decisionsOfRun.all(query.runId, after) as string[]).map(parseDecision);
+      const asOf = query.asOf ?? null;
+      const recorded = (s.decisionsOfRun.all(query.runId, after) as string[])
+        .map(parseDecision)
+        .filter((d) => asOf === null || d.position <= asOf);
       const positions = new Set(recorded.map((d) => d.position));
-      const derived = (this.derived(query.runId)?.decisions ?? []).filter(
+      const derived = (this.derived(query.runId, asOf)?.decisions ?? []).filter(
         (d) => d.position > after && !positions.has(d.position),
       );
       let all = [...recorded, ...derived].sort((a, b) => (a.position < b.position ? -1 : 1));
