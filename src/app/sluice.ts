@@ -168,7 +168,7 @@ export class Sluice {
   }
 
   private follow(): void {
-    this.follower = this.store.subscribe(
+    const follower = this.store.subscribe(
       this.stream,
       { afterRevision: this.state.revision },
       (recorded) => this.apply(recorded),
@@ -177,12 +177,17 @@ export class Sluice {
         this.follower = null;
         // Reads and commands still catch up on their own; try to follow again shortly.
         setTimeout(() => {
-          if (this.follower === null && !this.closed) {
-            this.followerError = null;
-            this.follow();
-          }
+          if (this.follower === null && !this.closed) this.follow();
         }, 500).unref();
       },
+    );
+    this.follower = follower;
+    // Not ready until following again for real: a store still down fails the new follower too.
+    follower.caughtUp.then(
+      () => {
+        if (this.follower === follower) this.followerError = null;
+      },
+      () => undefined,
     );
   }
 
