@@ -13,6 +13,9 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { DEPLOYMENT_STREAM } from '../../src/app/sluice.js';
+import { openPostgresStore } from '../../src/eventstore/postgres.js';
+import type { RecordedEvent } from '../../src/eventstore/store.js';
 import { freePort } from './e2e-http.js';
 
 /** The newest installed `/usr/lib/postgresql/<version>/bin`, or null. */
@@ -200,4 +203,14 @@ class ThrowawayCluster implements PostgresServer {
 
 function isRoot(): boolean {
   return process.getuid?.() === 0;
+}
+
+/** The deployment's whole log, read straight from the database, as an auditor would. */
+export async function readPostgresLog(url: string): Promise<RecordedEvent[]> {
+  const store = await openPostgresStore({ url });
+  try {
+    return await store.readStream(DEPLOYMENT_STREAM);
+  } finally {
+    await store.close();
+  }
 }
