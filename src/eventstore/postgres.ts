@@ -326,7 +326,11 @@ class PostgresEventStore implements EventStore {
 
   private async connect(consequence: string): Promise<pg.PoolClient> {
     try {
-      return await this.pool.connect();
+      const client = await this.pool.connect();
+      // A connection lost between two statements of a checked-out client is reported as an
+      // 'error' event, which would end the process unheard; the next statement fails anyway.
+      if (client.listenerCount('error') === 0) client.on('error', () => undefined);
+      return client;
     } catch (error) {
       if (this.closed) throw new StoreUnavailableError('event store is closed');
       throw toStoreError(error, consequence);
