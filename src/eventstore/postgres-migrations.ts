@@ -68,11 +68,18 @@ export async function migrate(client: pg.ClientBase, schema: string, lockKey: st
       const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
       if (exists.rowCount === 0) await client.query(`CREATE SCHEMA ${quoteIdent(schema)}`);
       await client.query(`SET LOCAL search_path TO ${quoteIdent(schema)}`);
-      await client.query(`CREATE TABLE IF NOT EXISTS sluice_migrations (
+      // Also looked up first, so a user with only SELECT and INSERT can start a migrated store.
+      const table = await client.query(
+        "SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'sluice_migrations'",
+        [schema],
+      );
+      if (table.rowCount === 0) {
+        await client.query(`CREATE TABLE sluice_migrations (
         version integer PRIMARY KEY,
         name text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now()
       )`);
+      }
       const { rows } = await client.query<{ version: number }>('SELECT version FROM sluice_migrations');
       const done = new Set(rows.map((r) => r.version));
       const newest = Math.max(0, ...done);

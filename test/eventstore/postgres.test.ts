@@ -142,6 +142,32 @@ describe.skipIf(!runHere)('postgres store on a real server', () => {
         expect((await (store as EventStore).append('s', [event('A')], 'no_stream')).nextExpectedRevision).toBe(0n);
       },
     );
+
+    it.skipIf(process.env.TEST_PG_URL !== undefined)(
+      'given a migrated schema, when a user with only USAGE, SELECT and INSERT opens it, then it appends, reads and follows',
+      async () => {
+        const url = server.newStoreUrl('least');
+        await (await open(url)).close();
+        const { schema } = parsePostgresUrl(url);
+        const admin = await sql(server.url);
+        const role = `writer_${Math.random().toString(36).slice(2, 10)}`;
+        await admin.query(`CREATE ROLE ${role} LOGIN`);
+        await admin.query(`GRANT USAGE ON SCHEMA "${schema}" TO ${role}`);
+        await admin.query(`GRANT SELECT ON "${schema}".sluice_migrations TO ${role}`);
+        await admin.query(`GRANT SELECT, INSERT ON "${schema}".events TO ${role}`);
+        const asRole = new URL(url);
+        asRole.username = role;
+
+        const store = await open(asRole.toString());
+        const seen = collector();
+        await store.subscribe('s', {}, seen.handler, seen.onError).caughtUp;
+        await store.append('s', [event('A'), event('B')], 'no_stream');
+        await seen.until(2);
+
+        expect(seen.types()).toEqual(['A', 'B']);
+        expect(seen.errors).toEqual([]);
+      },
+    );
   });
 
   describe('appends', () => {
