@@ -393,7 +393,13 @@ export class Sluice {
           for (const recorded of result.events) this.apply(recorded);
           return { events: result.events.map(toLoggedEvent), runId };
         } catch (error) {
-          if (error instanceof ConcurrencyError) continue;
+          if (error instanceof ConcurrencyError) {
+            // Retrying at once can lock in step behind a writer that keeps winning (it queues
+            // for the store's lock while the loser is still catching up); a short random pause
+            // after the first loss breaks the rhythm.
+            if (attempt > 1) await new Promise((done) => setTimeout(done, Math.random() * Math.min(2 ** attempt, 50)));
+            continue;
+          }
           throw error;
         }
       }
