@@ -185,43 +185,60 @@ class PostgresEventStore implements EventStore {
       // One round trip: the lock is taken before the revision is read, in a later statement,
       // so that read sees every append committed before ours.
       await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${this.appendLock})`);
-      const last = await this.lastRevision(client, stream);
-      checkExpected(stream, expected, last);
-      let recorded: RecordedEvent[] = [];
-      if (rows.length > 0) {
-        const inserted = await client.query<{ position: string; revision: string }>(
-          `INSERT INTO ${this.table} (stream, revision, type, schema_version, data, actor, at)
-           SELECT $1, $2::bigint + e.ord, e.type, e.schema_version, e.data, e.actor, e.at
-           FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[])
+      // The check and the insert in one statement (one round trip under the lock): the insert
+      // happens only when the stream's last revision meets the expectation, and the last
+      // revision comes back either way for the shared check to judge.
+      const { rows: result } = await client.query<{ last: string; position: string | null; revision: string | null }>(
+        `WITH last AS (
+           SELECT coalesce(max(revision), -1) AS revision FROM ${this.table} WHERE stream = $1
+         ), inserted AS (
+           INSERT INTO ${this.table} (stream, revision, type, schema_version, data, actor, at)
+           SELECT $1, last.revision + e.ord, e.type, e.schema_version, e.data, e.actor, e.at
+           FROM last, unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
              WITH ORDINALITY AS e(type, schema_version, data, actor, at, ord)
+           WHERE $7 = 'any'
+             OR ($7 = 'no_stream' AND last.revision = -1)
+             OR ($7 = 'stream_exists' AND last.revision >= 0)
+             OR ($7 = 'exact' AND last.revision = $8::bigint)
            ORDER BY e.ord
-           RETURNING position, revision`,
-          [
-            stream,
-            String(last),
-            rows.map((r) => r.event.type),
-            rows.map((r) => r.event.schemaVersion),
-            rows.map((r) => r.data),
-            rows.map((r) => r.event.actor),
-            rows.map((r) => r.event.at),
-          ],
-        );
-        const positions = new Map(inserted.rows.map((r) => [BigInt(r.revision), BigInt(r.position)]));
-        recorded = rows.map(({ event }, index) => {
-          const revision = last + 1n + BigInt(index);
-          return {
-            stream,
-            revision,
-            position: positions.get(revision) as bigint,
-            type: event.type,
-            schemaVersion: event.schemaVersion,
-            // What a later read returns: the stored JSON text, parsed.
-            data: JSON.parse(rows[index]?.data as string),
-            actor: event.actor,
-            at: event.at,
-          };
-        });
+           RETURNING position, revision
+         )
+         SELECT last.revision AS last, inserted.position, inserted.revision
+         FROM last LEFT JOIN inserted ON true
+         ORDER BY inserted.revision`,
+        [
+          stream,
+          rows.map((r) => r.event.type),
+          rows.map((r) => r.event.schemaVersion),
+          rows.map((r) => r.data),
+          rows.map((r) => r.event.actor),
+          rows.map((r) => r.event.at),
+          typeof expected === 'bigint' ? 'exact' : expected,
+          typeof expected === 'bigint' ? String(expected) : null,
+        ],
+      );
+      const last = BigInt(result[0]?.last ?? '-1');
+      checkExpected(stream, expected, last);
+      const positions = new Map(
+        result.flatMap((r) => (r.revision === null ? [] : [[BigInt(r.revision), BigInt(r.position as string)]])),
+      );
+      if (positions.size !== rows.length) {
+        throw new Error(`append to ${stream}: ${positions.size} of ${rows.length} events inserted; rolled back`);
       }
+      const recorded: RecordedEvent[] = rows.map(({ event }, index) => {
+        const revision = last + 1n + BigInt(index);
+        return {
+          stream,
+          revision,
+          position: positions.get(revision) as bigint,
+          type: event.type,
+          schemaVersion: event.schemaVersion,
+          // What a later read returns: the stored JSON text, parsed.
+          data: JSON.parse(rows[index]?.data as string),
+          actor: event.actor,
+          at: event.at,
+        };
+      });
       await this.commit(client);
       return { nextExpectedRevision: last + BigInt(rows.length), events: recorded };
     } catch (error) {
