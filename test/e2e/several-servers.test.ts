@@ -56,13 +56,13 @@ beforeAll(async () => {
   // All three at once on a file nobody created yet: opening, WAL and the schema must cope.
   const started = await Promise.allSettled(
     NAMES.map((name) =>
-      startServerProcess({ name, dbPath, checkpointPath: join(dir, `checkpoints-${name}.db`), readyTimeoutMs: 30_000 }),
+      startServerProcess({ name, dbPath, checkpointPath: join(dir, `checkpoints-${name}.db`), readyTimeoutMs: 90_000 }),
     ),
   );
   servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const failed = started.find((s) => s.status === 'rejected');
   if (failed) throw (failed as PromiseRejectedResult).reason;
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await stopAll(servers);
@@ -407,7 +407,12 @@ describe('three sluice serve processes on one SQLite file', () => {
     });
     let late: ServerProcess | null = null;
     try {
-      late = await startServerProcess({ name: 'D', dbPath, checkpointPath: join(dir, 'checkpoints-D.db') });
+      late = await startServerProcess({
+        name: 'D',
+        dbPath,
+        checkpointPath: join(dir, 'checkpoints-D.db'),
+        readyTimeoutMs: 90_000,
+      });
       // A few more writes on the others once it serves, then stop writing.
       await new Promise((done) => setTimeout(done, 300));
     } finally {
@@ -447,7 +452,7 @@ describe('three sluice serve processes on one SQLite file', () => {
     } finally {
       expect(await D.stop()).toBe(0);
     }
-  }, 60_000);
+  }, 150_000);
 
   it('g. given the three servers, when each gets SIGTERM, then each exits 0', async () => {
     const codes = await stopAll(servers);
