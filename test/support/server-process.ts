@@ -139,7 +139,8 @@ export class ServerProcess {
 
 /** Spawns `sluice serve` and resolves once it answers GET /ready with 200. */
 export async function startServerProcess(options: ServerProcessOptions): Promise<ServerProcess> {
-  const eventStoreUrl = options.eventStoreUrl ?? (options.dbPath === undefined ? undefined : `sqlite:${options.dbPath}`);
+  const eventStoreUrl =
+    options.eventStoreUrl ?? (options.dbPath === undefined ? undefined : `sqlite:${options.dbPath}`);
   if (eventStoreUrl === undefined) throw new Error(`server ${options.name}: give a dbPath or an eventStoreUrl`);
   let failure: Error | null = null;
   // A port that was free a moment ago may be taken by now: try another one then.
