@@ -7,24 +7,24 @@
  * projections: at no point may more than the limit be in progress.
  */
 import { join } from 'node:path';
-import { DEPLOYMENT_STREAM, Sluice } from '../src/app/sluice.js';
+import { DEPLOYMENT_STREAM, Sluice, TooMuchContentionError } from '../src/app/sluice.js';
 import type { Command } from '../src/domain/commands.js';
 import { DomainError } from '../src/domain/errors.js';
 import { ConcurrencyError } from '../src/eventstore/errors.js';
 import { openSqliteStore } from '../src/eventstore/sqlite.js';
-import type { EventStore } from '../src/eventstore/store.js';
+import type { EventStore, RecordedEvent } from '../src/eventstore/store.js';
 import { prng } from '../test/support/prng.js';
 import { emptySamples, fmt, heading, load, note, type Samples, size, stats, table, tempDir } from './harness.js';
 
 const LIMIT = 2;
 
-interface Counts {
+export interface Counts {
   appends: number;
   lost: number;
 }
 
 /** The store, with every append and every lost race counted. */
-function counting(store: EventStore, counts: Counts): EventStore {
+export function counting(store: EventStore, counts: Counts): EventStore {
   return {
     get description() {
       return store.description;
@@ -46,14 +46,16 @@ function counting(store: EventStore, counts: Counts): EventStore {
   };
 }
 
-interface Tally {
+export interface Tally {
   commands: number;
   noOps: number;
   refused: number;
+  /** Commands that lost the race for the log on every attempt (TooMuchContentionError). */
+  gaveUp: number;
   latency: Samples;
 }
 
-async function worker(sluice: Sluice, name: string, commands: number, tally: Tally): Promise<void> {
+export async function worker(sluice: Sluice, name: string, commands: number, tally: Tally): Promise<void> {
   const random = prng(name.length * 7919 + name.charCodeAt(0));
   for (let i = 0; i < commands; i++) {
     // Decided on this instance's view, which may be behind the other instance: that is the race.
@@ -72,8 +74,9 @@ async function worker(sluice: Sluice, name: string, commands: number, tally: Tal
       const outcome = await sluice.execute(command, name);
       if (outcome.events.length === 0) tally.noOps++;
     } catch (error) {
-      if (!(error instanceof DomainError)) throw error;
-      tally.refused++;
+      if (error instanceof TooMuchContentionError) tally.gaveUp++;
+      else if (error instanceof DomainError) tally.refused++;
+      else throw error;
     }
     const c = process.cpuUsage(c0);
     tally.latency.wall.push(performance.now() - t0);
@@ -87,6 +90,10 @@ async function audit(path: string) {
   const store = openSqliteStore({ path });
   const events = await store.readStream(DEPLOYMENT_STREAM);
   await store.close();
+  return auditLog(events);
+}
+
+export function auditLog(events: readonly RecordedEvent[]) {
   let limit = 10;
   const status = new Map<string, string>();
   let inProgress = 0;
@@ -187,6 +194,6 @@ export async function raceSection(): Promise<void> {
   note('no-ops: a finish of a run the other instance had already finished (idempotent, nothing appended).');
 }
 
-function emptyTally(): Tally {
-  return { commands: 0, noOps: 0, refused: 0, latency: emptySamples() };
+export function emptyTally(): Tally {
+  return { commands: 0, noOps: 0, refused: 0, gaveUp: 0, latency: emptySamples() };
 }

@@ -4,14 +4,16 @@
  *
  * Environment:
  *   BENCH_SCALE=0.1          every default size times 0.1 (a quick run)
- *   BENCH_SECTIONS=1,2       only these sections (1-6; 4 includes 5)
+ *   BENCH_SECTIONS=1,2       only these sections (1-7; 4 includes 5)
  *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
- *   BENCH_RACE_COMMANDS      explicit sizes (comma separated), overriding the scaled defaults
+ *   BENCH_RACE_COMMANDS, BENCH_PG_COMMANDS
+ *                            explicit sizes (comma separated), overriding the scaled defaults
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
 import { e2eSection } from './e2e.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
+import { postgresSection } from './postgres.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
 import { slotsSection } from './slots.js';
@@ -29,5 +31,6 @@ if (sectionEnabled(2)) slotsSection();
 if (sectionEnabled(3)) await e2eSection();
 if (sectionEnabled(4) || sectionEnabled(5)) await replaySections();
 if (sectionEnabled(6)) await raceSection();
+if (sectionEnabled(7)) await postgresSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);

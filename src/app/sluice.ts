@@ -252,7 +252,6 @@ export class Sluice {
         // Reads and commands still catch up on their own; try to follow again shortly.
         setTimeout(() => {
           if (this.follower === null && !this.closed) {
-            this.followerError = null;
             this.lostTheLog = true;
             this.follow();
           }
@@ -260,6 +259,13 @@ export class Sluice {
       },
     );
     this.follower = follower;
+    // Not ready until following again for real: a store still down fails the new follower too.
+    follower.caughtUp.then(
+      () => {
+        if (this.follower === follower) this.followerError = null;
+      },
+      () => undefined,
+    );
     if (this.lostTheLog) {
       follower.caughtUp.then(
         () => {
@@ -650,7 +656,13 @@ export class Sluice {
           recorded = (await this.store.append(this.stream, newEvents, base < 0n ? 'no_stream' : base)).events;
         } catch (error) {
           await this.restoreLiveState();
-          if (error instanceof ConcurrencyError) continue;
+          if (error instanceof ConcurrencyError) {
+            // Retrying at once can lock in step behind a writer that keeps winning (it queues
+            // for the store's lock while the loser is still catching up); a short random pause
+            // after the first loss breaks the rhythm.
+            if (attempt > 1) await new Promise((done) => setTimeout(done, Math.random() * Math.min(2 ** attempt, 50)));
+            continue;
+          }
           throw error;
         }
         for (const event of recorded) this.apply(event);

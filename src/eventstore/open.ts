@@ -5,6 +5,7 @@ import type { EventStore } from './store.js';
 
 /**
  * `sqlite:PATH` (relative to the working directory), `sqlite::memory:`, or
+ * `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` (or `postgresql://`),
  * `esdb://host:2113?tls=false` / `esdb+discover://...` for EventStoreDB / KurrentDB.
  */
 export async function openEventStore(url: string): Promise<EventStore> {
@@ -13,11 +14,15 @@ export async function openEventStore(url: string): Promise<EventStore> {
     if (path === '') throw new StoreUsageError('EVENT_STORE_URL sqlite: needs a path, e.g. sqlite:data/events.db');
     return openSqliteStore({ path });
   }
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const { openPostgresStore } = await import('./postgres.js');
+    return openPostgresStore({ url });
+  }
   if (url.startsWith('esdb://') || url.startsWith('esdb+discover://') || url.startsWith('kurrentdb://')) {
     const { openEsdbStore } = await import('./esdb.js');
     return openEsdbStore({ connectionString: url });
   }
   throw new StoreUsageError(
-    `EVENT_STORE_URL ${JSON.stringify(url)} is not understood: use sqlite:PATH, sqlite::memory: or esdb://host:2113?tls=false`,
+    `EVENT_STORE_URL ${JSON.stringify(url)} is not understood: use sqlite:PATH, sqlite::memory:, postgres://USER:PASSWORD@HOST:PORT/DATABASE or esdb://host:2113?tls=false`,
   );
 }

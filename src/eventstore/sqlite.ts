@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { checkExpected, checkMaxCount, checkStream, serializedData } from './checks.js';
 import { ConcurrencyError, CorruptEventError, StoreUnavailableError, StoreUsageError } from './errors.js';
+import { ReadingSubscription } from './reading-subscription.js';
 import type {
   AppendResult,
   EventHandler,
@@ -71,7 +72,7 @@ class SqliteEventStore implements EventStore {
   readonly description: string;
   private readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepare>;
-  private readonly subscriptions = new Set<SqliteSubscription>();
+  private readonly subscriptions = new Set<ReadingSubscription>();
   private readonly pollIntervalMs: number;
   private readonly inMemory: boolean;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -191,11 +192,12 @@ class SqliteEventStore implements EventStore {
     } catch (error) {
       throw toStoreError(error, 'cannot subscribe');
     }
-    const subscription = new SqliteSubscription(
+    const subscription = new ReadingSubscription(
       stream,
       options.afterRevision ?? -1n,
       head,
       (from) => this.readStreamNow(stream, from, SUBSCRIPTION_PAGE),
+      SUBSCRIPTION_PAGE,
       onEvent,
       onError,
       () => this.forget(subscription),
@@ -267,94 +269,9 @@ class SqliteEventStore implements EventStore {
     this.pollTimer = undefined;
   }
 
-  private forget(subscription: SqliteSubscription): void {
+  private forget(subscription: ReadingSubscription): void {
     this.subscriptions.delete(subscription);
     if (this.subscriptions.size === 0) this.stopPolling();
-  }
-}
-
-/**
- * Delivers by one loop per subscription: "deliver every event after the last delivered one,
- * again until none is left". Catch-up and live delivery are the same loop, so the seam can
- * neither skip nor repeat an event, and handler calls never overlap. `caughtUp` rejects when the
- * subscription ends first: with the handler's error, or because it was closed.
- */
-class SqliteSubscription implements Subscription {
-  readonly caughtUp: Promise<void>;
-  private resolveCaughtUp!: () => void;
-  private rejectCaughtUp!: (error: Error) => void;
-  private isCaughtUp = false;
-  private running = false;
-  private closed = false;
-
-  constructor(
-    readonly stream: string,
-    private lastDelivered: bigint,
-    /** The stream's last revision at subscribe time: delivering it means caught up. */
-    private readonly head: bigint,
-    private readonly readFrom: (revision: bigint) => RecordedEvent[],
-    private readonly onEvent: EventHandler,
-    private readonly onError: ((error: Error) => void) | undefined,
-    private readonly onClose: () => void,
-  ) {
-    this.caughtUp = new Promise<void>((resolve, reject) => {
-      this.resolveCaughtUp = resolve;
-      this.rejectCaughtUp = reject;
-    });
-    // Nobody has to await caughtUp; an unobserved rejection must not crash the process.
-    this.caughtUp.catch(() => undefined);
-    this.checkCaughtUp();
-  }
-
-  wake(): void {
-    // A running loop reads once more before it stops, so it finds what this wake is about.
-    if (this.running || this.closed) return;
-    this.running = true;
-    void this.deliver();
-  }
-
-  async close(): Promise<void> {
-    this.stop(new StoreUnavailableError('subscription closed before catching up'));
-  }
-
-  private async deliver(): Promise<void> {
-    // Start on a later tick: never call the handler from inside subscribe() or append().
-    await Promise.resolve();
-    try {
-      // No await between the read that comes back empty and `running = false`: an append
-      // after that read finds the loop stopped and starts it again, so nothing is missed.
-      while (!this.closed) {
-        const batch = this.readFrom(this.lastDelivered + 1n);
-        if (batch.length === 0) break;
-        for (const event of batch) {
-          if (this.closed) return;
-          await this.onEvent(event);
-          this.lastDelivered = event.revision;
-          this.checkCaughtUp();
-        }
-      }
-    } catch (error) {
-      if (this.closed) return;
-      const failure = error instanceof Error ? error : new Error(String(error));
-      this.stop(failure);
-      this.onError?.(failure);
-    } finally {
-      this.running = false;
-    }
-  }
-
-  private checkCaughtUp(): void {
-    if (this.isCaughtUp || this.lastDelivered < this.head) return;
-    this.isCaughtUp = true;
-    this.resolveCaughtUp();
-  }
-
-  /** Ends delivery; a handler call in flight finishes, but no other one starts. */
-  private stop(reason: Error): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (!this.isCaughtUp) this.rejectCaughtUp(reason);
-    this.onClose();
   }
 }
 

@@ -12,9 +12,11 @@ const ROOT = resolve(import.meta.dirname, '../..');
 export interface ServerProcessOptions {
   /** A name for messages and for the actor header, e.g. 'A'. */
   name: string;
-  /** The SQLite file every server of the test shares. */
-  dbPath: string;
-  /** This process's checkpoint file (CHECKPOINT_PATH); default: derived from dbPath by the server. */
+  /** The SQLite file every server of the test shares; or give `eventStoreUrl`. */
+  dbPath?: string;
+  /** The store every server of the test shares, as EVENT_STORE_URL (e.g. a postgres:// URL). */
+  eventStoreUrl?: string;
+  /** This process's checkpoint file (CHECKPOINT_PATH); default: derived from the store by the server. */
   checkpointPath?: string;
   /** How long to wait for GET /ready to answer 200; the first tsx start can be slow. */
   readyTimeoutMs?: number;
@@ -137,6 +139,9 @@ export class ServerProcess {
 
 /** Spawns `sluice serve` and resolves once it answers GET /ready with 200. */
 export async function startServerProcess(options: ServerProcessOptions): Promise<ServerProcess> {
+  const eventStoreUrl =
+    options.eventStoreUrl ?? (options.dbPath === undefined ? undefined : `sqlite:${options.dbPath}`);
+  if (eventStoreUrl === undefined) throw new Error(`server ${options.name}: give a dbPath or an eventStoreUrl`);
   let failure: Error | null = null;
   // A port that was free a moment ago may be taken by now: try another one then.
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -145,7 +150,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
       ...process.env,
       PORT: String(port),
       HOST: '127.0.0.1',
-      EVENT_STORE_URL: `sqlite:${options.dbPath}`,
+      EVENT_STORE_URL: eventStoreUrl,
       CONCURRENCY_CONFIG: '',
       CHECKPOINT_PATH: options.checkpointPath ?? '',
       NODE_ENV: 'test',
