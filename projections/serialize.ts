@@ -8,7 +8,7 @@ import { PriorityQueue } from './priority-queue.js';
 import { type Decision, initialState, type RunRecord, recordDecision, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
-export const STATE_FORMAT = 2;
+export const STATE_FORMAT = 3;
 
 type JsonDecision = Omit<Decision, 'position'> & { position: string };
 type JsonRun = Omit<RunRecord, 'activeClaims' | 'decisions'> & { activeClaims: string[] };

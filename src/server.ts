@@ -9,7 +9,7 @@ import { WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
 import { startRunMonitor } from './app/run-monitor.js';
 import { Sluice } from './app/sluice.js';
-import { parseConcurrencyConfigFile } from './config-file.js';
+import { readConcurrencyConfigFile } from './config-file.js';
 import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
@@ -74,9 +74,12 @@ export async function startServer(
     sluice = await Sluice.open({ store, checkpoints, warn: log });
     if (settings.concurrencyConfigPath) {
       const text = await readFile(settings.concurrencyConfigPath, 'utf8');
-      const file = parseConcurrencyConfigFile(text, settings.concurrencyConfigPath);
-      const appended = await applyConfigFile(sluice, file, settings.concurrencyConfigPath);
+      const file = readConcurrencyConfigFile(text, settings.concurrencyConfigPath);
+      const appended = await applyConfigFile(sluice, file.settings, settings.concurrencyConfigPath);
       log(`applied ${settings.concurrencyConfigPath}: ${appended} limit edit(s) appended`);
+      if (file.notActedOn.length > 0) {
+        log(`${settings.concurrencyConfigPath}: read but not acted on by Sluice: ${file.notActedOn.join(', ')}`);
+      }
     }
   } catch (error) {
     await store.close();
