@@ -40,7 +40,8 @@ export const RunFailureReasonEnum = builder.enumType('RunFailureReason', {
         'STARTED for longer than its dagster/max_runtime (or dagster/max_runtime_seconds) tag, else run_monitoring.max_runtime_seconds: FAILURE.',
     },
     UNEXPECTED_TERMINATION: {
-      description: "No heartbeat for leaseSeconds: the worker is taken for dead (Dagster's name for a run worker that died).",
+      description:
+        "No heartbeat for leaseSeconds: the worker is taken for dead (Dagster's name for a run worker that died).",
     },
   } as const,
 });
