@@ -42,6 +42,8 @@ export type Command =
   | { type: 'DeletePoolLimit'; pool: string }
   | { type: 'ClaimStepSlot'; runId: string; stepKey: string }
   | { type: 'ReleaseStepSlot'; runId: string; stepKey: string }
+  /** An admin frees one step's slot and claim, or all of the run's (no stepKey), without ending the run. */
+  | { type: 'FreeStepSlots'; runId: string; stepKey?: string | null }
   | { type: 'Heartbeat'; runId: string }
   /** Ends every in-progress run whose deadline has passed at the context's `now`. */
   | { type: 'ExpireDeadlines' }

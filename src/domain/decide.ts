@@ -315,6 +315,29 @@ export function decide(command: Command, state: State, context: DecideContext): 
       };
       return withPasses(state, [released], { slots: { released: [claim] } });
     }
+    case 'FreeStepSlots': {
+      const run = existingRun(state, command.runId);
+      const stepKey = command.stepKey == null ? null : validateStepKey(command.stepKey);
+      const claim = stepKey === null ? undefined : claimOutcome(state, run, stepKey).claim;
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
+      // Freeing what is already free appends nothing, like a repeated release.
+      const freed = stepKey === null ? activeClaimsOf(state, run) : claim && claim.status !== 'RELEASED' ? [claim] : [];
+      if (freed.length === 0) return [];
+      const released = freed.map(
+        (c): DomainEvent => ({
+          type: 'StepSlotReleased',
+          data: {
+            runId: run.id,
+            stepKey: c.stepKey,
+            pool: c.pool,
+            held: c.status === 'GRANTED',
+            reason: c.status === 'GRANTED' ? 'slot freed by an admin' : 'waiting claim withdrawn by an admin',
+          },
+        }),
+      );
+      return withPasses(state, released, { slots: { released: freed } });
+    }
     case 'Heartbeat': {
       const run = existingRun(state, command.runId);
       if (isFinished(run.status)) {

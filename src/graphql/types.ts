@@ -212,7 +212,7 @@ export const PageInfoType = builder
     }),
   });
 
-function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
+export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
   const edge = builder.objectRef<{ cursor: string; node: T }>(`${name}Edge`).implement({
     fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.expose('node', { type: node }) }),
   });
