@@ -90,6 +90,27 @@ export async function startServer(
   const monitor = startRunMonitor(sluice, (error) => log(`run monitor: ${(error as Error).message}`));
   const yoga = createSluiceYoga(sluice);
   const http = createServer(yoga);
+  // Listen before the WebSocket server is attached: it would report a busy port as its own
+  // "internal error", with a stack trace, before the one clear line below.
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(settings.port, settings.host, () => resolve());
+    });
+  } catch (error) {
+    monitor.stop();
+    await sluice.close();
+    await store.close();
+    checkpoints.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new Error(
+        `port ${settings.port} on ${settings.host} is already in use (another Sluice?): stop that process or set PORT to a free port`,
+      );
+    }
+    if (code === 'EACCES') throw new Error(`not allowed to listen on port ${settings.port} on ${settings.host}`);
+    throw error;
+  }
   const ws = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
   const wsServer = useServer(
     {
@@ -122,10 +143,6 @@ export async function startServer(
     ws,
   );
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(settings.port, settings.host, () => resolve());
-  });
   const address = http.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}/graphql`;
