@@ -1,5 +1,6 @@
 /** `sluice why RUN_ID` and `sluice snapshot`: the audit trail, read as a person would. */
 import { CliError, graphql } from './client.js';
+import { type CommandOutput, output } from './command.js';
 import { formatPool } from './concurrency.js';
 
 interface Reason {
@@ -74,7 +75,7 @@ export function formatTimeline(run: RunTimeline, now: Date): string {
   return [...header, ...lines, summary].join('\n');
 }
 
-export async function why(url: string, runId: string, now = new Date()): Promise<string> {
+export async function why(url: string, runId: string, now = new Date()): Promise<CommandOutput> {
   const data = await graphql<{ run: RunTimeline | null }>(
     url,
     `query($id: ID!) { run(id: $id) {
@@ -85,7 +86,7 @@ export async function why(url: string, runId: string, now = new Date()): Promise
     { id: runId },
   );
   if (!data.run) throw new CliError(`run ${runId} does not exist`);
-  return formatTimeline(data.run, now);
+  return output(formatTimeline(data.run, now), data.run);
 }
 
 interface SnapshotRun {
@@ -142,7 +143,7 @@ export function formatSnapshot(s: Snapshot): string {
   return lines.join('\n');
 }
 
-export async function snapshot(url: string, options: { at?: string; position?: string }): Promise<string> {
+export async function snapshot(url: string, options: { at?: string; position?: string }): Promise<CommandOutput> {
   if (options.at !== undefined && Number.isNaN(Date.parse(options.at))) {
     throw new CliError(`--at must be a time such as 2026-11-27T14:00:00Z, got ${JSON.stringify(options.at)}`, 2);
   }
@@ -160,5 +161,5 @@ export async function snapshot(url: string, options: { at?: string; position?: s
       position: options.position ?? null,
     },
   );
-  return formatSnapshot(data.snapshot);
+  return output(formatSnapshot(data.snapshot), data.snapshot);
 }
