@@ -20,6 +20,8 @@ interface RunTimeline {
   cancelRequestedAt: string | null;
   finishedAt: string | null;
   finishReason: string | null;
+  failureReason?: string | null;
+  ignoredTags?: Array<{ key: string; reason: string }>;
   waits: Array<{ from: string; to: string | null; reasons: Reason[] }>;
   decisions: Array<{ at: string; kind: string; stepKey: string | null; pool: string | null; reasons: Reason[] }>;
 }
@@ -58,13 +60,15 @@ export function formatTimeline(run: RunTimeline, now: Date): string {
     if (d.kind === 'SLOT_PENDING') add(d.at, 4, `step ${d.stepKey} waits for a slot: ${reasons(d.reasons)}`);
   }
   add(run.cancelRequestedAt, 5, 'termination requested (CANCELING)');
-  add(run.finishedAt, 6, `finished ${run.status}${run.finishReason ? ` (${run.finishReason})` : ''}`);
+  const named = run.failureReason ? ` [${run.failureReason}]` : '';
+  add(run.finishedAt, 6, `finished ${run.status}${run.finishReason ? ` (${run.finishReason})` : ''}${named}`);
   entries.sort((a, b) => Date.parse(a.at) - Date.parse(b.at) || a.order - b.order);
 
   const tags = run.tags.map((t) => `${t.key}=${t.value}`).join(', ') || 'none';
   const header = [
     `run ${run.id}: job ${run.jobName}, ${run.status}, priority ${run.priority}`,
     `  tags: ${tags}; pools: ${run.pools.join(', ') || 'none'}`,
+    ...(run.ignoredTags ?? []).map((t) => `  tag ${t.key} ignored: ${t.reason}`),
   ];
   const lines = entries.map((e) => `${e.at}  ${e.text}`);
   const summary = run.waits.length
@@ -80,7 +84,7 @@ export async function why(url: string, runId: string, now = new Date()): Promise
     url,
     `query($id: ID!) { run(id: $id) {
       id jobName status priority tags { key value } pools enqueuedAt admittedAt startedAt cancelRequestedAt
-      finishedAt finishReason waits { from to reasons { message } }
+      finishedAt finishReason failureReason ignoredTags { key reason } waits { from to reasons { message } }
       decisions { at kind stepKey pool reasons { message } }
     } }`,
     { id: runId },

@@ -182,6 +182,22 @@ describe('every command in text and --json', () => {
     expect(await cli('snapshot', '--position', '3')).toMatch(/^as of position 3 /);
   });
 
+  it('why shows a tag Sluice ignored, and the failure reason of a run monitoring ended', async () => {
+    await gql.data(`mutation { enqueueRun(input: {runId: "p", jobName: "j", leaseSeconds: 1,
+      tags: [{key: "dagster/priority", value: "urgent"}]}) { __typename } }`);
+    // The run monitor ends the run when its 1 s lease passes without a heartbeat.
+    for (let tries = 0; tries < 100; tries++) {
+      if ((await gql.data('{ run(id: "p") { status } }')).run.status === 'FAILURE') break;
+      await new Promise((done) => setTimeout(done, 100));
+    }
+    const lines = (await cli('why', 'p')).split('\n');
+    expect(lines[2]).toBe('  tag dagster/priority ignored: "urgent" is not an integer: it counts as priority 0');
+    expect(lines.at(-2)).toMatch(
+      / {2}finished FAILURE \(lease expired: no heartbeat for 1 s\) \[UNEXPECTED_TERMINATION\]$/,
+    );
+    expect(await json('why', 'p')).toMatchObject({ failureReason: 'UNEXPECTED_TERMINATION' });
+  });
+
   it('--version answers the package version, in text and JSON', async () => {
     expect(await runCli(['--version'], {})).toMatch(/^sluice \d+\.\d+\.\d+$/);
     expect(JSON.parse((await runCli(['--version', '--json'], {})) as string)).toEqual({
