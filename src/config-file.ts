@@ -108,6 +108,9 @@ const BLOCK_KEYS = {
   tagValue: { used: ['applyLimitPerUniqueValue'], notActedOn: [] },
 } as const satisfies Record<string, BlockKeys>;
 
+/** Dagster's type for each key Sluice does not act on: a file Dagster would refuse is refused here too. */
+const BOOLEAN_KEYS = new Set(['enabled', 'dequeue_use_threads']);
+
 interface BlockKeys {
   used: readonly string[];
   notActedOn: readonly string[];
@@ -227,11 +230,6 @@ export function readConcurrencyConfigFile(text: string, source: string, env: Env
     const seconds = r.integer(monitoring.max_runtime_seconds, key, 0, MAX_RUNTIME_SECONDS, ' (seconds, 0: none)');
     settings.runMonitoring.maxRuntimeSeconds = seconds === 0 ? null : seconds;
   }
-  if (monitoring) {
-    for (const key of ['enabled', 'poll_interval_seconds', 'cancellation_thread_poll_interval_seconds']) {
-      if (has(monitoring, key)) r.checkDagsterType(monitoring[key], `run_monitoring.${key}`, key === 'enabled');
-    }
-  }
   return { settings, notActedOn: r.notActedOn };
 }
 
@@ -303,7 +301,10 @@ class Reader {
   checkKeys(value: Mapping, path: string, keys: BlockKeys): void {
     const known: readonly string[] = [...keys.used, ...keys.notActedOn];
     for (const key of Object.keys(value)) {
-      if ((keys.notActedOn as readonly string[]).includes(key)) this.notActedOn.push(join(path, key));
+      if ((keys.notActedOn as readonly string[]).includes(key)) {
+        this.notActedOn.push(join(path, key));
+        this.checkDagsterType(value[key], join(path, key), BOOLEAN_KEYS.has(key));
+      }
       if (known.includes(key)) continue;
       const guess = closest(key, known);
       const hint = guess ? `did you mean ${guess}?` : `expected one of ${known.join(', ')}`;
@@ -328,7 +329,7 @@ class Reader {
   /** A key Sluice does not act on still gets Dagster's type check: an int, or a bool. */
   checkDagsterType(raw: unknown, path: string, isBoolean: boolean): void {
     if (isBoolean) this.boolean(raw, path);
-    else this.integer(raw, path, 0, Number.MAX_SAFE_INTEGER);
+    else this.integer(raw, path, 0, LIMITS.maxLimit);
   }
 
   /** Insists that a setting is given in one place at most, as Dagster does. */
