@@ -181,6 +181,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       run.status = event.data.status;
       run.finishedAt = event.at;
       run.finishReason = event.data.reason;
+      run.failureReason = event.data.failureReason ?? null;
       retire(state, run);
       break;
     }
@@ -244,7 +245,11 @@ export function evolve(state: State, event: LoggedEvent): State {
       runOf(state, event.data.runId).lastHeartbeatAt = event.at;
       break;
     case 'RunMonitoringSet':
-      state.monitoring = { ...event.data };
+      state.monitoring = {
+        startTimeoutSeconds: event.data.startTimeoutSeconds,
+        cancelTimeoutSeconds: event.data.cancelTimeoutSeconds,
+        maxRuntimeSeconds: event.data.maxRuntimeSeconds ?? null,
+      };
       break;
     case 'PoolLimitDeleted': {
       const poolLimits = new Map(state.config.poolLimits);

@@ -6,8 +6,8 @@
  */
 import { type ConcurrencyConfig, defaultConcurrencyConfig } from '../src/domain/config.js';
 import type { Constraint } from '../src/domain/constraints.js';
-import type { EventData } from '../src/domain/events.js';
-import { poolsOf, type RunStatus, type Step, type Tag } from '../src/domain/run.js';
+import type { EventData, MonitoringReason } from '../src/domain/events.js';
+import { type IgnoredTag, poolsOf, type RunStatus, type Step, type Tag } from '../src/domain/run.js';
 import { PriorityQueue } from './priority-queue.js';
 
 export type DecisionKind = 'ADMITTED' | 'BLOCKED' | 'SLOT_GRANTED' | 'SLOT_PENDING';
@@ -50,6 +50,10 @@ export interface RunRecord {
   finishedAt: string | null;
   /** Why Sluice ended the run (timeout, forced cancel), if it did. */
   finishReason: string | null;
+  /** Which monitoring deadline ended the run, when one did. */
+  failureReason: MonitoringReason | null;
+  /** Tags read and not acted on, and why. */
+  ignoredTags: IgnoredTag[];
   /** Steps of this run holding a slot now. */
   stepsHolding: number;
   /** Claims of this run that hold or wait for a slot. */
@@ -80,6 +84,8 @@ export const waitingKey = (pool: string | null): string => pool ?? '';
 export interface RunMonitoring {
   startTimeoutSeconds: number;
   cancelTimeoutSeconds: number;
+  /** For STARTED runs without a max-runtime tag; null: none. */
+  maxRuntimeSeconds: number | null;
 }
 
 /** How many finished runs the live state keeps, so retries about them answer without a disk read. */
@@ -141,7 +147,7 @@ export function initialState(): State {
     slotHolders: new Map(),
     waitingClaims: new Map(),
     nextClaimSeq: 0,
-    monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180 },
+    monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: null },
   };
 }
 
@@ -164,6 +170,8 @@ export function enqueuedRun(data: EventData<'RunEnqueued'>, seq: number, at: str
     cancelRequestedAt: null,
     finishedAt: null,
     finishReason: null,
+    failureReason: null,
+    ignoredTags: data.ignoredTags ?? [],
     stepsHolding: 0,
     activeClaims: new Set(),
     lastHeartbeatAt: null,

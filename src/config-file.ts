@@ -12,7 +12,8 @@
  *   the same file also configures Dagster itself.
  * - Inside the blocks Sluice reads, an unknown key is an error: a typo such as
  *   `max_concurent_runs` would otherwise silently leave the default in force. Keys Dagster
- *   knows there but Sluice has no use for are ignored.
+ *   knows there but Sluice does not act on are accepted and listed (`notActedOn`), so the
+ *   server can say so once at start-up and nobody believes such a setting works.
  * - A setting given in two places is an error naming both, as Dagster does, rather than
  *   guessing which one the user meant.
  * - Every bad value is reported with the file and the key path, so the user can find it.
@@ -26,7 +27,27 @@ export interface ConfigFileSettings {
   poolGranularity?: PoolGranularity;
   /** null: the file says explicitly that pools without a limit of their own are unlimited. */
   defaultPoolLimit?: number | null;
-  runMonitoring: { startTimeoutSeconds?: number; cancelTimeoutSeconds?: number };
+  runMonitoring: {
+    startTimeoutSeconds?: number;
+    cancelTimeoutSeconds?: number;
+    /** null: the file says 0, no default max runtime. */
+    maxRuntimeSeconds?: number | null;
+  };
+  /**
+   * How many runs over the free slots may still go at OP granularity
+   * (`concurrency.pools.op_granularity_run_buffer`, or the older
+   * `run_queue.block_op_concurrency_limited_runs.op_concurrency_slot_buffer`). Read, not acted on yet.
+   */
+  opGranularityRunBuffer?: number;
+  /** `block_op_concurrency_limited_runs.enabled` of the older forms. Read, not acted on yet. */
+  blockOpConcurrencyLimitedRuns?: boolean;
+}
+
+/** The settings, and the keys the file sets that Sluice accepts but does not act on. */
+export interface ConfigFileReading {
+  settings: ConfigFileSettings;
+  /** Dotted key paths, in file order. */
+  notActedOn: string[];
 }
 
 /** A problem in the config file. `key` is the dotted key path ('' when there is none, e.g. a YAML syntax error). */
@@ -47,43 +68,53 @@ type Mapping = Record<string, unknown>;
 
 /** Dagster's run monitoring timeouts are in seconds; more than a week is surely a mistake. */
 const MAX_TIMEOUT_SECONDS = 7 * 24 * 60 * 60;
+/** The same bound as the max-runtime tags. */
+const MAX_RUNTIME_SECONDS = 365 * 24 * 60 * 60;
 
-// Keys of each block Sluice reads. `ignored` lists keys Dagster accepts there that Sluice has
-// no use for (they configure Dagster's daemon, not admission).
+// Keys of each block Sluice reads, as Dagster's instance schema accepts them. `notActedOn`
+// lists keys Sluice accepts and validates where it reads them but does not act on (they tune
+// Dagster's daemon, or a rule Sluice does not enforce yet); a file that sets them is told so.
 const QUEUE_KEYS = {
-  used: ['max_concurrent_runs', 'tag_concurrency_limits'],
+  used: ['max_concurrent_runs', 'tag_concurrency_limits', 'block_op_concurrency_limited_runs'],
   // QueuedRunCoordinator's config; Dagster validates `run_queue` against the same schema.
-  ignored: [
+  notActedOn: [
     'dequeue_interval_seconds',
     'dequeue_use_threads',
     'dequeue_num_workers',
     'max_user_code_failure_retries',
     'user_code_failure_retry_delay',
-    'block_op_concurrency_limited_runs',
   ],
 } as const;
 
 const BLOCK_KEYS = {
-  concurrency: { used: ['runs', 'pools', 'default_op_concurrency_limit'], ignored: [] },
-  'concurrency.runs': { used: ['max_concurrent_runs', 'tag_concurrency_limits'], ignored: [] },
-  'concurrency.pools': { used: ['granularity', 'default_limit'], ignored: ['op_run_buffer'] },
+  concurrency: { used: ['runs', 'pools', 'default_op_concurrency_limit'], notActedOn: [] },
+  'concurrency.runs': { used: ['max_concurrent_runs', 'tag_concurrency_limits'], notActedOn: [] },
+  'concurrency.pools': { used: ['granularity', 'default_limit'], notActedOn: ['op_granularity_run_buffer'] },
   run_queue: QUEUE_KEYS,
-  run_coordinator: { used: ['class', 'config'], ignored: ['module'] },
+  run_coordinator: { used: ['class', 'config', 'module'], notActedOn: [] },
   'run_coordinator.config': QUEUE_KEYS,
+  blockOpConcurrency: { used: [], notActedOn: ['enabled', 'op_concurrency_slot_buffer'] },
   run_monitoring: {
-    used: ['start_timeout_seconds', 'cancel_timeout_seconds'],
-    ignored: [
+    used: ['start_timeout_seconds', 'cancel_timeout_seconds', 'max_runtime_seconds'],
+    notActedOn: [
       'enabled',
       'poll_interval_seconds',
       'cancellation_thread_poll_interval_seconds',
       'max_resume_run_attempts',
-      'max_runtime_seconds',
       'free_slots_after_run_end_seconds',
     ],
   },
-  tagLimit: { used: ['key', 'value', 'limit'], ignored: [] },
-  tagValue: { used: ['applyLimitPerUniqueValue'], ignored: [] },
-} as const satisfies Record<string, { used: readonly string[]; ignored: readonly string[] }>;
+  tagLimit: { used: ['key', 'value', 'limit'], notActedOn: [] },
+  tagValue: { used: ['applyLimitPerUniqueValue'], notActedOn: [] },
+} as const satisfies Record<string, BlockKeys>;
+
+/** Dagster's type for each key Sluice does not act on: a file Dagster would refuse is refused here too. */
+const BOOLEAN_KEYS = new Set(['enabled', 'dequeue_use_threads']);
+
+interface BlockKeys {
+  used: readonly string[];
+  notActedOn: readonly string[];
+}
 
 /** A value found in the file, with the key path it was found at (for conflict messages). */
 interface Found<T> {
@@ -97,6 +128,11 @@ interface Found<T> {
  * Throws ConfigFileError naming the file and the key for anything wrong.
  */
 export function parseConcurrencyConfigFile(text: string, source: string, env: Env = process.env): ConfigFileSettings {
+  return readConcurrencyConfigFile(text, source, env).settings;
+}
+
+/** parseConcurrencyConfigFile, with the keys the file sets that Sluice does not act on. */
+export function readConcurrencyConfigFile(text: string, source: string, env: Env = process.env): ConfigFileReading {
   const r = new Reader(source, env);
   const top = r.parseYaml(text);
 
@@ -154,6 +190,27 @@ export function parseConcurrencyConfigFile(text: string, source: string, env: En
     settings.poolGranularity = r.granularity(pools.granularity, 'concurrency.pools.granularity');
   }
 
+  // The OP-granularity hold's settings: its buffer may come from either form, not from both.
+  const buffers: Found<number>[] = [];
+  if (pools && has(pools, 'op_granularity_run_buffer')) {
+    const key = 'concurrency.pools.op_granularity_run_buffer';
+    buffers.push({ path: key, value: r.integer(pools.op_granularity_run_buffer, key, 0, LIMITS.maxLimit) });
+  }
+  for (const [block, path] of queueBlocks.slice(1)) {
+    const blocking = block && r.block(block, 'block_op_concurrency_limited_runs', path, BLOCK_KEYS.blockOpConcurrency);
+    if (!blocking) continue;
+    const blockPath = `${path}.block_op_concurrency_limited_runs`;
+    if (has(blocking, 'enabled')) {
+      settings.blockOpConcurrencyLimitedRuns = r.boolean(blocking.enabled, `${blockPath}.enabled`);
+    }
+    if (has(blocking, 'op_concurrency_slot_buffer')) {
+      const key = `${blockPath}.op_concurrency_slot_buffer`;
+      buffers.push({ path: key, value: r.integer(blocking.op_concurrency_slot_buffer, key, 0, LIMITS.maxLimit) });
+    }
+  }
+  const buffer = r.one(buffers);
+  if (buffer !== undefined) settings.opGranularityRunBuffer = buffer;
+
   const monitoring = r.block(top, 'run_monitoring', '', BLOCK_KEYS.run_monitoring);
   if (monitoring && has(monitoring, 'start_timeout_seconds')) {
     settings.runMonitoring.startTimeoutSeconds = r.timeout(
@@ -167,11 +224,19 @@ export function parseConcurrencyConfigFile(text: string, source: string, env: En
       'run_monitoring.cancel_timeout_seconds',
     );
   }
-  return settings;
+  if (monitoring && has(monitoring, 'max_runtime_seconds')) {
+    // Dagster: 0 (its default) means no limit.
+    const key = 'run_monitoring.max_runtime_seconds';
+    const seconds = r.integer(monitoring.max_runtime_seconds, key, 0, MAX_RUNTIME_SECONDS, ' (seconds, 0: none)');
+    settings.runMonitoring.maxRuntimeSeconds = seconds === 0 ? null : seconds;
+  }
+  return { settings, notActedOn: r.notActedOn };
 }
 
 /** Reads values out of the parsed file, throwing ConfigFileError with the file's name. */
 class Reader {
+  readonly notActedOn: string[] = [];
+
   constructor(
     private readonly source: string,
     private readonly env: Env,
@@ -223,12 +288,7 @@ class Reader {
    * The block `key` of `parent`, checked for unknown keys; undefined when absent.
    * A block left empty (every line under it commented out) reads as null: it counts as empty.
    */
-  block(
-    parent: Mapping,
-    key: string,
-    parentPath: string,
-    keys: { used: readonly string[]; ignored: readonly string[] },
-  ): Mapping | undefined {
+  block(parent: Mapping, key: string, parentPath: string, keys: BlockKeys): Mapping | undefined {
     if (!has(parent, key)) return undefined;
     const path = join(parentPath, key);
     const value = parent[key];
@@ -238,9 +298,13 @@ class Reader {
     return value;
   }
 
-  checkKeys(value: Mapping, path: string, keys: { used: readonly string[]; ignored: readonly string[] }): void {
-    const known: readonly string[] = [...keys.used, ...keys.ignored];
+  checkKeys(value: Mapping, path: string, keys: BlockKeys): void {
+    const known: readonly string[] = [...keys.used, ...keys.notActedOn];
     for (const key of Object.keys(value)) {
+      if ((keys.notActedOn as readonly string[]).includes(key)) {
+        this.notActedOn.push(join(path, key));
+        this.checkDagsterType(value[key], join(path, key), BOOLEAN_KEYS.has(key));
+      }
       if (known.includes(key)) continue;
       const guess = closest(key, known);
       const hint = guess ? `did you mean ${guess}?` : `expected one of ${known.join(', ')}`;
@@ -260,6 +324,12 @@ class Reader {
       if (cls !== 'QueuedRunCoordinator') return undefined;
     }
     return this.block(coordinator, 'config', 'run_coordinator', BLOCK_KEYS['run_coordinator.config']);
+  }
+
+  /** A key Sluice does not act on still gets Dagster's type check: an int, or a bool. */
+  checkDagsterType(raw: unknown, path: string, isBoolean: boolean): void {
+    if (isBoolean) this.boolean(raw, path);
+    else this.integer(raw, path, 0, LIMITS.maxLimit);
   }
 
   /** Insists that a setting is given in one place at most, as Dagster does. */

@@ -9,7 +9,7 @@ import { WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
 import { startRunMonitor } from './app/run-monitor.js';
 import { Sluice } from './app/sluice.js';
-import { parseConcurrencyConfigFile } from './config-file.js';
+import { readConcurrencyConfigFile } from './config-file.js';
 import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
@@ -141,12 +141,18 @@ export async function startServer(
     stopMetrics = metrics.follow(sluice);
     if (settings.concurrencyConfigPath) {
       const text = await readFile(settings.concurrencyConfigPath, 'utf8');
-      const file = parseConcurrencyConfigFile(text, settings.concurrencyConfigPath);
-      const appended = await applyConfigFile(sluice, file, settings.concurrencyConfigPath);
+      const file = readConcurrencyConfigFile(text, settings.concurrencyConfigPath);
+      const appended = await applyConfigFile(sluice, file.settings, settings.concurrencyConfigPath);
       logger.info(
         { configFile: settings.concurrencyConfigPath, events: appended },
         `applied ${settings.concurrencyConfigPath}: ${appended} limit edit(s) appended`,
       );
+      if (file.notActedOn.length > 0) {
+        logger.warn(
+          { configFile: settings.concurrencyConfigPath, notActedOn: file.notActedOn },
+          `${settings.concurrencyConfigPath}: read but not acted on by Sluice: ${file.notActedOn.join(', ')}`,
+        );
+      }
     }
   } catch (error) {
     stopMetrics();
@@ -177,6 +183,27 @@ export async function startServer(
     authorizeMetrics: options.authorizeMetrics,
   });
   const http = createServer(yoga);
+  // Listen before the WebSocket server is attached: it would report a busy port as its own
+  // "internal error", with a stack trace, before the one clear line below.
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(settings.port, settings.host, () => resolve());
+    });
+  } catch (error) {
+    monitor.stop();
+    await sluice.close();
+    await store.close();
+    checkpoints.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new Error(
+        `port ${settings.port} on ${settings.host} is already in use (another Sluice?): stop that process or set PORT to a free port`,
+      );
+    }
+    if (code === 'EACCES') throw new Error(`not allowed to listen on port ${settings.port} on ${settings.host}`);
+    throw error;
+  }
   const ws = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
   const wsServer = useServer(
     {
@@ -209,10 +236,6 @@ export async function startServer(
     ws,
   );
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(settings.port, settings.host, () => resolve());
-  });
   const address = http.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}/graphql`;

@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigFileError, type ConfigFileSettings, parseConcurrencyConfigFile } from '../src/config-file.js';
+import {
+  ConfigFileError,
+  type ConfigFileSettings,
+  parseConcurrencyConfigFile,
+  readConcurrencyConfigFile,
+} from '../src/config-file.js';
 import { LIMITS } from '../src/domain/config.js';
 
 const FILE = 'dagster.yaml';
@@ -121,7 +126,7 @@ describe('parseConcurrencyConfigFile', () => {
           pools:
             granularity: run
             default_limit: 2
-            op_run_buffer: 1
+            op_granularity_run_buffer: 1
 
         run_monitoring:
           enabled: true
@@ -139,6 +144,7 @@ describe('parseConcurrencyConfigFile', () => {
         ],
         poolGranularity: 'RUN',
         defaultPoolLimit: 2,
+        opGranularityRunBuffer: 1,
         runMonitoring: { startTimeoutSeconds: 600, cancelTimeoutSeconds: 300 },
       });
     });
@@ -371,6 +377,8 @@ describe('parseConcurrencyConfigFile', () => {
         maxConcurrentRuns: 15,
         tagConcurrencyLimits: [{ key: 'team', value: 'ml', applyLimitPerUniqueValue: false, limit: 2 }],
         runMonitoring: {},
+        blockOpConcurrencyLimitedRuns: true,
+        opGranularityRunBuffer: 1,
       });
     });
 
@@ -595,11 +603,12 @@ describe('parseConcurrencyConfigFile', () => {
       );
     });
 
-    it('given Dagster keys Sluice does not use inside the blocks it reads, when parsed, then they are ignored', () => {
-      const settings = parse(`
+    it('given Dagster keys Sluice does not act on inside the blocks it reads, when parsed, then they are read and listed', () => {
+      const reading = readConcurrencyConfigFile(
+        `
         concurrency:
           pools:
-            op_run_buffer: 2
+            op_granularity_run_buffer: 2
         run_queue:
           max_user_code_failure_retries: 3
           user_code_failure_retry_delay: 60
@@ -614,8 +623,29 @@ describe('parseConcurrencyConfigFile', () => {
           max_runtime_seconds: 7200
           free_slots_after_run_end_seconds: 60
           cancellation_thread_poll_interval_seconds: 10
-      `);
-      expect(settings).toEqual({ runMonitoring: {} });
+      `,
+        FILE,
+        {},
+      );
+      expect(reading.settings).toEqual({
+        runMonitoring: { maxRuntimeSeconds: 7200 },
+        opGranularityRunBuffer: 2,
+        blockOpConcurrencyLimitedRuns: true,
+      });
+      expect(reading.notActedOn).toEqual([
+        'concurrency.pools.op_granularity_run_buffer',
+        'run_queue.max_user_code_failure_retries',
+        'run_queue.user_code_failure_retry_delay',
+        'run_queue.dequeue_interval_seconds',
+        'run_queue.dequeue_use_threads',
+        'run_queue.dequeue_num_workers',
+        'run_queue.block_op_concurrency_limited_runs.enabled',
+        'run_monitoring.enabled',
+        'run_monitoring.poll_interval_seconds',
+        'run_monitoring.max_resume_run_attempts',
+        'run_monitoring.free_slots_after_run_end_seconds',
+        'run_monitoring.cancellation_thread_poll_interval_seconds',
+      ]);
 
       const coordinator = parse(`
         run_coordinator:
@@ -629,7 +659,7 @@ describe('parseConcurrencyConfigFile', () => {
             user_code_failure_retry_delay: 60
             block_op_concurrency_limited_runs: {enabled: false}
       `);
-      expect(coordinator).toEqual({ runMonitoring: {} });
+      expect(coordinator).toEqual({ runMonitoring: {}, blockOpConcurrencyLimitedRuns: false });
     });
   });
 

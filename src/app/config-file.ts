@@ -12,11 +12,17 @@ import type { Sluice } from './sluice.js';
 export function configCommands(settings: ConfigFileSettings, current: RunMonitoring): Command[] {
   const commands: Command[] = [];
   const monitoring = settings.runMonitoring;
-  if (monitoring.startTimeoutSeconds !== undefined || monitoring.cancelTimeoutSeconds !== undefined) {
+  if (
+    monitoring.startTimeoutSeconds !== undefined ||
+    monitoring.cancelTimeoutSeconds !== undefined ||
+    monitoring.maxRuntimeSeconds !== undefined
+  ) {
     commands.push({
       type: 'SetRunMonitoring',
       startTimeoutSeconds: monitoring.startTimeoutSeconds ?? current.startTimeoutSeconds,
       cancelTimeoutSeconds: monitoring.cancelTimeoutSeconds ?? current.cancelTimeoutSeconds,
+      maxRuntimeSeconds:
+        monitoring.maxRuntimeSeconds === undefined ? current.maxRuntimeSeconds : monitoring.maxRuntimeSeconds,
     });
   }
   if (settings.poolGranularity !== undefined) {

@@ -169,7 +169,7 @@ export class Sluice {
   private lastApplied: RecordedEvent | null = null;
   private checkpointScheduled = false;
   private replaying = true;
-  private readonly stream: string;
+  readonly stream: string;
   private readonly clock: () => Date;
   private readonly newRunId: () => string;
   private readonly maxAttempts: number;

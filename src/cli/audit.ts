@@ -1,5 +1,6 @@
 /** `sluice why RUN_ID` and `sluice snapshot`: the audit trail, read as a person would. */
 import { CliError, graphql } from './client.js';
+import { type CommandOutput, output } from './command.js';
 import { formatPool } from './concurrency.js';
 
 interface Reason {
@@ -19,6 +20,8 @@ interface RunTimeline {
   cancelRequestedAt: string | null;
   finishedAt: string | null;
   finishReason: string | null;
+  failureReason?: string | null;
+  ignoredTags?: Array<{ key: string; reason: string }>;
   waits: Array<{ from: string; to: string | null; reasons: Reason[] }>;
   decisions: Array<{ at: string; kind: string; stepKey: string | null; pool: string | null; reasons: Reason[] }>;
 }
@@ -57,13 +60,15 @@ export function formatTimeline(run: RunTimeline, now: Date): string {
     if (d.kind === 'SLOT_PENDING') add(d.at, 4, `step ${d.stepKey} waits for a slot: ${reasons(d.reasons)}`);
   }
   add(run.cancelRequestedAt, 5, 'termination requested (CANCELING)');
-  add(run.finishedAt, 6, `finished ${run.status}${run.finishReason ? ` (${run.finishReason})` : ''}`);
+  const named = run.failureReason ? ` [${run.failureReason}]` : '';
+  add(run.finishedAt, 6, `finished ${run.status}${run.finishReason ? ` (${run.finishReason})` : ''}${named}`);
   entries.sort((a, b) => Date.parse(a.at) - Date.parse(b.at) || a.order - b.order);
 
   const tags = run.tags.map((t) => `${t.key}=${t.value}`).join(', ') || 'none';
   const header = [
     `run ${run.id}: job ${run.jobName}, ${run.status}, priority ${run.priority}`,
     `  tags: ${tags}; pools: ${run.pools.join(', ') || 'none'}`,
+    ...(run.ignoredTags ?? []).map((t) => `  tag ${t.key} ignored: ${t.reason}`),
   ];
   const lines = entries.map((e) => `${e.at}  ${e.text}`);
   const summary = run.waits.length
@@ -74,18 +79,18 @@ export function formatTimeline(run: RunTimeline, now: Date): string {
   return [...header, ...lines, summary].join('\n');
 }
 
-export async function why(url: string, runId: string, now = new Date()): Promise<string> {
+export async function why(url: string, runId: string, now = new Date()): Promise<CommandOutput> {
   const data = await graphql<{ run: RunTimeline | null }>(
     url,
     `query($id: ID!) { run(id: $id) {
       id jobName status priority tags { key value } pools enqueuedAt admittedAt startedAt cancelRequestedAt
-      finishedAt finishReason waits { from to reasons { message } }
+      finishedAt finishReason failureReason ignoredTags { key reason } waits { from to reasons { message } }
       decisions { at kind stepKey pool reasons { message } }
     } }`,
     { id: runId },
   );
   if (!data.run) throw new CliError(`run ${runId} does not exist`);
-  return formatTimeline(data.run, now);
+  return output(formatTimeline(data.run, now), data.run);
 }
 
 interface SnapshotRun {
@@ -142,7 +147,7 @@ export function formatSnapshot(s: Snapshot): string {
   return lines.join('\n');
 }
 
-export async function snapshot(url: string, options: { at?: string; position?: string }): Promise<string> {
+export async function snapshot(url: string, options: { at?: string; position?: string }): Promise<CommandOutput> {
   if (options.at !== undefined && Number.isNaN(Date.parse(options.at))) {
     throw new CliError(`--at must be a time such as 2026-11-27T14:00:00Z, got ${JSON.stringify(options.at)}`, 2);
   }
@@ -160,5 +165,5 @@ export async function snapshot(url: string, options: { at?: string; position?: s
       position: options.position ?? null,
     },
   );
-  return formatSnapshot(data.snapshot);
+  return output(formatSnapshot(data.snapshot), data.snapshot);
 }

@@ -1,4 +1,9 @@
-/** The `sluice` command line: serve, and edit limits over GraphQL like `dagster instance concurrency`. */
+/**
+ * The `sluice` command line: serve, and read and edit over GraphQL like `dagster instance
+ * concurrency`. Every command is one entry in COMMANDS (see command.ts); usage, --help, --json,
+ * --version, argument counts and exit codes (2: usage, 1: the server said no) are handled here.
+ */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log/logger.js';
 import { startServer } from '../server.js';
@@ -6,23 +11,182 @@ import { DEFAULT_SETTINGS, readSettings } from '../settings.js';
 import { snapshot, why } from './audit.js';
 import { backup } from './backup.js';
 import { CliError } from './client.js';
-import { concurrencyDelete, concurrencyGet, concurrencySet } from './concurrency.js';
+import { type CliCommand, type CommandContext, output } from './command.js';
+import {
+  concurrencyDelete,
+  concurrencyFree,
+  concurrencyGet,
+  concurrencyHistory,
+  concurrencySet,
+} from './concurrency.js';
+import { queue, runs } from './runs.js';
 
-const USAGE = `usage:
-  sluice serve                         serve the API (settings: PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG, LOG_LEVEL)
-  sluice concurrency get [POOL|--all]  show pools: in use / limit
-  sluice concurrency set POOL LIMIT    set a pool's limit
-  sluice concurrency delete POOL       remove a pool's own limit (the default applies again)
-  sluice why RUN_ID                    the run's timeline: every wait with its reasons and duration
-  sluice snapshot [--at TIME | --position N]
-                                       the queue, runs in progress, limits and pools as they were then
-  sluice backup PATH                   copy the SQLite log (EVENT_STORE_URL) to PATH, consistent, while servers serve
-options:
-  --url URL   the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)`;
+const str = (value: string | boolean | undefined) => (typeof value === 'string' ? value : undefined);
 
-async function serve(): Promise<void> {
-  const settings = readSettings();
+export const COMMANDS: CliCommand[] = [
+  {
+    words: ['serve'],
+    args: '',
+    minArgs: 0,
+    maxArgs: 0,
+    summary: 'serve the API (settings: PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG, LOG_LEVEL)',
+    details: 'What `npm start` runs. SIGTERM or SIGINT finish the requests in flight and exit 0.',
+    run: async ({ env }) => {
+      await serve(env);
+      return null;
+    },
+  },
+  {
+    words: ['concurrency', 'get'],
+    args: '[POOL|--all]',
+    minArgs: 0,
+    maxArgs: 1,
+    options: { all: { type: 'boolean', help: 'every pool (the default without POOL)' } },
+    summary: 'show pools: in use / limit',
+    run: ({ url, args, options }) => concurrencyGet(url, options.all ? undefined : args[0]),
+  },
+  {
+    words: ['concurrency', 'set'],
+    args: 'POOL LIMIT',
+    minArgs: 2,
+    maxArgs: 2,
+    summary: "set a pool's limit",
+    run: ({ url, args }) => concurrencySet(url, args[0] as string, args[1] as string),
+  },
+  {
+    words: ['concurrency', 'delete'],
+    args: 'POOL',
+    minArgs: 1,
+    maxArgs: 1,
+    summary: "remove a pool's own limit (the default applies again)",
+    run: ({ url, args }) => concurrencyDelete(url, args[0] as string),
+  },
+  {
+    words: ['concurrency', 'free'],
+    args: 'RUN_ID [STEP]',
+    minArgs: 1,
+    maxArgs: 2,
+    summary: "free a run's slots (or one step's) without ending the run",
+    details: 'Like Dagster\'s "free concurrency slots": the freed slots go at once to the steps waiting for them.',
+    run: ({ url, args }) => concurrencyFree(url, args[0] as string, args[1]),
+  },
+  {
+    words: ['concurrency', 'history'],
+    args: '[POOL]',
+    minArgs: 0,
+    maxArgs: 1,
+    summary: 'every limit edit: when, who, before → after',
+    details: "With POOL, only the edits of that pool's own limit.",
+    run: ({ url, args }) => concurrencyHistory(url, args[0]),
+  },
+  {
+    words: ['queue'],
+    args: '',
+    minArgs: 0,
+    maxArgs: 0,
+    summary: 'the queued runs in admission order, each with what holds it',
+    run: ({ url }) => queue(url),
+  },
+  {
+    words: ['runs'],
+    args: '[--status S]',
+    minArgs: 0,
+    maxArgs: 0,
+    options: { status: { type: 'string', help: 'only runs in status S (or S1,S2,...), e.g. QUEUED or FAILURE' } },
+    summary: 'every run in enqueue order, with its status',
+    run: ({ url, options }) => runs(url, str(options.status)),
+  },
+  {
+    words: ['why'],
+    args: 'RUN_ID',
+    minArgs: 1,
+    maxArgs: 1,
+    summary: "the run's timeline: every wait with its reasons and duration",
+    run: ({ url, args }) => why(url, args[0] as string),
+  },
+  {
+    words: ['snapshot'],
+    args: '[--at TIME | --position N]',
+    minArgs: 0,
+    maxArgs: 0,
+    options: {
+      at: { type: 'string', help: 'as it was at this instant, e.g. 2026-11-27T03:00:00Z' },
+      position: { type: 'string', help: 'as it was right after the event at this log position' },
+    },
+    summary: 'the queue, runs in progress, limits and pools as they were then',
+    run: ({ url, options }) => {
+      if (options.at !== undefined && options.position !== undefined) {
+        throw new CliError('give --at or --position, not both', 2);
+      }
+      return snapshot(url, { at: str(options.at), position: str(options.position) });
+    },
+  },
+  {
+    words: ['backup'],
+    args: 'PATH',
+    minArgs: 1,
+    maxArgs: 1,
+    summary: 'copy the SQLite log (EVENT_STORE_URL) to PATH, consistent, while servers serve',
+    details: 'Restoring is starting a server on the copy (EVENT_STORE_URL=sqlite:PATH).',
+    run: async ({ env, args }) => {
+      const text = await backup(env.EVENT_STORE_URL || DEFAULT_SETTINGS.eventStoreUrl, args[0] as string);
+      return output(text, { backup: args[0] });
+    },
+  },
+];
+
+const GLOBAL_OPTIONS = {
+  url: {
+    type: 'string',
+    help: 'the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)',
+  },
+  json: { type: 'boolean', help: 'answer in JSON instead of text' },
+  help: { type: 'boolean', help: 'show the usage' },
+  version: { type: 'boolean', help: "show Sluice's version" },
+} as const;
+
+const commandLine = (c: CliCommand) => `sluice ${[...c.words, c.args].filter(Boolean).join(' ')}`;
+
+function usageOf(commands: readonly CliCommand[]): string {
+  const lines = commands.map((c) => {
+    const line = `  ${commandLine(c)}`;
+    return line.length < 39 ? `${line.padEnd(39)}${c.summary}` : `${line}\n${' '.repeat(39)}${c.summary}`;
+  });
+  const options = Object.entries(GLOBAL_OPTIONS).map(([name, o]) => `  --${name.padEnd(9)}${o.help}`);
+  return ['usage:', ...lines, 'options (every command):', ...options].join('\n');
+}
+
+export const USAGE = usageOf(COMMANDS);
+
+function helpOf(command: CliCommand): string {
+  const lines = [`usage: ${commandLine(command)}`, `  ${command.summary}`];
+  if (command.details) lines.push(`  ${command.details}`);
+  const own = Object.entries(command.options ?? {});
+  if (own.length > 0) lines.push('options:', ...own.map(([name, o]) => `  --${name.padEnd(9)}${o.help}`));
+  lines.push('  --json, --url URL, --help: as for every command (sluice --help)');
+  return lines.join('\n');
+}
+
+export function version(): string {
+  // From src/cli (tsx) the package is two levels up; from dist/src/cli, three.
+  for (const path of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'sluice' && pkg.version) return pkg.version;
+    } catch {
+      // Not there: try the next place.
+    }
+  }
+  return 'unknown';
+}
+
+async function serve(env: Record<string, string | undefined>): Promise<void> {
+  const settings = readSettings(env);
   const logger = createLogger({ level: settings.logLevel });
+  // The server logs its start (address, store) as a structured line.
   const server = await startServer(settings, logger);
   let stopping = false;
   const stop = (signal: string) => {
@@ -47,20 +211,30 @@ async function serve(): Promise<void> {
 }
 
 function parseOptions(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      url: { type: 'string' },
-      all: { type: 'boolean' },
-      at: { type: 'string' },
-      position: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const [name, o] of Object.entries(GLOBAL_OPTIONS)) options[name] ??= { type: o.type };
+  for (const command of COMMANDS)
+    for (const [name, o] of Object.entries(command.options ?? {})) options[name] = { type: o.type };
+  return parseArgs({ args, allowPositionals: true, options });
 }
 
-export async function runCli(argv: string[], env = process.env): Promise<string | null> {
+/** The command the words select: the longest match of its words at the start. */
+function find(positionals: readonly string[]): CliCommand | undefined {
+  let best: CliCommand | undefined;
+  for (const command of COMMANDS) {
+    const matches = command.words.every((word, i) => positionals[i] === word);
+    if (matches && (!best || command.words.length > best.words.length)) best = command;
+  }
+  return best;
+}
+
+/** Runs a command line; answers what to print, or throws CliError (exit code 2: usage). */
+export async function runCli(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+): Promise<string | null> {
   // A negative LIMIT (`set db -1`) is a value, not an option: the server explains why it is refused.
   const negative = new Map<string, string>();
   const args = argv.map((arg, i) => {
@@ -75,28 +249,38 @@ export async function runCli(argv: string[], env = process.env): Promise<string 
   } catch (error) {
     throw new CliError(`${(error as Error).message}\n${USAGE}`, 2);
   }
-  const values = parsed.values;
+  const values = parsed.values as Record<string, string | boolean | undefined>;
   const positionals = parsed.positionals.map((p) => negative.get(p) ?? p);
-  const url = values.url ?? `http://127.0.0.1:${env.PORT || 4000}/graphql`;
-  const [command, sub, ...rest] = positionals;
-  if (values.help || command === undefined) return USAGE;
-  if (command === 'serve') {
-    await serve();
-    return null;
+  if (values.version) return values.json ? JSON.stringify({ version: version() }) : `sluice ${version()}`;
+  if (positionals.length === 0) return USAGE;
+
+  const command = find(positionals);
+  if (!command) {
+    // A group word alone (`sluice concurrency`) or with an unknown sub-command: show that group.
+    const group = COMMANDS.filter((c) => c.words.length > 1 && c.words[0] === positionals[0]);
+    if (group.length > 0) {
+      if (values.help && positionals.length === 1) return usageOf(group);
+      throw new CliError(`unknown command: sluice ${positionals.join(' ')}\n${usageOf(group)}`, 2);
+    }
+    throw new CliError(`unknown command: sluice ${positionals.join(' ')}\n${USAGE}`, 2);
   }
-  if (command === 'concurrency') {
-    if (sub === 'get' && rest.length <= 1) return concurrencyGet(url, values.all ? undefined : rest[0]);
-    if (sub === 'set' && rest.length === 2) return concurrencySet(url, rest[0] as string, rest[1] as string);
-    if (sub === 'delete' && rest.length === 1) return concurrencyDelete(url, rest[0] as string);
+  if (values.help) return helpOf(command);
+  const own = new Set([...Object.keys(GLOBAL_OPTIONS), ...Object.keys(command.options ?? {})]);
+  for (const name of Object.keys(values)) {
+    if (!own.has(name))
+      throw new CliError(`sluice ${command.words.join(' ')} takes no --${name}\n${helpOf(command)}`, 2);
   }
-  if (command === 'why' && sub !== undefined && rest.length === 0) return why(url, sub);
-  if (command === 'backup' && sub !== undefined && rest.length === 0) {
-    return backup(env.EVENT_STORE_URL || DEFAULT_SETTINGS.eventStoreUrl, sub);
+  const rest = positionals.slice(command.words.length);
+  if (rest.length < command.minArgs || rest.length > command.maxArgs) {
+    throw new CliError(helpOf(command), 2);
   }
-  if (command === 'snapshot' && sub === undefined) {
-    if (values.at !== undefined && values.position !== undefined)
-      throw new CliError('give --at or --position, not both', 2);
-    return snapshot(url, { at: values.at, position: values.position });
-  }
-  throw new CliError(`unknown command: ${positionals.join(' ')}\n${USAGE}`, 2);
+  const context: CommandContext = {
+    url: str(values.url) ?? `http://127.0.0.1:${env.PORT || 4000}/graphql`,
+    args: rest,
+    options: values,
+    env,
+  };
+  const result = await command.run(context);
+  if (result === null) return null;
+  return values.json ? JSON.stringify(result.json, null, 2) : result.text;
 }

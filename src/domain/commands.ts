@@ -5,13 +5,18 @@
 import { z } from 'zod';
 import { LIMITS, type PoolGranularity, type TagConcurrencyLimit } from './config.js';
 import { InvalidInputError } from './errors.js';
-import type { FinalStatus, Step, Tag } from './run.js';
+import { type FinalStatus, type IgnoredTag, PRIORITY_TAG, readPriorityTag, type Step, type Tag } from './run.js';
 
 export interface EnqueueRunInput {
   runId?: string | null;
   jobName: string;
   tags?: Array<{ key: string; value: string }> | null;
-  steps?: Array<{ key: string; pool?: string | null; priority?: number | null }> | null;
+  steps?: Array<{
+    key: string;
+    pool?: string | null;
+    priority?: number | null;
+    dependsOn?: string[] | null;
+  }> | null;
   priority?: number | null;
   maxConcurrentSteps?: number | null;
   leaseSeconds?: number | null;
@@ -37,10 +42,18 @@ export type Command =
   | { type: 'DeletePoolLimit'; pool: string }
   | { type: 'ClaimStepSlot'; runId: string; stepKey: string }
   | { type: 'ReleaseStepSlot'; runId: string; stepKey: string }
+  /** An admin frees one step's slot and claim, or all of the run's (no stepKey), without ending the run. */
+  | { type: 'FreeStepSlots'; runId: string; stepKey?: string | null }
   | { type: 'Heartbeat'; runId: string }
   /** Ends every in-progress run whose deadline has passed at the context's `now`. */
   | { type: 'ExpireDeadlines' }
-  | { type: 'SetRunMonitoring'; startTimeoutSeconds: number; cancelTimeoutSeconds: number }
+  | {
+      type: 'SetRunMonitoring';
+      startTimeoutSeconds: number;
+      cancelTimeoutSeconds: number;
+      /** 0 or null: no default max runtime. */
+      maxRuntimeSeconds?: number | null;
+    }
   /** Several limit edits at once: one append, one admission pass. */
   | { type: 'ChangeConcurrencyConfig'; change: ConfigChangeInput };
 
@@ -99,6 +112,10 @@ const enqueueSchema = z.object({
         key: name('step key'),
         pool: name('pool name').nullish(),
         priority: int32('step priority', -1_000_000, 1_000_000).nullish(),
+        dependsOn: z
+          .array(name('step key'))
+          .max(LIMITS.maxStepsPerRun, `a step may wait for at most ${LIMITS.maxStepsPerRun} steps`)
+          .nullish(),
       }),
     )
     .max(LIMITS.maxStepsPerRun, `a run may declare at most ${LIMITS.maxStepsPerRun} steps`)
@@ -133,6 +150,66 @@ export interface ValidEnqueue {
   priority: number | null;
   maxConcurrentSteps: number | null;
   leaseSeconds: number | null;
+  ignoredTags: IgnoredTag[];
+}
+
+/** The tags Dagster reads as a max runtime in seconds; Sluice reads both the same way. */
+export const MAX_RUNTIME_TAGS = ['dagster/max_runtime', 'dagster/max_runtime_seconds'] as const;
+
+function validateRuntimeTags(tags: readonly Tag[]): void {
+  let first: { key: string; value: string } | null = null;
+  tags.forEach((tag, i) => {
+    if (!(MAX_RUNTIME_TAGS as readonly string[]).includes(tag.key)) return;
+    const field = `input.tags.${i}.value`;
+    const seconds = Number(tag.value);
+    if (!(tag.value.trim() !== '' && seconds > 0 && seconds <= 365 * 24 * 3600)) {
+      throw new InvalidInputError(
+        field,
+        `${field}: the ${tag.key} tag must be a number of seconds above 0, got ${JSON.stringify(tag.value)}`,
+      );
+    }
+    if (first && Number(first.value) !== seconds) {
+      throw new InvalidInputError(
+        field,
+        `${field}: the ${tag.key} tag says ${tag.value} s but ${first.key} says ${first.value} s; give one max runtime`,
+      );
+    }
+    first = tag;
+  });
+}
+
+/** Keys a step waits for must be other steps of the same run, with no cycle among them. */
+function validateDependencies(steps: readonly Step[]): void {
+  const index = new Map(steps.map((s, i) => [s.key, i]));
+  steps.forEach((step, i) => {
+    const seen = new Set<string>();
+    (step.dependsOn ?? []).forEach((key, j) => {
+      const field = `input.steps.${i}.dependsOn.${j}`;
+      if (key === step.key) throw new InvalidInputError(field, `${field}: step ${step.key} cannot wait for itself`);
+      if (!index.has(key)) {
+        throw new InvalidInputError(field, `${field}: the run declares no step ${JSON.stringify(key)}`);
+      }
+      if (seen.has(key)) throw new InvalidInputError(field, `${field}: step ${key} is listed twice`);
+      seen.add(key);
+    });
+  });
+  // Depth-first search; a step met again while still on the path closes a cycle.
+  const state = new Map<string, 'open' | 'done'>();
+  const visit = (key: string, path: string[]): void => {
+    if (state.get(key) === 'done') return;
+    if (state.get(key) === 'open') {
+      const cycle = [...path.slice(path.indexOf(key)), key];
+      const i = index.get(path.at(-1) as string) as number;
+      const j = (steps[i]?.dependsOn ?? []).indexOf(key);
+      const field = `input.steps.${i}.dependsOn.${j}`;
+      throw new InvalidInputError(field, `${field}: the steps wait for each other in a cycle: ${cycle.join(' → ')}`);
+    }
+    state.set(key, 'open');
+    const step = steps[index.get(key) as number];
+    for (const next of step?.dependsOn ?? []) visit(next, [...path, key]);
+    state.set(key, 'done');
+  };
+  for (const step of steps) visit(step.key, []);
 }
 
 export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
@@ -145,26 +222,31 @@ export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
     }
     seenTags.add(tag.key);
   });
-  const priorityTagIndex = tags.findIndex((t) => t.key === 'dagster/priority');
+  const ignoredTags: IgnoredTag[] = [];
+  const priorityTagIndex = tags.findIndex((t) => t.key === PRIORITY_TAG);
   const priorityTag = tags[priorityTagIndex];
-  if (
-    priorityTag &&
-    !(/^\s*[+-]?\d{1,7}\s*$/.test(priorityTag.value) && Math.abs(Number(priorityTag.value)) <= 1_000_000)
-  ) {
+  const tagPriority = readPriorityTag(tags);
+  if (priorityTag && tagPriority && !tagPriority.integer) {
+    // Dagster reads a priority it cannot parse as 0 and carries on; so does Sluice, and says so.
+    const applies = valid.priority == null ? 'it counts as priority 0' : "the input's priority applies";
+    ignoredTags.push({
+      key: PRIORITY_TAG,
+      reason: `${JSON.stringify(priorityTag.value)} is not an integer: ${applies}`,
+    });
+  } else if (priorityTag && tagPriority && !(Math.abs(tagPriority.value) <= 1_000_000)) {
     throw new InvalidInputError(
       `input.tags.${priorityTagIndex}.value`,
       `input.tags.${priorityTagIndex}.value: the dagster/priority tag must be an integer from -1000000 to 1000000, got ${JSON.stringify(priorityTag.value)}`,
     );
   }
-  const runtimeTagIndex = tags.findIndex((t) => t.key === 'dagster/max_runtime');
-  const runtimeTag = tags[runtimeTagIndex];
-  if (runtimeTag && !(Number(runtimeTag.value) > 0 && Number(runtimeTag.value) <= 365 * 24 * 3600)) {
-    throw new InvalidInputError(
-      `input.tags.${runtimeTagIndex}.value`,
-      `input.tags.${runtimeTagIndex}.value: the dagster/max_runtime tag must be a number of seconds above 0, got ${JSON.stringify(runtimeTag.value)}`,
-    );
-  }
-  const steps = (valid.steps ?? []).map((s) => ({ key: s.key, pool: s.pool ?? null, priority: s.priority ?? 0 }));
+  validateRuntimeTags(tags);
+  // dependsOn is stored only when given, so runs without it record what they always did.
+  const steps: Step[] = (valid.steps ?? []).map((s) => ({
+    key: s.key,
+    pool: s.pool ?? null,
+    priority: s.priority ?? 0,
+    ...(s.dependsOn != null && s.dependsOn.length > 0 ? { dependsOn: s.dependsOn } : {}),
+  }));
   const seenSteps = new Set<string>();
   steps.forEach((step, i) => {
     if (seenSteps.has(step.key)) {
@@ -172,6 +254,7 @@ export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
     }
     seenSteps.add(step.key);
   });
+  validateDependencies(steps);
   return {
     runId: valid.runId ?? null,
     jobName: valid.jobName,
@@ -180,6 +263,7 @@ export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
     priority: valid.priority ?? null,
     maxConcurrentSteps: valid.maxConcurrentSteps ?? null,
     leaseSeconds: valid.leaseSeconds ?? null,
+    ignoredTags,
   };
 }
 
@@ -247,6 +331,15 @@ const timeoutSchema = int32('timeout', 1, 7 * 24 * 3600);
 
 export function validateTimeout(seconds: unknown, field: string): number {
   return parse(timeoutSchema, seconds, field);
+}
+
+const maxRuntimeSchema = int32('max runtime', 0, 365 * 24 * 3600);
+
+/** A default max runtime in seconds; 0 means none, as in Dagster, and reads as null. */
+export function validateMaxRuntime(seconds: unknown, field: string): number | null {
+  if (seconds === null || seconds === undefined) return null;
+  const valid = parse(maxRuntimeSchema, seconds, field);
+  return valid === 0 ? null : valid;
 }
 
 export function validateConfigChange(change: ConfigChangeInput): ConfigEdits {

@@ -8,7 +8,13 @@
 import type { ConcurrencyConfig, TagConcurrencyLimit } from './config.js';
 import type { Tag } from './run.js';
 
-export type ConstraintKind = 'MAX_CONCURRENT_RUNS' | 'TAG_LIMIT' | 'POOL_LIMIT' | 'RUN_STEP_LIMIT';
+export type ConstraintKind =
+  | 'MAX_CONCURRENT_RUNS'
+  | 'TAG_LIMIT'
+  | 'POOL_LIMIT'
+  | 'RUN_STEP_LIMIT'
+  /** At OP granularity: every root step of the run is in a pool with no free slot (not enforced yet). */
+  | 'ROOT_STEP_POOLS';
 
 /** One limit as it held a run or a step back, recorded in decisions. */
 export interface Constraint {
@@ -192,6 +198,8 @@ export function describeLimit(c: Omit<Constraint, 'message'>, granularity: 'OP' 
         : `pool ${c.pool}: ${counted} runs in progress`;
     case 'RUN_STEP_LIMIT':
       return `run's max concurrent steps: ${counted} steps hold slots`;
+    case 'ROOT_STEP_POOLS':
+      return `root steps' pool ${c.pool}: ${counted} slots in use or promised`;
   }
 }
 

@@ -10,9 +10,9 @@
  * at least a third of its length left.
  */
 import type { RunMonitoring, RunRecord } from '../../projections/state.js';
+import { MAX_RUNTIME_TAGS } from './commands.js';
+import type { MonitoringReason } from './events.js';
 import type { FinalStatus } from './run.js';
-
-export const MAX_RUNTIME_TAG = 'dagster/max_runtime';
 
 export interface Deadline {
   runId: string;
@@ -20,14 +20,24 @@ export interface Deadline {
   at: number;
   status: FinalStatus;
   reason: string;
+  /** Which deadline, by Dagster's RunFailureReason name where it has one. */
+  failureReason: MonitoringReason;
 }
 
-/** The run's `dagster/max_runtime` tag in seconds, or null. Validated at enqueue. */
-export function maxRuntimeOf(run: Pick<RunRecord, 'tags'>): number | null {
-  const tag = run.tags.find((t) => t.key === MAX_RUNTIME_TAG);
-  if (!tag) return null;
-  const seconds = Number(tag.value);
-  return Number.isFinite(seconds) && seconds > 0 ? seconds : null;
+/**
+ * The run's max runtime in seconds and where it comes from: its `dagster/max_runtime` (or
+ * `dagster/max_runtime_seconds`) tag, else run monitoring's `max_runtime_seconds`, else null.
+ * Tags are validated at enqueue.
+ */
+export function maxRuntimeOf(
+  run: Pick<RunRecord, 'tags'>,
+  monitoring?: Pick<RunMonitoring, 'maxRuntimeSeconds'>,
+): { seconds: number; source: string } | null {
+  const tag = run.tags.find((t) => (MAX_RUNTIME_TAGS as readonly string[]).includes(t.key));
+  const seconds = tag ? Number(tag.value) : Number.NaN;
+  if (tag && Number.isFinite(seconds) && seconds > 0) return { seconds, source: tag.key };
+  const fallback = monitoring?.maxRuntimeSeconds ?? null;
+  return fallback === null ? null : { seconds: fallback, source: 'run_monitoring.max_runtime_seconds' };
 }
 
 /** When the run's lease was last renewed in the log: its admission or its last recorded heartbeat. */
@@ -58,14 +68,15 @@ export function timeoutKindOf(reason: string): TimeoutKind | null {
 /** Every deadline of an in-progress run, earliest first. */
 export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline[] {
   const deadlines: Deadline[] = [];
-  const add = (at: number, status: FinalStatus, reason: string) =>
-    deadlines.push({ runId: run.id, at, status, reason });
+  const add = (at: number, status: FinalStatus, reason: string, failureReason: MonitoringReason) =>
+    deadlines.push({ runId: run.id, at, status, reason, failureReason });
   if (run.status === 'STARTING' && run.admittedAt !== null) {
     const limit = monitoring.startTimeoutSeconds;
     add(
       Date.parse(run.admittedAt) + limit * 1000,
       'FAILURE',
       `${TIMEOUT_REASONS.start_timeout} STARTING for more than ${limit} s`,
+      'START_TIMEOUT',
     );
   }
   if (run.status === 'CANCELING' && run.cancelRequestedAt !== null) {
@@ -74,14 +85,16 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
       Date.parse(run.cancelRequestedAt) + limit * 1000,
       'CANCELED',
       `${TIMEOUT_REASONS.cancel_timeout} CANCELING for more than ${limit} s`,
+      'CANCEL_TIMEOUT',
     );
   }
-  const maxRuntime = maxRuntimeOf(run);
+  const maxRuntime = maxRuntimeOf(run, monitoring);
   if (run.status === 'STARTED' && run.startedAt !== null && maxRuntime !== null) {
     add(
-      Date.parse(run.startedAt) + maxRuntime * 1000,
+      Date.parse(run.startedAt) + maxRuntime.seconds * 1000,
       'FAILURE',
-      `${TIMEOUT_REASONS.max_runtime} running for more than ${maxRuntime} s (${MAX_RUNTIME_TAG})`,
+      `${TIMEOUT_REASONS.max_runtime} running for more than ${maxRuntime.seconds} s (${maxRuntime.source})`,
+      'RUN_TIMEOUT',
     );
   }
   const renewed = leaseRenewedAt(run);
@@ -90,6 +103,7 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
       renewed + run.leaseSeconds * 1000,
       'FAILURE',
       `${TIMEOUT_REASONS.lease_expired} no heartbeat for ${run.leaseSeconds} s`,
+      'UNEXPECTED_TERMINATION',
     );
   }
   return deadlines.sort((a, b) => a.at - b.at);

@@ -15,6 +15,7 @@ import {
   validateGranularity,
   validateLimit,
   validateMaxConcurrentRuns,
+  validateMaxRuntime,
   validatePoolName,
   validateRunId,
   validateStepKey,
@@ -25,7 +26,7 @@ import type { TagConcurrencyLimit } from './config.js';
 import { ALL_RUNS, counterOfKey, poolCount, tagKeyCount, tagValueCount } from './constraints.js';
 import { type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
-import type { DomainEvent } from './events.js';
+import type { DomainEvent, MonitoringReason } from './events.js';
 import { type FinalStatus, isFinished, isInProgress, priorityOf } from './run.js';
 import { ALL_POOLS, type SlotChange, slotPass } from './slots.js';
 
@@ -91,12 +92,20 @@ function activeClaimsOf(state: State, run: RunRecord): StepClaim[] {
   return [...run.activeClaims].map((key) => state.claims.get(key) as StepClaim);
 }
 
+interface Ending {
+  run: RunRecord;
+  status: FinalStatus;
+  reason: string | null;
+  failureReason?: MonitoringReason;
+}
+
 /** Ends runs: each run's RunFinished, every slot and claim it has released, capacity re-offered. */
-function finish(state: State, endings: Array<{ run: RunRecord; status: FinalStatus; reason: string | null }>) {
+function finish(state: State, endings: Ending[]) {
   const primary: DomainEvent[] = [];
   const released: StepClaim[] = [];
-  for (const { run, status, reason } of endings) {
-    primary.push({ type: 'RunFinished', data: { runId: run.id, status, reason } });
+  for (const { run, status, reason, failureReason } of endings) {
+    const data = { runId: run.id, status, reason, ...(failureReason ? { failureReason } : {}) };
+    primary.push({ type: 'RunFinished', data });
     for (const claim of activeClaimsOf(state, run)) {
       released.push(claim);
       primary.push({
@@ -192,6 +201,10 @@ function claimOutcome(state: State, run: RunRecord, stepKey: string) {
   return { step, claim: state.claims.get(claimKey(run.id, stepKey)) };
 }
 
+function endingOf(run: RunRecord, deadline: Deadline): Ending {
+  return { run, status: deadline.status, reason: deadline.reason, failureReason: deadline.failureReason };
+}
+
 /**
  * A deadline that has passed wins over whatever a command about the run says: the run ends
  * as the deadline says, whether or not the monitor's timer has fired yet. Without this a late
@@ -200,7 +213,7 @@ function claimOutcome(state: State, run: RunRecord, stepKey: string) {
 function expiredNow(state: State, run: RunRecord, now: string): DomainEvent[] | null {
   if (!isInProgress(run.status)) return null;
   const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= Date.parse(now));
-  return expired ? finish(state, [{ run, status: expired.status, reason: expired.reason }]) : null;
+  return expired ? finish(state, [endingOf(run, expired)]) : null;
 }
 
 export function decide(command: Command, state: State, context: DecideContext): DomainEvent[] {
@@ -218,6 +231,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
         priority: priorityOf(input.priority, input.tags),
         maxConcurrentSteps: input.maxConcurrentSteps,
         leaseSeconds: input.leaseSeconds,
+        ...(input.ignoredTags.length > 0 ? { ignoredTags: input.ignoredTags } : {}),
       };
       const enqueued = enqueuedRun(data, state.runCount, context.now);
       return withPasses(state, [{ type: 'RunEnqueued', data }], { capacity: { enqueued } });
@@ -323,6 +337,29 @@ export function decide(command: Command, state: State, context: DecideContext): 
       };
       return withPasses(state, [released], { slots: { released: [claim] } });
     }
+    case 'FreeStepSlots': {
+      const run = existingRun(state, command.runId, context);
+      const stepKey = command.stepKey == null ? null : validateStepKey(command.stepKey);
+      const claim = stepKey === null ? undefined : claimOutcome(state, run, stepKey).claim;
+      const expired = expiredNow(state, run, context.now);
+      if (expired) return expired;
+      // Freeing what is already free appends nothing, like a repeated release.
+      const freed = stepKey === null ? activeClaimsOf(state, run) : claim && claim.status !== 'RELEASED' ? [claim] : [];
+      if (freed.length === 0) return [];
+      const released = freed.map(
+        (c): DomainEvent => ({
+          type: 'StepSlotReleased',
+          data: {
+            runId: run.id,
+            stepKey: c.stepKey,
+            pool: c.pool,
+            held: c.status === 'GRANTED',
+            reason: c.status === 'GRANTED' ? 'slot freed by an admin' : 'waiting claim withdrawn by an admin',
+          },
+        }),
+      );
+      return withPasses(state, released, { slots: { released: freed } });
+    }
     case 'Heartbeat': {
       const run = existingRun(state, command.runId, context);
       if (isFinished(run.status)) {
@@ -338,25 +375,27 @@ export function decide(command: Command, state: State, context: DecideContext): 
     }
     case 'ExpireDeadlines': {
       const now = Date.parse(context.now);
-      const endings: Array<{ run: RunRecord; status: FinalStatus; reason: string }> = [];
+      const endings: Ending[] = [];
       for (const runId of state.inProgress) {
         const run = state.runs.get(runId) as RunRecord;
         const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= now);
-        if (expired) endings.push({ run, status: expired.status, reason: expired.reason });
+        if (expired) endings.push(endingOf(run, expired));
       }
       return endings.length === 0 ? [] : finish(state, endings);
     }
     case 'SetRunMonitoring': {
       const startTimeoutSeconds = validateTimeout(command.startTimeoutSeconds, 'startTimeoutSeconds');
       const cancelTimeoutSeconds = validateTimeout(command.cancelTimeoutSeconds, 'cancelTimeoutSeconds');
+      const maxRuntimeSeconds = validateMaxRuntime(command.maxRuntimeSeconds, 'maxRuntimeSeconds');
       const current = state.monitoring;
       if (
         current.startTimeoutSeconds === startTimeoutSeconds &&
-        current.cancelTimeoutSeconds === cancelTimeoutSeconds
+        current.cancelTimeoutSeconds === cancelTimeoutSeconds &&
+        current.maxRuntimeSeconds === maxRuntimeSeconds
       ) {
         return [];
       }
-      return [{ type: 'RunMonitoringSet', data: { startTimeoutSeconds, cancelTimeoutSeconds } }];
+      return [{ type: 'RunMonitoringSet', data: { startTimeoutSeconds, cancelTimeoutSeconds, maxRuntimeSeconds } }];
     }
     case 'SetMaxConcurrentRuns':
       return editConfig(state, { maxConcurrentRuns: validateMaxConcurrentRuns(command.limit) });

@@ -8,10 +8,20 @@ const name = z.string().min(1).max(255);
 const limit = z.number().int().min(0).max(1_000_000);
 
 const tag = z.object({ key: name, value: name });
-const step = z.object({ key: name, pool: name.nullable(), priority: z.number().int() });
+const step = z.object({
+  key: name,
+  pool: name.nullable(),
+  priority: z.number().int(),
+  /** Keys of the steps it waits for; absent in logs written before steps could declare them. */
+  dependsOn: z.array(name).optional(),
+});
+
+/** Why Sluice's run monitoring ended a run, by Dagster's RunFailureReason names where it has one. */
+export const monitoringReasons = ['START_TIMEOUT', 'CANCEL_TIMEOUT', 'RUN_TIMEOUT', 'UNEXPECTED_TERMINATION'] as const;
+export type MonitoringReason = (typeof monitoringReasons)[number];
 
 export const constraintSchema = z.object({
-  kind: z.enum(['MAX_CONCURRENT_RUNS', 'TAG_LIMIT', 'POOL_LIMIT', 'RUN_STEP_LIMIT']),
+  kind: z.enum(['MAX_CONCURRENT_RUNS', 'TAG_LIMIT', 'POOL_LIMIT', 'RUN_STEP_LIMIT', 'ROOT_STEP_POOLS']),
   key: z.string().nullable(),
   value: z.string().nullable(),
   pool: z.string().nullable(),
@@ -38,6 +48,8 @@ export const eventSchemas = {
     priority: z.number().int(),
     maxConcurrentSteps: z.number().int().min(1).nullable(),
     leaseSeconds: z.number().int().min(1).nullable(),
+    /** Tags Sluice read but did not act on, and why (e.g. a dagster/priority that is not an integer). */
+    ignoredTags: z.array(z.object({ key: name, reason: z.string() })).optional(),
   }),
   /** Decision: the run moved from QUEUED to STARTING. */
   RunAdmitted: z.object({ runId: name }),
@@ -73,6 +85,8 @@ export const eventSchemas = {
     status: z.enum(['SUCCESS', 'FAILURE', 'CANCELED']),
     /** Why the run ended when Sluice ended it (a timeout, a forced cancel); null otherwise. */
     reason: z.string().nullable(),
+    /** When run monitoring ended the run: which deadline, by name. Absent in older logs. */
+    failureReason: z.enum(monitoringReasons).nullable().optional(),
   }),
   MaxConcurrentRunsSet: z.object({ limit: z.number().int().min(-1).max(1_000_000) }),
   TagConcurrencyLimitsSet: z.object({ limits: z.array(tagLimit) }),
@@ -103,6 +117,8 @@ export const eventSchemas = {
   RunMonitoringSet: z.object({
     startTimeoutSeconds: z.number().int().min(1),
     cancelTimeoutSeconds: z.number().int().min(1),
+    /** Default max runtime of STARTED runs without a max-runtime tag; null or absent: none. */
+    maxRuntimeSeconds: z.number().int().min(1).nullable().optional(),
   }),
 } as const;
 

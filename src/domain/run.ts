@@ -14,6 +14,21 @@ export interface Step {
   pool: string | null;
   /** Added to the run's priority when steps wait for the same pool. */
   priority: number;
+  /** Keys of the steps of the same run it waits for; none (or absent): a root step. */
+  dependsOn?: string[];
+}
+
+/** A tag Sluice read and did not act on, and why. */
+export interface IgnoredTag {
+  key: string;
+  reason: string;
+}
+
+export const PRIORITY_TAG = 'dagster/priority';
+
+/** The run's root steps: those that wait for no other step. */
+export function rootStepsOf(steps: readonly Step[]): Step[] {
+  return steps.filter((s) => (s.dependsOn ?? []).length === 0);
 }
 
 /** In progress: counts against every run limit. */
@@ -32,13 +47,21 @@ export function poolsOf(steps: readonly Step[]): string[] {
   return [...pools];
 }
 
-/** The input's priority, else the `dagster/priority` tag as an integer, else 0. */
+/**
+ * The `dagster/priority` tag as Dagster reads it: Python's `int()` (surrounding spaces, a sign,
+ * underscores between digits). `integer` false: Dagster would count it as 0. Null: no such tag.
+ */
+export function readPriorityTag(tags: readonly Tag[]): { value: number; integer: boolean } | null {
+  const tag = tags.find((t) => t.key === PRIORITY_TAG);
+  if (!tag) return null;
+  const text = tag.value.trim();
+  if (!/^[+-]?\d+(_\d+)*$/.test(text)) return { value: 0, integer: false };
+  return { value: Number(text.replaceAll('_', '')), integer: true };
+}
+
+/** The input's priority, else the `dagster/priority` tag as Dagster reads it, else 0. */
 export function priorityOf(explicit: number | null | undefined, tags: readonly Tag[]): number {
   if (explicit !== null && explicit !== undefined) return explicit;
-  const tag = tags.find((t) => t.key === 'dagster/priority');
-  if (tag && /^[+-]?\d+$/.test(tag.value.trim())) {
-    const parsed = Number.parseInt(tag.value.trim(), 10);
-    if (Number.isSafeInteger(parsed)) return parsed;
-  }
-  return 0;
+  const tag = readPriorityTag(tags);
+  return tag?.integer && Number.isSafeInteger(tag.value) ? tag.value : 0;
 }

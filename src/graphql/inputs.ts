@@ -10,6 +10,9 @@ export const StepInput = builder.inputType('StepInput', {
     key: t.string({ required: true }),
     pool: t.string(),
     priority: t.int({ description: "Added to the run's priority when steps wait for the same pool." }),
+    dependsOn: t.stringList({
+      description: "Keys of the steps this step waits for; steps with none are the run's root steps.",
+    }),
   }),
 });
 

@@ -14,7 +14,7 @@ import {
 } from './types.js';
 
 export const positionArg = z.string().regex(/^\d{1,19}$/, 'must be a position or cursor returned by this API');
-const pageSize = z.number().int().min(0, 'must be from 0 to 1000').max(1000, 'must be from 0 to 1000');
+export const pageSize = z.number().int().min(0, 'must be from 0 to 1000').max(1000, 'must be from 0 to 1000');
 
 function page<T>(items: Iterable<T>, first: number, cursorOf: (item: T) => string) {
   const edges: Array<{ cursor: string; node: T }> = [];

@@ -9,5 +9,6 @@ import './mutation.js';
 import './subscription.js';
 import './slots.js';
 import './audit.js';
+import './limit-changes.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -76,6 +76,14 @@ builder.mutationFields((t) => ({
     resolve: (_root, { runId, stepKey }, ctx) =>
       slotCommand(ctx, { type: 'ReleaseStepSlot', runId: String(runId), stepKey }),
   }),
+  freeStepSlots: t.field({
+    type: RunResult,
+    description:
+      "Frees the slots of a run's step (or of all its steps) without ending the run; freed slots are granted at once.",
+    args: { runId: t.arg.id({ required: true }), stepKey: t.arg.string() },
+    resolve: (_root, { runId, stepKey }, ctx) =>
+      runCommand(ctx, { type: 'FreeStepSlots', runId: String(runId), stepKey: stepKey ?? null }),
+  }),
   heartbeat: t.field({
     type: RunResult,
     description: "Keeps the run's and its steps' leases alive.",

@@ -5,7 +5,7 @@ import type { Decision, RunRecord, WaitInterval } from '../../projections/state.
 import { currentHolds } from '../domain/admission.js';
 import type { ConcurrencyConfig, TagConcurrencyLimit } from '../domain/config.js';
 import type { Constraint } from '../domain/constraints.js';
-import type { Tag } from '../domain/run.js';
+import type { IgnoredTag, Tag } from '../domain/run.js';
 import { type BuilderTypes, builder } from './builder.js';
 import { asOfOverride, holdsOverride } from './run-views.js';
 
@@ -17,7 +17,38 @@ export const PoolGranularityEnum = builder.enumType('PoolGranularity', { values:
 
 export const ConstraintKindEnum = builder.enumType('ConstraintKind', {
   description: 'Which kind of limit holds a run or a step back.',
-  values: ['MAX_CONCURRENT_RUNS', 'TAG_LIMIT', 'POOL_LIMIT', 'RUN_STEP_LIMIT'] as const,
+  values: {
+    MAX_CONCURRENT_RUNS: {},
+    TAG_LIMIT: {},
+    POOL_LIMIT: {},
+    RUN_STEP_LIMIT: {},
+    ROOT_STEP_POOLS: {
+      description:
+        'At OP granularity: every root step of the run is in a pool with no free slot. Not enforced yet: no decision carries it.',
+    },
+  } as const,
+});
+
+export const RunFailureReasonEnum = builder.enumType('RunFailureReason', {
+  description:
+    "Which run-monitoring deadline ended a run. START_TIMEOUT is Dagster's RunFailureReason of the same name; Dagster has no name for the others.",
+  values: {
+    START_TIMEOUT: { description: 'STARTING for longer than run_monitoring.start_timeout_seconds: FAILURE.' },
+    CANCEL_TIMEOUT: { description: 'CANCELING for longer than run_monitoring.cancel_timeout_seconds: CANCELED.' },
+    RUN_TIMEOUT: {
+      description:
+        'STARTED for longer than its dagster/max_runtime (or dagster/max_runtime_seconds) tag, else run_monitoring.max_runtime_seconds: FAILURE.',
+    },
+    UNEXPECTED_TERMINATION: {
+      description:
+        "No heartbeat for leaseSeconds: the worker is taken for dead (Dagster's name for a run worker that died).",
+    },
+  } as const,
+});
+
+export const IgnoredTagType = builder.objectRef<IgnoredTag>('IgnoredTag').implement({
+  description: 'A tag Sluice read and did not act on.',
+  fields: (t) => ({ key: t.exposeString('key'), reason: t.exposeString('reason') }),
 });
 
 export const DecisionKindEnum = builder.enumType('DecisionKind', {
@@ -102,6 +133,17 @@ export const RunType = builder.objectRef<RunRecord>('Run').implement({
       nullable: true,
       description: 'Why Sluice ended the run (a timeout, a forced cancel), when it did.',
     }),
+    failureReason: t.field({
+      type: RunFailureReasonEnum,
+      nullable: true,
+      description: 'When run monitoring ended the run: which deadline, beside finishReason in words.',
+      resolve: (run) => run.failureReason ?? null,
+    }),
+    ignoredTags: t.field({
+      type: [IgnoredTagType],
+      description: 'Tags Sluice read and did not act on, and why (e.g. a dagster/priority that is not an integer).',
+      resolve: (run) => run.ignoredTags ?? [],
+    }),
     blockedBy: t.field({
       type: [ConstraintType],
       description: 'What holds this run back right now; empty unless it is QUEUED and held.',
@@ -177,7 +219,7 @@ export const PageInfoType = builder
     }),
   });
 
-function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
+export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
   const edge = builder.objectRef<{ cursor: string; node: T }>(`${name}Edge`).implement({
     fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.expose('node', { type: node }) }),
   });

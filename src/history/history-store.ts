@@ -36,6 +36,7 @@ const SCHEMA = `
     cancel_requested_at TEXT,
     finished_at TEXT,
     finish_reason TEXT,
+    failure_reason TEXT,
     last_heartbeat_at TEXT,
     left_at TEXT,
     left_position INTEGER
@@ -76,6 +77,7 @@ interface RunRow {
   cancel_requested_at: string | null;
   finished_at: string | null;
   finish_reason: string | null;
+  failure_reason: RunRecord['failureReason'];
   last_heartbeat_at: string | null;
   left_at: string | null;
   left_position: bigint | null;
@@ -170,7 +172,9 @@ class SqliteHistory implements HistoryStore {
       admitted: db.prepare("UPDATE runs SET status = 'STARTING', admitted_at = ? WHERE id = ?"),
       started: db.prepare("UPDATE runs SET status = 'STARTED', started_at = ? WHERE id = ?"),
       canceling: db.prepare("UPDATE runs SET status = 'CANCELING', cancel_requested_at = ? WHERE id = ?"),
-      finished: db.prepare('UPDATE runs SET status = ?, finished_at = ?, finish_reason = ? WHERE id = ?'),
+      finished: db.prepare(
+        'UPDATE runs SET status = ?, finished_at = ?, finish_reason = ?, failure_reason = ? WHERE id = ?',
+      ),
       heartbeat: db.prepare('UPDATE runs SET last_heartbeat_at = ? WHERE id = ?'),
       insertDecision: db.prepare(
         'INSERT OR IGNORE INTO decisions (position, run_id, kind, decision) VALUES (?, ?, ?, ?)',
@@ -235,7 +239,13 @@ class SqliteHistory implements HistoryStore {
         s.canceling.run(event.at, event.data.runId);
         break;
       case 'RunFinished':
-        s.finished.run(event.data.status, event.at, event.data.reason, event.data.runId);
+        s.finished.run(
+          event.data.status,
+          event.at,
+          event.data.reason,
+          event.data.failureReason ?? null,
+          event.data.runId,
+        );
         s.leave.run(event.at, event.revision, event.data.runId);
         break;
       case 'RunHeartbeatRecorded':
@@ -381,6 +391,8 @@ function toRunRecord(row: RunRow): RunRecord {
     cancelRequestedAt: row.cancel_requested_at,
     finishedAt: row.finished_at,
     finishReason: row.finish_reason,
+    failureReason: row.failure_reason,
+    ignoredTags: enqueued.ignoredTags ?? [],
     stepsHolding: 0,
     activeClaims: new Set(),
     lastHeartbeatAt: row.last_heartbeat_at,

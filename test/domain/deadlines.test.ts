@@ -18,8 +18,17 @@ const { heartbeat, expire, monitoring } = slotCmd;
 const T0 = Date.parse('2024-01-01T00:00:00.000Z');
 const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
 
+/** Monitoring names each deadline as Dagster's RunFailureReason does (where it has a name). */
+const FAILURE_REASONS: Array<[RegExp, string]> = [
+  [/^start timeout/, 'START_TIMEOUT'],
+  [/^cancel timeout/, 'CANCEL_TIMEOUT'],
+  [/^max runtime/, 'RUN_TIMEOUT'],
+  [/^lease expired/, 'UNEXPECTED_TERMINATION'],
+];
+const failureReasonOf = (reason: string) => FAILURE_REASONS.find(([re]) => re.test(reason))?.[1];
+
 const finished = (runId: string, status: string, reason: string): DomainEvent =>
-  ({ type: 'RunFinished', data: { runId, status, reason } }) as DomainEvent;
+  ({ type: 'RunFinished', data: { runId, status, reason, failureReason: failureReasonOf(reason) } }) as DomainEvent;
 
 /** Advances the clock to `seconds` after T0 (never back) and sends ExpireDeadlines. */
 function expireAt(s: SlotScenario, seconds: number): DomainEvent[] {
@@ -46,6 +55,7 @@ describe('ExpireDeadlines', () => {
       at: T0 + 180_000,
       status: 'FAILURE',
       reason: 'start timeout: STARTING for more than 180 s',
+      failureReason: 'START_TIMEOUT',
     });
   });
 
@@ -197,6 +207,91 @@ describe('max runtime (the dagster/max_runtime tag, in seconds)', () => {
       expect(error).toBeInstanceOf(InvalidInputError);
       expect((error as InvalidInputError).field).toBe('input.tags.0.value');
     }
+  });
+});
+
+describe('max runtime: the dagster/max_runtime_seconds tag and run_monitoring.max_runtime_seconds', () => {
+  it('reads dagster/max_runtime_seconds like dagster/max_runtime', () => {
+    const s = new SlotScenario();
+    s.given(cmd.enqueue('a', { tags: { 'dagster/max_runtime_seconds': '30' } }), cmd.start('a'));
+    expect(expireAt(s, 29)).toEqual([]);
+    expect(expireAt(s, 31)).toEqual([
+      finished('a', 'FAILURE', 'max runtime: running for more than 30 s (dagster/max_runtime_seconds)'),
+    ]);
+    expect(s.run('a')).toMatchObject({ status: 'FAILURE', failureReason: 'RUN_TIMEOUT' });
+  });
+
+  it('refuses both tags with different values, naming the second; the same value twice is fine', () => {
+    const s = new SlotScenario();
+    const both = (a: string, b: string) =>
+      cmd.enqueue('b', {
+        tags: [
+          { key: 'dagster/max_runtime', value: a },
+          { key: 'dagster/max_runtime_seconds', value: b },
+        ],
+      });
+    const error = s.rejects(both('60', '90'));
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as InvalidInputError).field).toBe('input.tags.1.value');
+    expect(error.message).toContain('give one max runtime');
+    expect(summary(s.when(both('60', '60.0')))).toContain('RunEnqueued:b');
+    expect(s.rejects(cmd.enqueue('c', { tags: { 'dagster/max_runtime_seconds': 'soon' } }))).toBeInstanceOf(
+      InvalidInputError,
+    );
+  });
+
+  it('gives runs with neither tag the default max runtime; a tag overrides it; 0 or null means none', () => {
+    const s = new SlotScenario();
+    s.given(monitoring(180, 180, 50));
+    expect(s.state.monitoring.maxRuntimeSeconds).toBe(50);
+    s.given(cmd.enqueue('plain'), cmd.start('plain'));
+    s.given(cmd.enqueue('tagged', { tags: { 'dagster/max_runtime': '500' } }), cmd.start('tagged'));
+    expect(nextDeadline(s.state)).toMatchObject({ runId: 'plain', at: T0 + 50_000, failureReason: 'RUN_TIMEOUT' });
+    expect(expireAt(s, 51)).toEqual([
+      finished('plain', 'FAILURE', 'max runtime: running for more than 50 s (run_monitoring.max_runtime_seconds)'),
+    ]);
+    expect(s.when(monitoring(180, 180, 0))).toEqual([
+      {
+        type: 'RunMonitoringSet',
+        data: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: null },
+      },
+    ]);
+    s.given(cmd.enqueue('later'), cmd.start('later'));
+    expect(nextDeadline(s.state)).toMatchObject({ runId: 'tagged', at: T0 + 500_000 });
+    const error = s.rejects(monitoring(180, 180, -1));
+    expect((error as InvalidInputError).field).toBe('maxRuntimeSeconds');
+  });
+
+  it('comes from run_monitoring.max_runtime_seconds in dagster.yaml, 0 meaning none', () => {
+    const s = new SlotScenario();
+    const file = (seconds: number) =>
+      parseConcurrencyConfigFile(`run_monitoring: {max_runtime_seconds: ${seconds}}\n`, 'dagster.yaml', {});
+    const commands = configCommands(file(7200), s.state.monitoring);
+    expect(commands).toEqual([
+      { type: 'SetRunMonitoring', startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: 7200 },
+    ]);
+    s.given(...commands);
+    expect(s.state.monitoring.maxRuntimeSeconds).toBe(7200);
+    s.given(...configCommands(file(0), s.state.monitoring));
+    expect(s.state.monitoring.maxRuntimeSeconds).toBeNull();
+  });
+
+  it('names every monitoring ending with its failure reason; ends by a person or worker carry none', () => {
+    const s = new SlotScenario();
+    s.given(monitoring(10, 10), cmd.enqueue('start'), cmd.enqueue('lease', { leaseSeconds: 5 }), cmd.start('lease'));
+    s.given(
+      cmd.enqueue('cancel'),
+      cmd.start('cancel'),
+      cmd.terminate('cancel'),
+      cmd.enqueue('done'),
+      cmd.start('done'),
+    );
+    s.given(cmd.finish('done', 'SUCCESS'));
+    expireAt(s, 11);
+    expect(s.run('start').failureReason).toBe('START_TIMEOUT');
+    expect(s.run('lease').failureReason).toBe('UNEXPECTED_TERMINATION');
+    expect(s.run('cancel')).toMatchObject({ status: 'CANCELED', failureReason: 'CANCEL_TIMEOUT' });
+    expect(s.run('done').failureReason).toBeNull();
   });
 });
 
@@ -383,12 +478,19 @@ describe('a command that arrives after a deadline passed', () => {
 describe('SetRunMonitoring', () => {
   it('defaults to 180 s for both, as Dagster; records a change once; validates each field', () => {
     const s = new SlotScenario();
-    expect(s.state.monitoring).toEqual({ startTimeoutSeconds: 180, cancelTimeoutSeconds: 180 });
+    expect(s.state.monitoring).toEqual({
+      startTimeoutSeconds: 180,
+      cancelTimeoutSeconds: 180,
+      maxRuntimeSeconds: null,
+    });
     expect(s.when(monitoring(30, 60))).toEqual([
-      { type: 'RunMonitoringSet', data: { startTimeoutSeconds: 30, cancelTimeoutSeconds: 60 } },
+      {
+        type: 'RunMonitoringSet',
+        data: { startTimeoutSeconds: 30, cancelTimeoutSeconds: 60, maxRuntimeSeconds: null },
+      },
     ]);
     expect(s.when(monitoring(30, 60))).toEqual([]);
-    expect(s.state.monitoring).toEqual({ startTimeoutSeconds: 30, cancelTimeoutSeconds: 60 });
+    expect(s.state.monitoring).toEqual({ startTimeoutSeconds: 30, cancelTimeoutSeconds: 60, maxRuntimeSeconds: null });
     const cases: Array<[number, number, string]> = [
       [0, 60, 'startTimeoutSeconds'],
       [1.5, 60, 'startTimeoutSeconds'],
@@ -419,7 +521,9 @@ describe('SetRunMonitoring', () => {
       {},
     );
     const commands = configCommands(file, s.state.monitoring);
-    expect(commands).toEqual([{ type: 'SetRunMonitoring', startTimeoutSeconds: 1, cancelTimeoutSeconds: 200 }]);
+    expect(commands).toEqual([
+      { type: 'SetRunMonitoring', startTimeoutSeconds: 1, cancelTimeoutSeconds: 200, maxRuntimeSeconds: null },
+    ]);
     s.given(...commands, cmd.enqueue('a'));
     expect(expireAt(s, 1)).toEqual([finished('a', 'FAILURE', 'start timeout: STARTING for more than 1 s')]);
     // The same file again records nothing.

@@ -582,7 +582,12 @@ describe('slots never leak: a run that ends releases everything in the same appe
     const events = s.when(slotCmd.expire());
     expect(events[0]).toEqual({
       type: 'RunFinished',
-      data: { runId: 'a', status: 'CANCELED', reason: 'cancel timeout: CANCELING for more than 180 s' },
+      data: {
+        runId: 'a',
+        status: 'CANCELED',
+        reason: 'cancel timeout: CANCELING for more than 180 s',
+        failureReason: 'CANCEL_TIMEOUT',
+      },
     });
     // The slots it kept while CANCELING go now (its waiting claim may have gone at the request).
     const held = releasedAll('CANCELED').filter((e) => e.type === 'StepSlotReleased' && e.data.held);

@@ -77,20 +77,37 @@ describe('enqueueRun input', () => {
     ['a NaN priority', { priority: Number.NaN }, 'input.priority'],
     ['maxConcurrentSteps 0', { maxConcurrentSteps: 0 }, 'input.maxConcurrentSteps'],
     ['leaseSeconds 0', { leaseSeconds: 0 }, 'input.leaseSeconds'],
+    ['a step waiting for an unknown step', { steps: [{ key: 'a', dependsOn: ['zz'] }] }, 'input.steps.0.dependsOn.0'],
     [
-      'a non-integer dagster/priority tag',
-      { tags: [{ key: 'dagster/priority', value: 'high' }] },
-      'input.tags.0.value',
+      'a step waiting for itself',
+      { steps: [{ key: 'a' }, { key: 'b', dependsOn: ['b'] }] },
+      'input.steps.1.dependsOn.0',
     ],
     [
-      'a fractional dagster/priority tag',
+      'a step listing the same step twice',
+      { steps: [{ key: 'a' }, { key: 'b', dependsOn: ['a', 'a'] }] },
+      'input.steps.1.dependsOn.1',
+    ],
+    [
+      'an empty key in dependsOn',
+      { steps: [{ key: 'a' }, { key: 'b', dependsOn: [''] }] },
+      'input.steps.1.dependsOn.0',
+    ],
+    [
+      'steps waiting for each other in a cycle',
       {
-        tags: [
-          { key: 'team', value: 'a' },
-          { key: 'dagster/priority', value: '1.5' },
+        steps: [
+          { key: 'a', dependsOn: ['c'] },
+          { key: 'b', dependsOn: ['a'] },
+          { key: 'c', dependsOn: ['b'] },
         ],
       },
-      'input.tags.1.value',
+      'input.steps.1.dependsOn.0',
+    ],
+    [
+      'a dagster/max_runtime_seconds tag that is not a number',
+      { tags: [{ key: 'dagster/max_runtime_seconds', value: 'an hour' }] },
+      'input.tags.0.value',
     ],
   ])('given %s, when enqueued, then InvalidInputError names %s', (_, input, field) => {
     expect(refusedField(enqueue(input))).toBe(field);
@@ -104,6 +121,83 @@ describe('enqueueRun input', () => {
       'input.tags.0.value',
     );
   });
+
+  it('given a cycle, when refused, then the message shows the cycle', () => {
+    const s = scenario();
+    const error = s.rejects(
+      enqueue({
+        steps: [
+          { key: 'a', dependsOn: ['b'] },
+          { key: 'b', dependsOn: ['a'] },
+        ],
+      }),
+    );
+    expect(error.message).toBe('input.steps.1.dependsOn.0: the steps wait for each other in a cycle: a → b → a');
+  });
+
+  it('given steps with dependsOn, when enqueued, then it is recorded on the steps that have it, and only there', () => {
+    const s = scenario();
+    const [event] = s.when(
+      enqueue({ steps: [{ key: 'a' }, { key: 'b', dependsOn: ['a'] }, { key: 'c', dependsOn: [] }] }),
+    );
+    expect(event).toMatchObject({
+      type: 'RunEnqueued',
+      data: {
+        steps: [
+          { key: 'a', pool: null, priority: 0 },
+          { key: 'b', pool: null, priority: 0, dependsOn: ['a'] },
+          { key: 'c', pool: null, priority: 0 },
+        ],
+      },
+    });
+    expect((event?.data as { steps: object[] } | undefined)?.steps[0]).not.toHaveProperty('dependsOn');
+  });
+
+  it.each([
+    ['high', 'it counts as priority 0'],
+    ['1.5', 'it counts as priority 0'],
+    [' ', 'it counts as priority 0'],
+  ])(
+    'given a dagster/priority tag %j, when enqueued, then the run is accepted at priority 0 and records that the tag was ignored',
+    (value, why) => {
+      const s = scenario();
+      const events = s.when(enqueue({ tags: [{ key: 'dagster/priority', value }] }));
+      expect(events[0]).toMatchObject({
+        type: 'RunEnqueued',
+        data: {
+          priority: 0,
+          ignoredTags: [{ key: 'dagster/priority', reason: `${JSON.stringify(value)} is not an integer: ${why}` }],
+        },
+      });
+      expect(s.run('new')).toMatchObject({ priority: 0, ignoredTags: [{ key: 'dagster/priority' }] });
+    },
+  );
+
+  it("given a non-integer dagster/priority tag and an input priority, when enqueued, then the input's priority applies and the tag is noted", () => {
+    const s = scenario();
+    s.when(enqueue({ priority: 4, tags: [{ key: 'dagster/priority', value: 'urgent' }] }));
+    expect(s.run('new')).toMatchObject({
+      priority: 4,
+      ignoredTags: [{ key: 'dagster/priority', reason: `"urgent" is not an integer: the input's priority applies` }],
+    });
+  });
+
+  it.each([
+    [' 7 ', 7],
+    ['+3', 3],
+    ['-2', -2],
+    ['1_000', 1000],
+    ['007', 7],
+  ])(
+    'given a dagster/priority tag %j, when enqueued, then it reads as Python int() does: %i, and nothing is noted',
+    (value, priority) => {
+      const s = scenario();
+      const [event] = s.when(enqueue({ tags: [{ key: 'dagster/priority', value }] }));
+      expect(event?.data).toMatchObject({ priority });
+      expect(event?.data).not.toHaveProperty('ignoredTags');
+      expect(s.run('new').ignoredTags).toEqual([]);
+    },
+  );
 
   it('given names of 255 characters and 1000 tags and steps, when enqueued, then the run is accepted', () => {
     const s = scenario();

@@ -157,7 +157,7 @@ describe('sluice why', () => {
       ].join('\n'),
     );
     // `now` can be given to the function itself.
-    expect((await why(url, 'q', new Date(T0 + 11_500))).split('\n')[3]).toBe(
+    expect((await why(url, 'q', new Date(T0 + 11_500))).text.split('\n')[3]).toBe(
       `${at(10)}  waited 1.5s so far, still waiting: max concurrent runs: 0 of 0 runs in progress`,
     );
   });

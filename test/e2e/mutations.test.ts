@@ -294,11 +294,6 @@ describe('enqueueRun', () => {
     ['a priority above 1000000', { jobName: 'j', priority: 1_000_001 }, 'input.priority'],
     ['a jobName with a NUL character', { jobName: 'a\u0000b' }, 'input.jobName'],
     [
-      'a dagster/priority tag that is not an integer',
-      { jobName: 'j', tags: [{ key: 'dagster/priority', value: 'high' }] },
-      'input.tags.0.value',
-    ],
-    [
       'a dagster/priority tag above 1000000',
       { jobName: 'j', tags: [{ key: 'dagster/priority', value: '1000001' }] },
       'input.tags.0.value',

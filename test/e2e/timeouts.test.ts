@@ -149,7 +149,13 @@ describe('leases', () => {
     const pool = (await gql.data(`{ pool(name: "db") { ${POOL_FIELDS} } }`)).pool;
     expect(pool).toMatchObject({ inUse: 1, pending: 0, activeRunIds: ['waiter'] });
     expect(await finishes(server)).toEqual([
-      { runId: 'leased', status: 'FAILURE', reason: 'lease expired: no heartbeat for 1 s', actor: 'run-monitor' },
+      {
+        runId: 'leased',
+        status: 'FAILURE',
+        reason: 'lease expired: no heartbeat for 1 s',
+        failureReason: 'UNEXPECTED_TERMINATION',
+        actor: 'run-monitor',
+      },
     ]);
     const events = await server.store.readStream(DEPLOYMENT_STREAM);
     const finishedAt = events.findIndex((e) => e.type === 'RunFinished');
@@ -193,7 +199,13 @@ describe('leases', () => {
     expect(failed.finishReason).toBe('lease expired: no heartbeat for 1 s');
     expect(Date.parse(failed.finishedAt)).toBeGreaterThanOrEqual(restartedAt - 50);
     expect(await finishes(second.server)).toEqual([
-      { runId: 'orphan', status: 'FAILURE', reason: 'lease expired: no heartbeat for 1 s', actor: 'run-monitor' },
+      {
+        runId: 'orphan',
+        status: 'FAILURE',
+        reason: 'lease expired: no heartbeat for 1 s',
+        failureReason: 'UNEXPECTED_TERMINATION',
+        actor: 'run-monitor',
+      },
     ]);
   });
 });
@@ -205,7 +217,11 @@ describe('run monitoring from dagster.yaml', () => {
     const config = join(dir.path, 'dagster.yaml');
     writeFileSync(config, 'run_monitoring:\n  enabled: true\n  start_timeout_seconds: 1\n');
     const { server, gql } = await serve(join(dir.path, 'events.db'), config);
-    expect(server.sluice.state.monitoring).toEqual({ startTimeoutSeconds: 1, cancelTimeoutSeconds: 180 });
+    expect(server.sluice.state.monitoring).toEqual({
+      startTimeoutSeconds: 1,
+      cancelTimeoutSeconds: 180,
+      maxRuntimeSeconds: null,
+    });
 
     const stuck = await enqueue(gql, { runId: 'stuck', jobName: 'etl' });
     await enqueue(gql, { runId: 'healthy', jobName: 'etl' });

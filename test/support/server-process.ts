@@ -168,7 +168,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     } catch (error) {
       failure = error as Error;
       await server.stop(2_000);
-      if (!/EADDRINUSE/.test(server.stderr)) throw failure;
+      if (!/EADDRINUSE|already in use/.test(server.stderr)) throw failure;
     }
   }
   throw failure;

@@ -22,10 +22,15 @@ export const slotCmd = {
   release: (runId: string, stepKey: string): Command => ({ type: 'ReleaseStepSlot', runId, stepKey }),
   heartbeat: (runId: string): Command => ({ type: 'Heartbeat', runId }),
   expire: (): Command => ({ type: 'ExpireDeadlines' }),
-  monitoring: (startTimeoutSeconds: number, cancelTimeoutSeconds: number): Command => ({
+  monitoring: (
+    startTimeoutSeconds: number,
+    cancelTimeoutSeconds: number,
+    maxRuntimeSeconds?: number | null,
+  ): Command => ({
     type: 'SetRunMonitoring',
     startTimeoutSeconds,
     cancelTimeoutSeconds,
+    ...(maxRuntimeSeconds === undefined ? {} : { maxRuntimeSeconds }),
   }),
 };
 
