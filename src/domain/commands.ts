@@ -35,7 +35,8 @@ export type Command =
   | { type: 'SetDefaultPoolLimit'; limit: number | null }
   | { type: 'SetPoolLimit'; pool: string; limit: number }
   | { type: 'DeletePoolLimit'; pool: string }
-  | { type: 'ClaimStepSlot'; runId: string; stepKey: string }
+  /** With a pool, a step the run does not declare is added to it (an admitted run only). */
+  | { type: 'ClaimStepSlot'; runId: string; stepKey: string; pool?: string | null }
   | { type: 'ReleaseStepSlot'; runId: string; stepKey: string }
   | { type: 'Heartbeat'; runId: string }
   /** Ends every in-progress run whose deadline has passed at the context's `now`. */
