@@ -1,10 +1,10 @@
 /** The `sluice` command line: serve, and edit limits over GraphQL like `dagster instance concurrency`. */
 import { parseArgs } from 'node:util';
-import { startServer } from '../server.js';
-import { readSettings } from '../settings.js';
 import { snapshot, why } from './audit.js';
 import { CliError } from './client.js';
 import { concurrencyDelete, concurrencyGet, concurrencySet } from './concurrency.js';
+import { wrapRun } from './wrap-run.js';
+import { wrapSlot } from './wrap-slot.js';
 
 const USAGE = `usage:
   sluice serve                         serve the API (settings: PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG)
@@ -14,10 +14,14 @@ const USAGE = `usage:
   sluice why RUN_ID                    the run's timeline: every wait with its reasons and duration
   sluice snapshot [--at TIME | --position N]
                                        the queue, runs in progress, limits and pools as they were then
+  sluice run [OPTIONS] -- COMMAND      run COMMAND as a Sluice run, when the limits allow (sluice run --help)
+  sluice slot --pool POOL -- COMMAND   inside a run, hold a slot of POOL while COMMAND runs (sluice slot --help)
 options:
   --url URL   the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)`;
 
 async function serve(): Promise<void> {
+  // Loaded here, not at the top: `sluice run` and the other client commands start faster without the server.
+  const [{ startServer }, { readSettings }] = await Promise.all([import('../server.js'), import('../settings.js')]);
   const server = await startServer(readSettings());
   console.log(`sluice serving ${server.url} (GraphiQL there), store ${server.store.description}`);
   let stopping = false;
@@ -54,6 +58,9 @@ function parseOptions(args: string[]) {
 }
 
 export async function runCli(argv: string[], env = process.env): Promise<string | null> {
+  // The wrappers own their options and exit with COMMAND's code.
+  if (argv[0] === 'run') process.exit(await wrapRun(argv.slice(1), env));
+  if (argv[0] === 'slot') process.exit(await wrapSlot(argv.slice(1), env));
   // A negative LIMIT (`set db -1`) is a value, not an option: the server explains why it is refused.
   const negative = new Map<string, string>();
   const args = argv.map((arg, i) => {
