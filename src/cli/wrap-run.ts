@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
-import { type RunDecision, RunWatch, type StatusChange } from './run-watch.js';
+import { RunWatch, type StatusChange } from './run-watch.js';
 import { Refused, SluiceApi, Unreachable } from './wrap-api.js';
 import { RunningCommand } from './wrap-command.js';
 import { Inbox, interruptedCode } from './wrap-inbox.js';
@@ -489,5 +489,3 @@ class Wrapper {
     }
   }
 }
-
-export type { RunDecision };
