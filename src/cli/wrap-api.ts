@@ -175,9 +175,9 @@ export class SluiceApi {
               close();
               return;
             }
-            // 4400-4499: the server closed for a reason of its own (a bad or missing token): final.
+            // Bad request, unauthorized, forbidden (a bad or missing token): retrying would not help.
             const code = (error as { code?: number }).code;
-            if (typeof code === 'number' && code >= 4400 && code < 4500) {
+            if (code === 4400 || code === 4401 || code === 4403) {
               const reason = (error as { reason?: string }).reason || `closed with code ${code}`;
               handlers.error(
                 new Refused(`Sluice at ${this.options.url} refused the subscription: ${reason}`, 'CLOSED'),
