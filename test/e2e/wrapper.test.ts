@@ -294,6 +294,26 @@ describe('sluice run while the server restarts', () => {
   }, 120_000);
 });
 
+describe('sluice run while the server is down', () => {
+  it('given COMMAND running, when the server goes away and comes back, then COMMAND keeps running and its end is recorded', async () => {
+    const { run } = fresh();
+    const ready = join(dir.path, `${run}.ready`);
+    const w = wrapper(['run', '--run-id', run, '--lease', '30', '--', 'sh', '-c', `touch ${ready}; sleep 6; exit 3`]);
+    await waitFor(() => existsSync(ready), 'COMMAND to start', 30_000);
+    const port = server.port;
+    await server.stop();
+    expect(w.exitInfo, 'the wrapper outlives the server').toBeNull();
+    server = await startServerProcess({
+      name: 'wrapper-back',
+      dbPath: join(dir.path, 'events.db'),
+      readyTimeoutMs: 60_000,
+      port,
+    });
+    expect(await w.code(), w.describe()).toBe(3);
+    expect((await runStatus(run))?.status).toBe('FAILURE');
+  }, 120_000);
+});
+
 describe('sluice slot inside sluice run', () => {
   it('given pool limit 1, when two wrapped jobs each hold a slot for a step, then the steps run one after the other', async () => {
     const { pool } = fresh();
