@@ -437,6 +437,8 @@ class Wrapper {
       this.out.emit({ event: 'terminating', runId, reason: this.endedElsewhere ?? 'ended elsewhere' });
       command.terminate(o.grace);
     };
+    // A refused heartbeat may have told of the end before COMMAND started.
+    if (this.endedElsewhere !== null) this.onEndedElsewhere();
     // From now on the inbox only watches for the run ending elsewhere.
     const watching = (async () => {
       for (;;) {
