@@ -3,7 +3,7 @@
  * long and copying maps per event would make replay quadratic) but is otherwise a plain
  * deterministic function: no I/O, no clock, the same log always gives the same state.
  */
-import { type Constraint, counterKey, counterKeyOf, countKeysOf } from '../src/domain/constraints.js';
+import { type Constraint, counterKey, counterKeyOf, countKeysOf, poolCount } from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
 import { isInProgress } from '../src/domain/run.js';
 import { PriorityQueue } from './priority-queue.js';
@@ -42,6 +42,13 @@ function countRun(state: State, run: RunRecord, by: 1 | -1): void {
       if (active.size === 0) state.activeRunsByPool.delete(pool);
     }
   }
+}
+
+/** A pool that joins an in-progress run: counted as if the run had used it since admission. */
+function countPool(state: State, run: RunRecord, pool: string): void {
+  const key = poolCount(pool);
+  state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
+  setMember(state.activeRunsByPool, pool, run.id, true);
 }
 
 function indexQueued(state: State, run: RunRecord, queued: boolean): void {
@@ -204,6 +211,18 @@ export function evolve(state: State, event: LoggedEvent): State {
         poolLimits: new Map(state.config.poolLimits).set(event.data.pool, event.data.limit),
       };
       break;
+    case 'RunStepAdded': {
+      const run = runOf(state, event.data.runId);
+      const { stepKey, pool } = event.data;
+      run.steps = [...run.steps, { key: stepKey, pool, priority: 0 }];
+      if (!run.pools.includes(pool)) {
+        run.pools = [...run.pools, pool];
+        state.knownPools.add(pool);
+        // Counted from now on; RunFinished uncounts it with the run's other keys (countKeysOf).
+        if (isInProgress(run.status)) countPool(state, run, pool);
+      }
+      break;
+    }
     case 'StepSlotGranted': {
       const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
       const key = claimKey(claim.runId, claim.stepKey);

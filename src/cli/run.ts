@@ -5,9 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createLogger } from '../log/logger.js';
-import { startServer } from '../server.js';
-import { DEFAULT_SETTINGS, readSettings } from '../settings.js';
+import { DEFAULT_SETTINGS } from '../settings.js';
 import { snapshot, why } from './audit.js';
 import { backup } from './backup.js';
 import { CliError } from './client.js';
@@ -20,6 +18,8 @@ import {
   concurrencySet,
 } from './concurrency.js';
 import { queue, runs } from './runs.js';
+import { wrapRun } from './wrap-run.js';
+import { wrapSlot } from './wrap-slot.js';
 
 const str = (value: string | boolean | undefined) => (typeof value === 'string' ? value : undefined);
 
@@ -153,7 +153,11 @@ function usageOf(commands: readonly CliCommand[]): string {
     return line.length < 39 ? `${line.padEnd(39)}${c.summary}` : `${line}\n${' '.repeat(39)}${c.summary}`;
   });
   const options = Object.entries(GLOBAL_OPTIONS).map(([name, o]) => `  --${name.padEnd(9)}${o.help}`);
-  return ['usage:', ...lines, 'options (every command):', ...options].join('\n');
+  const wrappers = [
+    '  sluice run [OPTIONS] -- COMMAND      run COMMAND as a Sluice run, when the limits allow (sluice run --help)',
+    '  sluice slot --pool POOL -- COMMAND   inside a run, hold a slot of POOL while COMMAND runs (sluice slot --help)',
+  ];
+  return ['usage:', ...lines, ...wrappers, 'options (every command):', ...options].join('\n');
 }
 
 export const USAGE = usageOf(COMMANDS);
@@ -184,6 +188,12 @@ export function version(): string {
 }
 
 async function serve(env: Record<string, string | undefined>): Promise<void> {
+  // Loaded here, not at the top: `sluice run` and the other client commands start faster without the server.
+  const [{ startServer }, { readSettings }, { createLogger }] = await Promise.all([
+    import('../server.js'),
+    import('../settings.js'),
+    import('../log/logger.js'),
+  ]);
   const settings = readSettings(env);
   const logger = createLogger({ level: settings.logLevel });
   // The server logs its start (address, store) as a structured line.
@@ -235,6 +245,9 @@ export async function runCli(
   argv: string[],
   env: Record<string, string | undefined> = process.env,
 ): Promise<string | null> {
+  // The wrappers own their options and exit with COMMAND's code.
+  if (argv[0] === 'run') process.exit(await wrapRun(argv.slice(1), env));
+  if (argv[0] === 'slot') process.exit(await wrapSlot(argv.slice(1), env));
   // A negative LIMIT (`set db -1`) is a value, not an option: the server explains why it is refused.
   const negative = new Map<string, string>();
   const args = argv.map((arg, i) => {

@@ -40,7 +40,8 @@ export type Command =
   | { type: 'SetDefaultPoolLimit'; limit: number | null }
   | { type: 'SetPoolLimit'; pool: string; limit: number }
   | { type: 'DeletePoolLimit'; pool: string }
-  | { type: 'ClaimStepSlot'; runId: string; stepKey: string }
+  /** With a pool, a step the run does not declare is added to it (an admitted run only). */
+  | { type: 'ClaimStepSlot'; runId: string; stepKey: string; pool?: string | null }
   | { type: 'ReleaseStepSlot'; runId: string; stepKey: string }
   /** An admin frees one step's slot and claim, or all of the run's (no stepKey), without ending the run. */
   | { type: 'FreeStepSlots'; runId: string; stepKey?: string | null }

@@ -22,12 +22,12 @@ import {
   validateTagLimits,
   validateTimeout,
 } from './commands.js';
-import type { TagConcurrencyLimit } from './config.js';
+import { LIMITS, type TagConcurrencyLimit } from './config.js';
 import { ALL_RUNS, counterOfKey, poolCount, tagKeyCount, tagValueCount } from './constraints.js';
 import { type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent, MonitoringReason } from './events.js';
-import { type FinalStatus, isFinished, isInProgress, priorityOf } from './run.js';
+import { type FinalStatus, isFinished, isInProgress, priorityOf, type Step } from './run.js';
 import { ALL_POOLS, type SlotChange, slotPass } from './slots.js';
 
 export interface DecideContext {
@@ -206,6 +206,49 @@ function endingOf(run: RunRecord, deadline: Deadline): Ending {
 }
 
 /**
+ * The step a claim is for: a declared one (whose pool a claim may repeat but not change), or,
+ * when the claim names a pool, a new step added to the admitted run. At RUN granularity a run
+ * is admitted under the limits of its pools, so a pool it did not declare cannot join it
+ * afterwards: that would take the pool's capacity without admission.
+ */
+function stepToClaim(
+  state: State,
+  run: RunRecord,
+  stepKey: string,
+  pool: string | null,
+): { step: Step; added: boolean } {
+  const declared = run.steps.find((s) => s.key === stepKey);
+  if (declared) {
+    if (pool !== null && declared.pool !== pool) {
+      throw new TransitionNotAllowedError(
+        `step ${stepKey} of run ${run.id} is in ${declared.pool === null ? 'no pool' : `pool ${declared.pool}`}, not pool ${pool}`,
+      );
+    }
+    return { step: declared, added: false };
+  }
+  if (pool === null) {
+    throw new InvalidInputError(
+      'stepKey',
+      `stepKey: run ${run.id} declares no step ${JSON.stringify(stepKey)}; give a pool to add it`,
+    );
+  }
+  if (run.status !== 'STARTING' && run.status !== 'STARTED') {
+    throw new TransitionNotAllowedError(
+      `run ${run.id} is ${run.status}: only a STARTING or STARTED run can add a step`,
+    );
+  }
+  if (state.config.poolGranularity === 'RUN' && !run.pools.includes(pool)) {
+    throw new TransitionNotAllowedError(
+      `pool ${pool} is not one of run ${run.id}'s pools: at RUN granularity a run is admitted under its pools' limits, so a new pool cannot join it once admitted; declare a step in ${pool} at enqueue`,
+    );
+  }
+  if (run.steps.length >= LIMITS.maxStepsPerRun) {
+    throw new TransitionNotAllowedError(`run ${run.id} has ${run.steps.length} steps, the most a run may have`);
+  }
+  return { step: { key: stepKey, pool, priority: 0 }, added: true };
+}
+
+/**
  * A deadline that has passed wins over whatever a command about the run says: the run ends
  * as the deadline says, whether or not the monitor's timer has fired yet. Without this a late
  * heartbeat, start or claim could rescue a run the log already shows as expired.
@@ -297,7 +340,9 @@ export function decide(command: Command, state: State, context: DecideContext): 
     case 'ClaimStepSlot': {
       const run = existingRun(state, command.runId, context);
       const stepKey = validateStepKey(command.stepKey);
-      const { step, claim } = claimOutcome(state, run, stepKey);
+      const pool = command.pool == null ? null : validatePoolName(command.pool);
+      const { step, added } = stepToClaim(state, run, stepKey, pool);
+      const claim = state.claims.get(claimKey(run.id, stepKey));
       const active = claim !== undefined && claim.status !== 'RELEASED';
       if (!active && run.status !== 'STARTING' && run.status !== 'STARTED') {
         throw new TransitionNotAllowedError(
@@ -317,7 +362,10 @@ export function decide(command: Command, state: State, context: DecideContext): 
         status: 'PENDING',
         reasons: [],
       };
-      return withPasses(state, [], { slots: { claimed: draft } });
+      const primary: DomainEvent[] = added
+        ? [{ type: 'RunStepAdded', data: { runId: run.id, stepKey, pool: step.pool as string } }]
+        : [];
+      return withPasses(state, primary, { slots: { claimed: draft } });
     }
     case 'ReleaseStepSlot': {
       const run = existingRun(state, command.runId, context);

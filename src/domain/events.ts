@@ -94,6 +94,8 @@ export const eventSchemas = {
   DefaultPoolLimitSet: z.object({ limit: limit.nullable() }),
   PoolLimitSet: z.object({ pool: name, limit }),
   PoolLimitDeleted: z.object({ pool: name }),
+  /** A claim added a step the run did not declare at enqueue; its pool counts for the run from now on. */
+  RunStepAdded: z.object({ runId: name, stepKey: name, pool: name }),
   /** Decision: a step of an admitted run holds a slot (of its pool, if it has one). */
   StepSlotGranted: z.object({ runId: name, stepKey: name, pool: name.nullable() }),
   /** Decision: a step's claim waits (first time), or what holds it changed. */

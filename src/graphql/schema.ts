@@ -7,6 +7,7 @@ import './inputs.js';
 import './query.js';
 import './mutation.js';
 import './subscription.js';
+import './run-status.js';
 import './slots.js';
 import './audit.js';
 import './limit-changes.js';

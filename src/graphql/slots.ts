@@ -65,10 +65,16 @@ builder.mutationFields((t) => ({
   claimStepSlot: t.field({
     type: StepSlotResult,
     description:
-      'Ask for a slot for one step of an admitted run; granted now, or queued in its pool until a slot frees.',
-    args: { runId: t.arg.id({ required: true }), stepKey: t.arg.string({ required: true }) },
-    resolve: (_root, { runId, stepKey }, ctx) =>
-      slotCommand(ctx, { type: 'ClaimStepSlot', runId: String(runId), stepKey }),
+      'Ask for a slot for one step of an admitted run; granted now, or queued in its pool until a slot frees. With pool, a step the run did not declare is added to it in that pool (refused at RUN granularity for a pool the run does not already use).',
+    args: {
+      runId: t.arg.id({ required: true }),
+      stepKey: t.arg.string({ required: true }),
+      pool: t.arg.string({
+        description: "The step's pool: adds the step when the run does not declare it; must match when it does.",
+      }),
+    },
+    resolve: (_root, { runId, stepKey, pool }, ctx) =>
+      slotCommand(ctx, { type: 'ClaimStepSlot', runId: String(runId), stepKey, pool }),
   }),
   releaseStepSlot: t.field({
     type: StepSlotResult,

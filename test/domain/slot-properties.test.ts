@@ -45,6 +45,8 @@ type Op =
     }
   | { kind: 'start'; pick: number }
   | { kind: 'claim'; pick: number; step: number }
+  /** A claim naming a pool, for a declared step or for a new one it adds (`sluice slot`). */
+  | { kind: 'claimIn'; pick: number; step: number; pool: 'p1' | 'p2' | 'p3' }
   | { kind: 'release'; pick: number; step: number }
   | { kind: 'finish'; pick: number; status: 'SUCCESS' | 'FAILURE' | 'CANCELED' }
   | { kind: 'terminate'; pick: number; force: boolean }
@@ -85,6 +87,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('start' as const), pick }) },
   { weight: 14, arbitrary: fc.record({ kind: fc.constant('claim' as const), pick, step }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('claimIn' as const),
+      pick,
+      step,
+      pool: fc.constantFrom<'p1' | 'p2' | 'p3'>('p1', 'p2', 'p3'),
+    }),
+  },
   { weight: 7, arbitrary: fc.record({ kind: fc.constant('release' as const), pick, step }) },
   {
     weight: 3,
@@ -248,6 +259,45 @@ function plan(s: SlotScenario, o: Op, nextId: () => string): Planned {
         check: (events, after) => {
           expect(events[0]).toMatchObject({ type: 'StepSlotReleased', data: { runId, stepKey, held: wasHeld } });
           expect(claimOf(after, runId, stepKey)?.status).toBe('RELEASED');
+        },
+      };
+    }
+    case 'claimIn': {
+      const runId = runAt(s, o.pick) ?? 'ghost';
+      const run = known(s, runId);
+      const steps = run?.steps ?? [];
+      // Past the declared steps: a new step, keyed by the pool so repeats find it again.
+      const index = o.step % (steps.length + 1);
+      const declared = steps[index];
+      const stepKey = declared?.key ?? `added-${o.pool}`;
+      const command: Command = { type: 'ClaimStepSlot', runId, stepKey, pool: o.pool };
+      if (!run) return { command, error: RunNotFoundError };
+      const existing = steps.find((st) => st.key === stepKey);
+      if (existing && existing.pool !== o.pool) return { command, error: TransitionNotAllowedError };
+      const claim = claimOf(state, runId, stepKey);
+      if (claim !== undefined && claim.status !== 'RELEASED') {
+        return { command, error: null, check: (events) => expect(events).toEqual([]) };
+      }
+      if (run.status !== 'STARTING' && run.status !== 'STARTED') return { command, error: TransitionNotAllowedError };
+      const adds = existing === undefined;
+      if (adds && state.config.poolGranularity === 'RUN' && !run.pools.includes(o.pool)) {
+        return { command, error: TransitionNotAllowedError };
+      }
+      const held = referenceHolds(state, { runId, pool: o.pool }).length > 0;
+      const counted = (after: State) => after.counts.get(`p\u0000${o.pool}`) ?? 0;
+      const before = counted(state);
+      const newPool = !run.pools.includes(o.pool);
+      return {
+        command,
+        error: null,
+        check: (events, after) => {
+          const expected = held ? 'StepSlotPending' : 'StepSlotGranted';
+          // Then, possibly, new reasons for the run's other waiting claims (its step limit filled).
+          const own = adds ? ['RunStepAdded', expected] : [expected];
+          expect(events.slice(0, own.length).map((e) => e.type)).toEqual(own);
+          expect(after.runs.get(runId)?.pools).toContain(o.pool);
+          // A pool new to an in-progress run counts it once more, from now on.
+          expect(counted(after)).toBe(before + (newPool ? 1 : 0));
         },
       };
     }

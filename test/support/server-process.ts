@@ -22,6 +22,8 @@ export interface ServerProcessOptions {
   readyTimeoutMs?: number;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Serve on this port (a restart where clients expect the old one); default: a free one. */
+  port?: number;
 }
 
 /** One answer of a mutation field: the union member's typename and the rest of its selection. */
@@ -145,7 +147,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   let failure: Error | null = null;
   // A port that was free a moment ago may be taken by now: try another one then.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     const env: Record<string, string | undefined> = {
       ...process.env,
       PORT: String(port),
