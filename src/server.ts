@@ -1,57 +1,174 @@
 /** Wiring: Yoga over HTTP, graphql-ws over the same port, health routes, graceful shutdown. */
 import { readFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ExecutionArgs, execute, subscribe } from 'graphql';
+import { type ExecutionArgs, type execute, GraphQLError, type subscribe } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
 import { startRunMonitor } from './app/run-monitor.js';
 import { Sluice } from './app/sluice.js';
+import { actorOf, ON_BEHALF_OF_HEADER } from './auth/actor.js';
+import type { Principal } from './auth/roles.js';
+import { type ConnectionLimits, DEFAULT_SECURITY, type RequestLimits, type SecuritySettings } from './auth/settings.js';
+import { ANY_HOST, isLoopback, type SitePolicy, sitePolicyFor, siteRefusal } from './auth/site.js';
+import { bearerToken, Tokens } from './auth/tokens.js';
 import { parseConcurrencyConfigFile } from './config-file.js';
 import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
 import type { GraphQLContext } from './graphql/builder.js';
+import {
+  corsFor,
+  useAuthentication,
+  useQuietErrors,
+  useRoles,
+  useSiteChecks,
+  useSubscriptionBudget,
+} from './graphql/guards.js';
+import { boundedParseCache, requestLimitPlugins } from './graphql/limits.js';
 import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './graphql/plugins.js';
 import { schema } from './graphql/schema.js';
-import { checkpointPathFor, type Settings } from './settings.js';
-
-const ACTOR_HEADER = 'x-sluice-actor';
+import { checkpointPathFor, type Settings, SettingsError } from './settings.js';
 
 interface EnvelopedRoot {
   execute: (args: ExecutionArgs) => ReturnType<typeof execute>;
   subscribe: (args: ExecutionArgs) => ReturnType<typeof subscribe>;
 }
 
-function actorFrom(value: string | null | undefined): string {
-  const actor = value?.trim();
-  return actor && actor.length <= 255 ? actor : 'graphql';
+/** What the GraphQL layer enforces; `startServer` derives it from the settings. */
+export interface YogaSecurity {
+  tokens: Tokens;
+  site: SitePolicy;
+  limits: RequestLimits;
+  maxSubscriptionsPerToken: number;
+  graphiql: boolean;
 }
 
-export function createSluiceYoga(sluice: Sluice): YogaServerInstance<Record<string, unknown>, GraphQLContext> {
+/** In-process use (tests, `yoga.fetch`): open mode, any Host, the default limits. */
+export const IN_PROCESS_SECURITY: YogaSecurity = {
+  tokens: Tokens.open(),
+  site: ANY_HOST,
+  limits: DEFAULT_SECURITY.limits,
+  maxSubscriptionsPerToken: DEFAULT_SECURITY.connections.maxSubscriptionsPerToken,
+  graphiql: true,
+};
+
+function unauthenticated(): GraphQLError {
+  return new GraphQLError('send a token: Authorization: Bearer TOKEN', {
+    extensions: { code: 'UNAUTHENTICATED', http: { status: 401 } },
+  });
+}
+
+export function createSluiceYoga(
+  sluice: Sluice,
+  security: YogaSecurity = IN_PROCESS_SECURITY,
+): YogaServerInstance<Record<string, unknown>, GraphQLContext> {
+  const { tokens, site, limits } = security;
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    graphiql: { title: 'Sluice', subscriptionsProtocol: 'WS' },
-    // Over HTTP the actor comes from the request; over graphql-ws, onSubscribe passes it in.
-    context: (initial) => ({
-      sluice,
-      actor:
-        typeof initial.actor === 'string'
-          ? initial.actor
-          : actorFrom(initial.request?.headers?.get?.(ACTOR_HEADER) ?? null),
-    }),
+    graphiql: security.graphiql ? { title: 'Sluice', subscriptionsProtocol: 'WS' } : false,
+    cors: corsFor(site),
+    // Only JSON bodies reach GraphQL (useSiteChecks); these make Yoga's own parsers agree.
+    multipart: false,
+    batching: false,
+    maxRequestBodySize: limits.maxBodyBytes,
+    parserAndValidationCache: boundedParseCache(limits),
+    // Never Yoga's development mode, which sends stack traces to clients.
+    maskedErrors: { isDev: false },
+    // Over HTTP the principal comes from the request; over graphql-ws, onSubscribe passes it in.
+    context: (initial) => {
+      const principal = (initial.principal as Principal | undefined) ?? tokens.authenticate(initial.request);
+      if (!principal) throw unauthenticated();
+      return {
+        sluice,
+        principal,
+        actor:
+          typeof initial.actor === 'string'
+            ? initial.actor
+            : actorOf(principal, initial.request?.headers?.get?.(ON_BEHALF_OF_HEADER)),
+      };
+    },
     plugins: [
+      useSiteChecks(site),
       useReadinessRoute({ notReadyBecause: () => sluice.notReadyBecause() }),
-      // A run with 1,000 steps and 1,000 tags of 255-character names fits in about 1.5 MB.
-      useRequestSizeLimit({ maxBytes: 4 * 1024 * 1024 }),
+      useRequestSizeLimit({ maxBytes: limits.maxBodyBytes }),
+      useAuthentication(tokens, '/graphql'),
+      ...requestLimitPlugins(limits),
+      useRoles(),
+      useSubscriptionBudget(security.maxSubscriptionsPerToken),
       useBadRequestStatus(),
+      useQuietErrors(),
     ],
     logging: process.env.NODE_ENV === 'test' ? false : 'info',
   });
+}
+
+/**
+ * Open mode (no tokens file) only where nobody else can connect: on a non-loopback address the
+ * server refuses to start unless SLUICE_ALLOW_ANONYMOUS=1, and says which it is.
+ */
+function checkOpenMode(host: string, security: SecuritySettings, tokens: Tokens, log: (line: string) => void): void {
+  if (!tokens.isOpen) {
+    log(`tokens: ${tokens.size} from ${tokens.path} (SIGHUP reads it again)`);
+    return;
+  }
+  if (isLoopback(host)) {
+    log(`open mode: no SLUICE_TOKENS_FILE, so anyone on this machine is admin; serving on loopback ${host} only`);
+    return;
+  }
+  if (!security.allowAnonymous) {
+    throw new SettingsError(
+      `refusing to serve ${host} without tokens: anyone who can reach it could change every limit. Set SLUICE_TOKENS_FILE (sluice token create NAME --role ROLE --file PATH writes it), or SLUICE_ALLOW_ANONYMOUS=1 to accept that`,
+    );
+  }
+  log(
+    `WARNING: SLUICE_ALLOW_ANONYMOUS=1 and no SLUICE_TOKENS_FILE: anyone who can reach ${host} is admin and can change every limit`,
+  );
+}
+
+/** Every HTTP route, not only GraphQL's, refuses a foreign Host or Origin before Yoga sees it. */
+function siteGuarded(site: SitePolicy, handler: RequestListener): RequestListener {
+  return (request, response) => {
+    const refusal = siteRefusal(site, request.headers.host, request.headers.origin);
+    if (refusal === null) return handler(request, response);
+    response.writeHead(403, { 'content-type': 'application/json; charset=utf-8' });
+    response.end(JSON.stringify({ errors: [{ message: refusal, extensions: { code: 'FORBIDDEN' } }] }));
+  };
+}
+
+function httpServer(handler: RequestListener, connections: ConnectionLimits): Server {
+  const http = createServer(
+    {
+      headersTimeout: connections.headersTimeoutMs,
+      requestTimeout: connections.requestTimeoutMs,
+      keepAliveTimeout: connections.keepAliveTimeoutMs,
+      // How often the timeouts above are checked; Node's default (30 s) would let them slip.
+      connectionsCheckingInterval: Math.min(1_000, connections.headersTimeoutMs),
+    },
+    handler,
+  );
+  http.maxConnections = connections.maxConnections;
+  return http;
+}
+
+/** A client that stops reading its WebSocket would make the server buffer without end: close it. */
+function closeStalledSockets(ws: WebSocketServer, maxBufferedBytes: number): () => void {
+  const timer = setInterval(() => {
+    for (const socket of ws.clients as Set<WebSocket>) {
+      if (socket.bufferedAmount > maxBufferedBytes) socket.terminate();
+    }
+  }, 1_000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+function connectionToken(params: Readonly<Record<string, unknown>> | undefined): string | null {
+  const value = params?.authorization ?? params?.Authorization;
+  return typeof value === 'string' ? bearerToken(value) : null;
 }
 
 export interface RunningServer {
@@ -60,6 +177,8 @@ export interface RunningServer {
   store: EventStore;
   http: Server;
   close(): Promise<void>;
+  /** Reads SLUICE_TOKENS_FILE again (on SIGHUP); on error the tokens in force stay, and it throws. */
+  reloadTokens(): Promise<string>;
 }
 
 /** Opens the store, replays the log, applies the config file, and serves. */
@@ -67,6 +186,10 @@ export async function startServer(
   settings: Settings,
   log: (line: string) => void = console.log,
 ): Promise<RunningServer> {
+  const security = settings.security ?? DEFAULT_SECURITY;
+  // Refusals about tokens come before the store is opened: nothing to undo.
+  const tokens = await Tokens.load(security.tokensFile);
+  checkOpenMode(settings.host, security, tokens, log);
   const store = await openEventStore(settings.eventStoreUrl);
   const checkpoints = openCheckpointStore(checkpointPathFor(settings));
   let sluice: Sluice;
@@ -85,24 +208,57 @@ export async function startServer(
   }
 
   const monitor = startRunMonitor(sluice, (error) => log(`run monitor: ${(error as Error).message}`));
-  const yoga = createSluiceYoga(sluice);
-  const http = createServer(yoga);
-  const ws = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
+  const site = sitePolicyFor(settings.host, security.allowedHosts, security.corsOrigins);
+  const yoga = createSluiceYoga(sluice, {
+    tokens,
+    site,
+    limits: security.limits,
+    maxSubscriptionsPerToken: security.connections.maxSubscriptionsPerToken,
+    graphiql: security.graphiql,
+  });
+  const http = httpServer(siteGuarded(site, yoga), security.connections);
+  const ws = new WebSocketServer({
+    server: http,
+    path: yoga.graphqlEndpoint,
+    maxPayload: security.limits.maxBodyBytes,
+    // A page on another site may open a WebSocket to any address: its Origin says so.
+    verifyClient: ({ req }: { req: IncomingMessage }) =>
+      siteRefusal(site, req.headers.host, req.headers.origin) === null,
+  });
+  const stopWatchingSockets = closeStalledSockets(ws, security.connections.maxWebSocketBufferedBytes);
+  // graphql-ws authenticates once, from connection_init; each subscribe checks the token again,
+  // so a token removed from the file (and SIGHUP) stops starting new operations at once.
+  const socketTokens = new WeakMap<object, string | null>();
   const wsServer = useServer(
     {
       // Yoga's enveloped execute/subscribe travel in rootValue so its plugins wrap them.
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
+      onConnect: (ctx) => {
+        const token = connectionToken(ctx.connectionParams);
+        if (tokens.principalOf(token) === null) return false;
+        socketTokens.set(ctx.extra.socket, token);
+        return true;
+      },
       onSubscribe: async (ctx, _id, params) => {
+        const principal = tokens.principalOf(socketTokens.get(ctx.extra.socket) ?? null);
+        if (principal === null) return [unauthenticated()];
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
           socket: ctx.extra.socket,
           params,
         });
-        const document = parse(params.query);
+        let document: ReturnType<typeof parse>;
+        try {
+          document = parse(params.query);
+        } catch (error) {
+          if (error instanceof GraphQLError) return [error];
+          throw error;
+        }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
+        const onBehalfOf = ctx.extra.request.headers[ON_BEHALF_OF_HEADER];
         return {
           schema,
           operationName: params.operationName,
@@ -110,7 +266,8 @@ export async function startServer(
           variableValues: params.variables,
           contextValue: await contextFactory({
             sluice,
-            actor: actorFrom(ctx.extra.request.headers[ACTOR_HEADER] as string),
+            principal,
+            actor: actorOf(principal, typeof onBehalfOf === 'string' ? onBehalfOf : null),
           }),
           rootValue: { execute, subscribe },
         };
@@ -131,6 +288,7 @@ export async function startServer(
   const close = () =>
     (closing ??= (async () => {
       monitor.stop();
+      stopWatchingSockets();
       await wsServer.dispose();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
@@ -140,5 +298,9 @@ export async function startServer(
       await store.close();
       checkpoints.close();
     })());
-  return { url, sluice, store, http, close };
+  const reloadTokens = async () => {
+    const count = await tokens.reload();
+    return tokens.isOpen ? 'open mode: no tokens file to read' : `tokens: ${count} from ${tokens.path}`;
+  };
+  return { url, sluice, store, http, close, reloadTokens };
 }

@@ -1,4 +1,5 @@
 /** The settings of DESIGN section 5, read from the environment once, at the edge. */
+import { DEFAULT_SECURITY, readSecuritySettings, type SecuritySettings } from './auth/settings.js';
 
 export interface Settings {
   port: number;
@@ -8,6 +9,8 @@ export interface Settings {
   concurrencyConfigPath: string | null;
   /** SQLite file for checkpoints of the projections; null: derived from the store (see checkpointPathFor). */
   checkpointPath?: string | null;
+  /** Tokens, sites, limits (issue 13); absent: DEFAULT_SECURITY (open mode, loopback only). */
+  security?: SecuritySettings;
 }
 
 export class SettingsError extends Error {
@@ -20,6 +23,7 @@ export const DEFAULT_SETTINGS: Settings = {
   eventStoreUrl: 'sqlite:data/events.db',
   concurrencyConfigPath: null,
   checkpointPath: null,
+  security: DEFAULT_SECURITY,
 };
 
 /** Checkpoints sit beside a SQLite log; an in-memory log keeps them in memory too. */
@@ -45,5 +49,10 @@ export function readSettings(env: Record<string, string | undefined> = process.e
   if (env.EVENT_STORE_URL) settings.eventStoreUrl = env.EVENT_STORE_URL;
   if (env.CONCURRENCY_CONFIG) settings.concurrencyConfigPath = env.CONCURRENCY_CONFIG;
   if (env.CHECKPOINT_PATH) settings.checkpointPath = env.CHECKPOINT_PATH;
+  try {
+    settings.security = readSecuritySettings(env);
+  } catch (error) {
+    throw new SettingsError((error as Error).message);
+  }
   return settings;
 }

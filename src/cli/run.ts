@@ -3,8 +3,9 @@ import { parseArgs } from 'node:util';
 import { startServer } from '../server.js';
 import { readSettings } from '../settings.js';
 import { snapshot, why } from './audit.js';
-import { CliError } from './client.js';
+import { CliError, useToken } from './client.js';
 import { concurrencyDelete, concurrencyGet, concurrencySet } from './concurrency.js';
+import { tokenCreate } from './token.js';
 
 const USAGE = `usage:
   sluice serve                         serve the API (settings: PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG)
@@ -14,8 +15,12 @@ const USAGE = `usage:
   sluice why RUN_ID                    the run's timeline: every wait with its reasons and duration
   sluice snapshot [--at TIME | --position N]
                                        the queue, runs in progress, limits and pools as they were then
+  sluice token create NAME --role viewer|worker|admin [--file PATH]
+                                       make a token, print it once, append its hash to the tokens file
+                                       (PATH defaults to $SLUICE_TOKENS_FILE)
 options:
-  --url URL   the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)`;
+  --url URL      the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)
+  --token TOKEN  sent as Authorization: Bearer TOKEN (default $SLUICE_TOKEN)`;
 
 async function serve(): Promise<void> {
   const server = await startServer(readSettings());
@@ -35,6 +40,12 @@ async function serve(): Promise<void> {
       },
     );
   };
+  process.on('SIGHUP', () => {
+    server.reloadTokens().then(
+      (message) => console.log(`SIGHUP: ${message}`),
+      (error: unknown) => console.error(`SIGHUP: kept the tokens in force: ${(error as Error).message}`),
+    );
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
@@ -48,6 +59,9 @@ function parseOptions(args: string[]) {
       all: { type: 'boolean' },
       at: { type: 'string' },
       position: { type: 'string' },
+      token: { type: 'string' },
+      role: { type: 'string' },
+      file: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -73,6 +87,14 @@ export async function runCli(argv: string[], env = process.env): Promise<string 
   const url = values.url ?? `http://127.0.0.1:${env.PORT || 4000}/graphql`;
   const [command, sub, ...rest] = positionals;
   if (values.help || command === undefined) return USAGE;
+  useToken(values.token ?? env.SLUICE_TOKEN);
+  if (command === 'token' && sub === 'create' && rest.length === 1) {
+    const created = await tokenCreate(rest[0] as string, values.role, values.file ?? env.SLUICE_TOKENS_FILE);
+    console.error(
+      `added ${created.line.split(' ').slice(0, 2).join(' ')} to ${created.file}; the token below is shown once, keep it secret (a running server reads the file again on SIGHUP)`,
+    );
+    return created.token;
+  }
   if (command === 'serve') {
     await serve();
     return null;

@@ -42,11 +42,13 @@ export function useBadRequestStatus(): Plugin {
     onResultProcess({ result, setResult }) {
       if (Array.isArray(result) || !('errors' in result) || !result.errors?.length) return;
       if ('data' in result && result.data != null) return;
+      // No data at all: refused before execution (a request error), e.g. by a cost or depth limit.
+      const requestError = !('data' in result);
       const errors = result.errors.map((error) => {
         const code = error.extensions?.code;
         const http = error.extensions?.http as { status?: number } | undefined;
         const clientError = http?.status !== undefined && http.status >= 400 && http.status < 500;
-        if (!clientError && (typeof code !== 'string' || !BAD_REQUEST_CODES.has(code))) return error;
+        if (!clientError && !requestError && (typeof code !== 'string' || !BAD_REQUEST_CODES.has(code))) return error;
         return new GraphQLError(error.message, {
           nodes: error.nodes,
           source: error.source,
