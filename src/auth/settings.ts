@@ -18,6 +18,8 @@ export interface RequestLimits {
   maxCost: number;
   /** Budget of the expensive fields (snapshot, simulate, queue, pages of runs and decisions) (GRAPHQL_MAX_FIELD_COST). */
   maxFieldCost: number;
+  /** Items in one list of a request's variables (GRAPHQL_MAX_LIST_LENGTH); the domain's own caps are 1,000. */
+  maxListLength: number;
   /** Source bytes of all documents the parse cache keeps (PARSE_CACHE_BYTES). */
   parseCacheBytes: number;
   /** A document longer than this is parsed every time, never cached (PARSE_CACHE_MAX_DOCUMENT_BYTES). */
@@ -64,6 +66,7 @@ export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
   // A page of 1,000 runs with every field, waits and decisions included, costs about 300,000.
   maxCost: 1_000_000,
   maxFieldCost: 500,
+  maxListLength: 5_000,
   parseCacheBytes: 1024 * 1024,
   parseCacheMaxDocumentBytes: 64 * 1024,
 };
@@ -96,6 +99,7 @@ export const LIMIT_VARIABLES: Record<keyof RequestLimits | keyof ConnectionLimit
   maxDirectives: 'GRAPHQL_MAX_DIRECTIVES',
   maxCost: 'GRAPHQL_MAX_COST',
   maxFieldCost: 'GRAPHQL_MAX_FIELD_COST',
+  maxListLength: 'GRAPHQL_MAX_LIST_LENGTH',
   parseCacheBytes: 'PARSE_CACHE_BYTES',
   parseCacheMaxDocumentBytes: 'PARSE_CACHE_MAX_DOCUMENT_BYTES',
   headersTimeoutMs: 'HEADERS_TIMEOUT_MS',

@@ -251,6 +251,52 @@ export function useFieldCost(maxFieldCost: number): Plugin {
   };
 }
 
+/** With the u flag a surrogate pair is one code point, so this matches only lone surrogates. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Why a request's variables are refused, or null: a list too long, or a string that is not Unicode. */
+export function variablesRefusal(variables: unknown, maxListLength: number): string | null {
+  const stack: unknown[] = [variables];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value === 'string') {
+      // A lone surrogate would be stored as U+FFFD: the log would not say what was decided on.
+      if (LONE_SURROGATE.test(value)) return 'a string in the variables is not well-formed Unicode (a lone surrogate)';
+    } else if (Array.isArray(value)) {
+      if (value.length > maxListLength) {
+        return `a list of ${value.length} items in the variables is over the limit of ${maxListLength} (GRAPHQL_MAX_LIST_LENGTH)`;
+      }
+      stack.push(...value);
+    } else if (value !== null && typeof value === 'object') {
+      for (const [key, item] of Object.entries(value)) {
+        if (LONE_SURROGATE.test(key)) return 'a key in the variables is not well-formed Unicode (a lone surrogate)';
+        stack.push(item);
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * Refuses, before graphql-js coerces them, variables with a list longer than any input needs
+ * (the domain's own caps are 1,000) or a string that is not well-formed Unicode.
+ */
+export function useVariableChecks(maxListLength: number): Plugin {
+  const check = (args: ExecutionArgs, stop: (result: { errors: GraphQLError[] }) => void) => {
+    const refusal = variablesRefusal(args.variableValues, maxListLength);
+    if (refusal === null) return;
+    stop({ errors: [new GraphQLError(refusal, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } })] });
+  };
+  return {
+    onExecute({ args, setResultAndStopExecution }) {
+      check(args, setResultAndStopExecution);
+    },
+    onSubscribe({ args, setResultAndStopExecution }) {
+      check(args, setResultAndStopExecution);
+    },
+  };
+}
+
 /**
  * At most `max` live subscriptions per token (SSE and WebSocket together), so one client
  * cannot hold the server's memory with streams it never reads.

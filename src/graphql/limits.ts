@@ -11,7 +11,7 @@ import type { DocumentNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { LRUCache } from 'lru-cache';
 import type { RequestLimits } from '../auth/settings.js';
-import { useFieldCost } from './guards.js';
+import { useFieldCost, useVariableChecks } from './guards.js';
 
 /** The limits of one operation; each refuses with HTTP 400 and a message naming it. */
 export function requestLimitPlugins(limits: RequestLimits): Plugin[] {
@@ -19,10 +19,12 @@ export function requestLimitPlugins(limits: RequestLimits): Plugin[] {
     // Parsing stops at the limit, so a 4 MB document costs no more than a small one.
     maxTokensPlugin({ n: limits.maxTokens }),
     maxDepthPlugin({ n: limits.maxDepth, flattenFragments: true }),
-    maxAliasesPlugin({ n: limits.maxAliases }),
+    // __typename too: graphql-armor's default allow-list lets 1,000 of them through.
+    maxAliasesPlugin({ n: limits.maxAliases, allowList: [] }),
     maxDirectivesPlugin({ n: limits.maxDirectives }),
     costLimitPlugin({ maxCost: limits.maxCost }),
     useFieldCost(limits.maxFieldCost),
+    useVariableChecks(limits.maxListLength),
   ] as Plugin[];
 }
 
