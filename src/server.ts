@@ -1,6 +1,6 @@
 /** Wiring: Yoga over HTTP, graphql-ws over the same port, health routes, graceful shutdown. */
 import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type ExecutionArgs, type execute, GraphQLError, type subscribe } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
@@ -155,11 +155,30 @@ function httpServer(handler: RequestListener, connections: ConnectionLimits): Se
   return http;
 }
 
-/** A client that stops reading its WebSocket would make the server buffer without end: close it. */
-function closeStalledSockets(ws: WebSocketServer, maxBufferedBytes: number): () => void {
+/** Responses being written (SSE streams included), so that stalled readers can be found. */
+function trackResponses(handler: RequestListener, responses: Set<ServerResponse>): RequestListener {
+  return (request, response) => {
+    responses.add(response);
+    response.once('close', () => responses.delete(response));
+    return handler(request, response);
+  };
+}
+
+/**
+ * A client that stops reading (an SSE stream or a WebSocket) makes the server buffer what it
+ * cannot send; past `maxBufferedBytes` the connection is closed.
+ */
+function closeStalledClients(
+  ws: WebSocketServer,
+  responses: Set<ServerResponse>,
+  maxBufferedBytes: number,
+): () => void {
   const timer = setInterval(() => {
     for (const socket of ws.clients as Set<WebSocket>) {
       if (socket.bufferedAmount > maxBufferedBytes) socket.terminate();
+    }
+    for (const response of responses) {
+      if (response.writableLength > maxBufferedBytes) response.destroy();
     }
   }, 1_000);
   timer.unref();
@@ -216,7 +235,8 @@ export async function startServer(
     maxSubscriptionsPerToken: security.connections.maxSubscriptionsPerToken,
     graphiql: security.graphiql,
   });
-  const http = httpServer(siteGuarded(site, yoga), security.connections);
+  const responses = new Set<ServerResponse>();
+  const http = httpServer(siteGuarded(site, trackResponses(yoga, responses)), security.connections);
   const ws = new WebSocketServer({
     server: http,
     path: yoga.graphqlEndpoint,
@@ -225,7 +245,7 @@ export async function startServer(
     verifyClient: ({ req }: { req: IncomingMessage }) =>
       siteRefusal(site, req.headers.host, req.headers.origin) === null,
   });
-  const stopWatchingSockets = closeStalledSockets(ws, security.connections.maxWebSocketBufferedBytes);
+  const stopWatchingClients = closeStalledClients(ws, responses, security.connections.maxWebSocketBufferedBytes);
   // graphql-ws authenticates once, from connection_init; each subscribe checks the token again,
   // so a token removed from the file (and SIGHUP) stops starting new operations at once.
   const socketTokens = new WeakMap<object, string | null>();
@@ -288,7 +308,7 @@ export async function startServer(
   const close = () =>
     (closing ??= (async () => {
       monitor.stop();
-      stopWatchingSockets();
+      stopWatchingClients();
       await wsServer.dispose();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

@@ -37,7 +37,7 @@ export interface ConnectionLimits {
   maxConnections: number;
   /** Live subscriptions of one token (or of anonymous, in open mode), SSE and WebSocket together (MAX_SUBSCRIPTIONS_PER_TOKEN). */
   maxSubscriptionsPerToken: number;
-  /** A WebSocket whose unsent data grows past this, because its client does not read, is closed (WS_MAX_BUFFERED_BYTES). */
+  /** A WebSocket or HTTP response (SSE) whose unsent data grows past this, because its client does not read, is closed (WS_MAX_BUFFERED_BYTES). */
   maxWebSocketBufferedBytes: number;
 }
 
