@@ -6,9 +6,10 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Sluice } from '../../src/app/sluice.js';
+import { DEPLOYMENT_STREAM, Sluice } from '../../src/app/sluice.js';
 import { DEFAULT_SECURITY } from '../../src/auth/settings.js';
 import { hashToken } from '../../src/auth/tokens.js';
+import { runCli } from '../../src/cli/run.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import { createSluiceYoga, IN_PROCESS_SECURITY, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS, type Settings, SettingsError } from '../../src/settings.js';
@@ -92,6 +93,36 @@ describe('open mode', () => {
     const code = await new Promise<number | null>((done) => child.once('exit', (exit) => done(exit)));
     expect(code).toBe(1);
     expect(stderr).toMatch(/refusing to serve 0\.0\.0\.0 without tokens.*SLUICE_TOKENS_FILE/);
+  });
+});
+
+describe('the CLI with a token', () => {
+  it('sends --token or SLUICE_TOKEN as a bearer token; the edit is recorded under the token name; without one it says why', async () => {
+    const file = join(dir.path, 'tokens');
+    writeFileSync(file, `ops admin ${hashToken('ops-secret')}\nui viewer ${hashToken('ui-secret')}\n`);
+    const server = await startServer(settings('127.0.0.1', { tokensFile: file }), () => {});
+    try {
+      const url = ['--url', server.url];
+      expect(await runCli(['concurrency', 'set', 'db', '2', ...url, '--token', 'ops-secret'], {})).toBe(
+        'set db: 0 / 2 in use',
+      );
+      expect((await server.store.readStream(DEPLOYMENT_STREAM)).at(-1)).toMatchObject({
+        type: 'PoolLimitSet',
+        actor: 'ops',
+      });
+      expect(await runCli(['concurrency', 'get', 'db', ...url], { SLUICE_TOKEN: 'ui-secret' })).toMatch(/db: 0 \/ 2/);
+      await expect(runCli(['concurrency', 'set', 'db', '3', ...url], { SLUICE_TOKEN: 'ui-secret' })).rejects.toThrow(
+        /setPoolLimit needs the admin role; ui has the viewer role/,
+      );
+      await expect(runCli(['concurrency', 'get', 'db', ...url], {})).rejects.toThrow(
+        /needs a token \(HTTP 401\): give --token TOKEN or set SLUICE_TOKEN/,
+      );
+      await expect(runCli(['concurrency', 'get', 'db', ...url, '--token', 'wrong'], {})).rejects.toThrow(
+        /does not know this token \(HTTP 401\)/,
+      );
+    } finally {
+      await server.close();
+    }
   });
 });
 
