@@ -7,10 +7,11 @@ import { resolve } from 'node:path';
 import { Kind, parse, print } from 'graphql';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Sluice } from '../../src/app/sluice.js';
+import { DEFAULT_REQUEST_LIMITS } from '../../src/auth/settings.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
 import { fieldCost } from '../../src/graphql/guards.js';
-import { bracketDepth } from '../../src/graphql/limits.js';
+import { boundedParseCache, bracketDepth } from '../../src/graphql/limits.js';
 import { schema } from '../../src/graphql/schema.js';
 import { createSluiceYoga } from '../../src/server.js';
 import { CONFIG_FIELDS, DECISION_FIELDS, POOL_FIELDS, RUN_FIELDS } from '../support/e2e-http.js';
@@ -103,5 +104,23 @@ describe('the field cost', () => {
     expect(bracketDepth('{ a { b(c: [1, [2]]) } }')).toBe(5);
     expect(bracketDepth('{ a(s: "{{{{[[[(((") # {{{{{\n }')).toBe(2);
     expect(bracketDepth('{ a(s: """ {{{{ \\""" {{ """) }')).toBe(2);
+  });
+});
+
+describe('the parse cache', () => {
+  it('keeps documents up to PARSE_CACHE_BYTES of source, never one over PARSE_CACHE_MAX_DOCUMENT_BYTES, oldest out first', () => {
+    const { documentCache } = boundedParseCache({
+      ...DEFAULT_REQUEST_LIMITS,
+      parseCacheBytes: 1000,
+      parseCacheMaxDocumentBytes: 400,
+    });
+    const doc = parse('{ pools { name } }');
+    const key = (n: number, size: number) => `${n}`.padEnd(size, ' ');
+    documentCache.set(key(0, 500), doc);
+    expect(documentCache.get(key(0, 500))).toBeUndefined();
+    for (let i = 1; i <= 4; i++) documentCache.set(key(i, 300), doc);
+    expect(documentCache.get(key(1, 300))).toBeUndefined();
+    for (let i = 2; i <= 4; i++) expect(documentCache.get(key(i, 300))).toBe(doc);
+    expect(documentCache.calculatedSize).toBeLessThanOrEqual(1000);
   });
 });
