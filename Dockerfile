@@ -3,10 +3,16 @@
 # slim runtime image with only those two, running as the unprivileged `node` user.
 #
 #   docker build -t sluice .
-#   docker run -p 4000:4000 -v sluice-data:/app/data sluice
+#   # a token file (only hashes in it; each token is printed once):
+#   docker run --rm -v sluice-tokens:/app/tokens sluice \
+#     node dist/src/cli.js token create admin --role admin --file /app/tokens/tokens
+#   docker run -p 4000:4000 -v sluice-data:/app/data -v sluice-tokens:/app/tokens:ro \
+#     -e SLUICE_TOKENS_FILE=/app/tokens/tokens sluice
 #
-# Settings are environment variables (PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG); see
-# docker-compose.yml for a run on EventStoreDB.
+# The image listens on 0.0.0.0, so it refuses to start without SLUICE_TOKENS_FILE (or with
+# SLUICE_ALLOW_ANONYMOUS=1, for a network nobody else can reach). Settings are environment
+# variables (PORT, HOST, EVENT_STORE_URL, CONCURRENCY_CONFIG, SLUICE_TOKENS_FILE and the limits of
+# the README's Security section); see docker-compose.yml for a run on EventStoreDB.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
@@ -44,8 +50,9 @@ WORKDIR /app
 COPY --chown=node:node package.json ./
 COPY --from=prod-deps --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
-# The default store, sqlite:data/events.db, lives here; mount a volume to keep it.
-RUN mkdir -p /app/data && chown node:node /app/data
+# The default store, sqlite:data/events.db, lives here; mount a volume to keep it. Tokens files
+# go in /app/tokens: a named volume mounted there is writable by `sluice token create`.
+RUN mkdir -p /app/data /app/tokens && chown node:node /app/data /app/tokens
 USER node
 EXPOSE 4000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

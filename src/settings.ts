@@ -1,5 +1,6 @@
 /** The settings of DESIGN section 5, read from the environment once, at the edge. */
 import type { LevelWithSilent } from 'pino';
+import { DEFAULT_SECURITY, readSecuritySettings, type SecuritySettings } from './auth/settings.js';
 import { LOG_LEVELS } from './log/logger.js';
 
 export interface Settings {
@@ -16,6 +17,8 @@ export interface Settings {
   logLevel?: LevelWithSilent;
   /** Requests slower than this many milliseconds log a warning; 0: none. Default 1000. */
   slowRequestMs?: number;
+  /** Tokens, sites, limits (issue 13); absent: DEFAULT_SECURITY (open mode, loopback only). */
+  security?: SecuritySettings;
 }
 
 export class SettingsError extends Error {
@@ -31,6 +34,7 @@ export const DEFAULT_SETTINGS: Settings = {
   historyPath: null,
   logLevel: 'info',
   slowRequestMs: 1000,
+  security: DEFAULT_SECURITY,
 };
 
 /** Checkpoints sit beside a SQLite log; an in-memory log keeps them in memory too. */
@@ -87,6 +91,11 @@ export function readSettings(env: Record<string, string | undefined> = process.e
       );
     }
     settings.slowRequestMs = ms;
+  }
+  try {
+    settings.security = readSecuritySettings(env);
+  } catch (error) {
+    throw new SettingsError((error as Error).message);
   }
   return settings;
 }

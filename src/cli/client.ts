@@ -10,18 +10,34 @@ export class CliError extends Error {
   }
 }
 
+let bearer: string | null = null;
+
+/** The token every request of this CLI process sends as `Authorization: Bearer` (--token or SLUICE_TOKEN). */
+export function useToken(token: string | null | undefined): void {
+  bearer = token ? token : null;
+}
+
 export async function graphql<T>(url: string, query: string, variables: Record<string, unknown> = {}): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-sluice-actor': 'cli' },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        ...(bearer === null ? {} : { authorization: `Bearer ${bearer}` }),
+      },
       body: JSON.stringify({ query, variables }),
     });
   } catch (error) {
     throw new CliError(`cannot reach Sluice at ${url}: ${(error as Error).cause ?? (error as Error).message}`);
   }
   const text = await response.text();
+  if (response.status === 401) {
+    throw new CliError(
+      `Sluice at ${url} ${bearer === null ? 'needs a token' : 'does not know this token'} (HTTP 401): give --token TOKEN or set SLUICE_TOKEN`,
+    );
+  }
   let body: { data?: T; errors?: Array<{ message: string }> };
   try {
     body = JSON.parse(text);

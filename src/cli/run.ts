@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_SETTINGS } from '../settings.js';
 import { snapshot, why } from './audit.js';
 import { backup } from './backup.js';
-import { CliError } from './client.js';
+import { CliError, useToken } from './client.js';
 import { type CliCommand, type CommandContext, output } from './command.js';
 import {
   concurrencyDelete,
@@ -18,6 +18,7 @@ import {
   concurrencySet,
 } from './concurrency.js';
 import { queue, runs } from './runs.js';
+import { tokenCreate } from './token.js';
 import { wrapRun } from './wrap-run.js';
 import { wrapSlot } from './wrap-slot.js';
 
@@ -122,6 +123,29 @@ export const COMMANDS: CliCommand[] = [
     },
   },
   {
+    words: ['token', 'create'],
+    args: 'NAME --role viewer|worker|admin [--file PATH]',
+    minArgs: 1,
+    maxArgs: 1,
+    options: {
+      role: { type: 'string', help: 'viewer, worker or admin' },
+      file: { type: 'string', help: 'the tokens file to append to (default $SLUICE_TOKENS_FILE)' },
+    },
+    summary: 'make a token, print it once, append its hash to the tokens file',
+    details: 'A running server reads the file again on SIGHUP.',
+    run: async ({ env, args, options }) => {
+      const created = await tokenCreate(
+        args[0] as string,
+        str(options.role),
+        str(options.file) ?? env.SLUICE_TOKENS_FILE,
+      );
+      console.error(
+        `added ${created.line.split(' ').slice(0, 2).join(' ')} to ${created.file}; the token below is shown once, keep it secret (a running server reads the file again on SIGHUP)`,
+      );
+      return output(created.token, { name: args[0], file: created.file, token: created.token });
+    },
+  },
+  {
     words: ['backup'],
     args: 'PATH',
     minArgs: 1,
@@ -140,6 +164,7 @@ const GLOBAL_OPTIONS = {
     type: 'string',
     help: 'the Sluice GraphQL endpoint (default http://127.0.0.1:$PORT/graphql, PORT defaulting to 4000)',
   },
+  token: { type: 'string', help: 'sent as Authorization: Bearer TOKEN (default $SLUICE_TOKEN)' },
   json: { type: 'boolean', help: 'answer in JSON instead of text' },
   help: { type: 'boolean', help: 'show the usage' },
   version: { type: 'boolean', help: "show Sluice's version" },
@@ -216,6 +241,19 @@ async function serve(env: Record<string, string | undefined>): Promise<void> {
       },
     );
   };
+  process.on('SIGHUP', () => {
+    server.reloadTokens().then(
+      (message) => console.log(`SIGHUP: ${message}`),
+      (error: unknown) => console.error(`SIGHUP: kept the tokens in force: ${(error as Error).message}`),
+    );
+  });
+  process.on('SIGHUP', () => {
+    server.reloadTokens().then(
+      (message) => logger.info({ signal: 'SIGHUP' }, `SIGHUP: ${message}`),
+      (error: unknown) =>
+        logger.error({ signal: 'SIGHUP' }, `SIGHUP: kept the tokens in force: ${(error as Error).message}`),
+    );
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
@@ -287,6 +325,7 @@ export async function runCli(
   if (rest.length < command.minArgs || rest.length > command.maxArgs) {
     throw new CliError(helpOf(command), 2);
   }
+  useToken(str(values.token) ?? env.SLUICE_TOKEN);
   const context: CommandContext = {
     url: str(values.url) ?? `http://127.0.0.1:${env.PORT || 4000}/graphql`,
     args: rest,

@@ -4,11 +4,14 @@ import ErrorsPlugin from '@pothos/plugin-errors';
 import ValidationPlugin from '@pothos/plugin-validation';
 import { GraphQLError } from 'graphql';
 import type { Sluice } from '../app/sluice.js';
+import type { Principal } from '../auth/roles.js';
 
 export interface GraphQLContext {
   sluice: Sluice;
-  /** Who is asking, recorded on every event a mutation appends. */
+  /** Who is asking, recorded on every event a mutation appends: the token's name, maybe with whom it acts for. */
   actor: string;
+  /** The token (or open mode's anonymous user) the request came with; its role decides what it may do. */
+  principal: Principal;
 }
 
 export const builder = new SchemaBuilder<{

@@ -31,6 +31,7 @@ export function useReadinessRoute(options: ReadinessRouteOptions): Plugin {
 }
 
 const BAD_REQUEST_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT']);
+const SERVER_ERROR_CODES = new Set(['INTERNAL_SERVER_ERROR', 'STORE_UNAVAILABLE']);
 
 /**
  * A request that is not a valid GraphQL operation (not JSON, a syntax error, an unknown field,
@@ -42,11 +43,15 @@ export function useBadRequestStatus(): Plugin {
     onResultProcess({ result, setResult }) {
       if (Array.isArray(result) || !('errors' in result) || !result.errors?.length) return;
       if ('data' in result && result.data != null) return;
+      // No data at all: refused before execution (a request error), e.g. by a cost or depth limit,
+      // unless the error says the server failed.
+      const requestError = !('data' in result);
       const errors = result.errors.map((error) => {
         const code = error.extensions?.code;
         const http = error.extensions?.http as { status?: number } | undefined;
         const clientError = http?.status !== undefined && http.status >= 400 && http.status < 500;
-        if (!clientError && (typeof code !== 'string' || !BAD_REQUEST_CODES.has(code))) return error;
+        if (typeof code === 'string' && SERVER_ERROR_CODES.has(code)) return error;
+        if (!clientError && !requestError && (typeof code !== 'string' || !BAD_REQUEST_CODES.has(code))) return error;
         return new GraphQLError(error.message, {
           nodes: error.nodes,
           source: error.source,

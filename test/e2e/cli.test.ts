@@ -82,12 +82,12 @@ describe('sluice concurrency set / get / delete', () => {
     expect(await cli('concurrency', 'get')).toBe(expected);
   });
 
-  it('given the CLI sets a limit, when the log is read, then the edit is recorded with actor cli', async () => {
+  it('given the CLI sets a limit in open mode, when the log is read, then the edit is recorded with actor anonymous', async () => {
     await cli('concurrency', 'set', 'database', '4');
     expect((await server.store.readStream(DEPLOYMENT_STREAM)).at(-1)).toMatchObject({
       type: 'PoolLimitSet',
       data: { pool: 'database', limit: 4 },
-      actor: 'cli',
+      actor: 'anonymous',
     });
   });
 

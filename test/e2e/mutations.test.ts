@@ -861,24 +861,24 @@ describe('mutations over GET', () => {
 });
 
 describe('actors', () => {
-  it('given the header x-sluice-actor: alice, when a mutation appends, then its events record actor alice; without it, graphql', async () => {
+  it('given the header x-sluice-actor: alice in open mode, when a mutation appends, then its events record anonymous on behalf of alice; without it, anonymous', async () => {
     const before = await store.readStream(DEPLOYMENT_STREAM);
     await enqueue({ runId: 'a', jobName: 'j' }, { 'x-sluice-actor': 'alice' });
     const mine = (await store.readStream(DEPLOYMENT_STREAM)).slice(before.length);
     expect(mine.map((e) => e.type)).toEqual(['RunEnqueued', 'RunAdmitted']);
-    expect(mine.every((e) => e.actor === 'alice')).toBe(true);
+    expect(mine.every((e) => e.actor === 'anonymous (on behalf of alice)')).toBe(true);
 
     await gql.data(`mutation { setPoolLimit(pool: "p", limit: 1) { __typename } }`);
     const last = (await store.readStream(DEPLOYMENT_STREAM)).at(-1);
-    expect(last).toMatchObject({ type: 'PoolLimitSet', actor: 'graphql' });
+    expect(last).toMatchObject({ type: 'PoolLimitSet', actor: 'anonymous' });
 
-    // An actor too long to be a name is not recorded as given.
+    // A note too long to be a name is not recorded.
     await gql.data(`mutation { setPoolLimit(pool: "p", limit: 2) { __typename } }`, undefined, {
       'x-sluice-actor': 'a'.repeat(256),
     });
     expect((await store.readStream(DEPLOYMENT_STREAM)).at(-1)).toMatchObject({
       type: 'PoolLimitSet',
-      actor: 'graphql',
+      actor: 'anonymous',
     });
   });
 });

@@ -182,7 +182,8 @@ describe('three sluice serve processes on one SQLite file', () => {
     expect(check.tightAdmissions).toBeGreaterThan(0);
     expect(check.blocked).toBeGreaterThan(0);
     // Every server wrote to the log.
-    const writers = new Set(events.map((e) => e.actor.split('/')[0]));
+    // Open mode: the actor is `anonymous (on behalf of A/w1)`, the note naming server and writer.
+    const writers = new Set(events.map((e) => /on behalf of ([^/]+)\//.exec(e.actor)?.[1]));
     for (const name of NAMES) expect(writers).toContain(name);
   });
 

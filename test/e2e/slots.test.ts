@@ -287,7 +287,7 @@ describe('heartbeat', () => {
     expect(await heartbeat('l')).toMatchObject({ __typename: 'RunPayload', run: { id: 'l' } });
     const appended = await store.readStream(DEPLOYMENT_STREAM, { fromRevision: before + 1n });
     expect(appended.map((e) => [e.type, e.data, e.actor, e.at])).toEqual([
-      ['RunHeartbeatRecorded', { runId: 'l' }, 'graphql', '2024-01-01T00:00:20.000Z'],
+      ['RunHeartbeatRecorded', { runId: 'l' }, 'anonymous', '2024-01-01T00:00:20.000Z'],
     ]);
     clock += 19_000;
     await appendsNothing(() => heartbeat('l'));
