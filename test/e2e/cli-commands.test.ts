@@ -149,7 +149,7 @@ describe('every command in text and --json', () => {
     const error = await cliError(['concurrency', 'free', 'nope']);
     expect(error.message).toMatch(/NotFoundError/);
     expect(error.exitCode).toBe(1);
-    expect((await server.store.readStream(server.sluice.stream)).at(-1)?.actor).toBe('cli');
+    expect((await server.store.readStream(server.sluice.stream)).at(-1)?.actor).toBe('anonymous');
   });
 
   it('concurrency history: every limit edit with time, actor and before → after; with POOL only its own', async () => {
@@ -159,14 +159,14 @@ describe('every command in text and --json', () => {
     const lines = text.split('\n');
     expect(lines[0]).toBe('limit changes (4), oldest first:');
     expect(lines.slice(1).map((l) => l.replace(/^\S+ {2}/, ''))).toEqual([
-      'graphql  max concurrent runs: 10 → 2',
-      'graphql  tag limits: none → team=(each value): 1',
-      'graphql  pool db limit: none → 1',
-      'cli  pool db limit: 1 → 4',
+      'anonymous  max concurrent runs: 10 → 2',
+      'anonymous  tag limits: none → team=(each value): 1',
+      'anonymous  pool db limit: none → 1',
+      'anonymous  pool db limit: 1 → 4',
     ]);
     expect(await json('concurrency', 'history', 'db')).toMatchObject([
-      { actor: 'graphql', description: 'pool db limit: none → 1' },
-      { actor: 'cli', description: 'pool db limit: 1 → 4' },
+      { actor: 'anonymous', description: 'pool db limit: none → 1' },
+      { actor: 'anonymous', description: 'pool db limit: 1 → 4' },
     ]);
     expect(await cli('concurrency', 'history', 'other')).toBe('limit changes of pool other: none recorded');
   });

@@ -247,6 +247,7 @@ describe('GET /metrics', () => {
     expect(allowed.status).toBe(200);
     expect(allowed.headers.get('content-type')).toMatch(/^text\/plain/);
     expect(await allowed.text()).toContain('sluice_queue_length 0');
-    expect((await yoga.fetch('http://localhost/metrics', { method: 'POST' })).status).toBe(405);
+    // A POST without a JSON body is refused before any route (no cross-site form posts).
+    expect((await yoga.fetch('http://localhost/metrics', { method: 'POST' })).status).toBe(415);
   });
 });

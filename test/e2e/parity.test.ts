@@ -101,8 +101,8 @@ describe('freeStepSlots', () => {
     expect(await claimsOf('b')).toEqual([{ stepKey: 'load', granted: true, released: false }]);
     const events = await store.readStream(sluice.stream, { fromRevision: before + 1n });
     expect(events.map((e) => [e.type, e.actor])).toEqual([
-      ['StepSlotReleased', 'alice'],
-      ['StepSlotGranted', 'alice'],
+      ['StepSlotReleased', 'anonymous (on behalf of alice)'],
+      ['StepSlotGranted', 'anonymous (on behalf of alice)'],
     ]);
     expect(events[0]?.data).toMatchObject({ stepKey: 'load', held: true, reason: 'slot freed by an admin' });
   });
@@ -148,13 +148,13 @@ describe('limitChanges', () => {
     await enqueue({ runId: 'not-a-limit-edit', jobName: 'j' });
     const page = await changes();
     expect(page.edges.map((e: Json) => [e.node.actor, e.node.description])).toEqual([
-      ['graphql', 'max concurrent runs: 10 → 2'],
-      ['alice', 'pool db limit: none → 3'],
-      ['alice', 'pool db limit: 3 → 1'],
-      ['alice', 'default pool limit: none → 2'],
-      ['alice', 'pool db limit: 1 → none (default limit 2 applies)'],
-      ['graphql', 'tag limits: none → team=(each value): 1'],
-      ['graphql', 'pool granularity: OP → RUN'],
+      ['anonymous', 'max concurrent runs: 10 → 2'],
+      ['anonymous (on behalf of alice)', 'pool db limit: none → 3'],
+      ['anonymous (on behalf of alice)', 'pool db limit: 3 → 1'],
+      ['anonymous (on behalf of alice)', 'default pool limit: none → 2'],
+      ['anonymous (on behalf of alice)', 'pool db limit: 1 → none (default limit 2 applies)'],
+      ['anonymous', 'tag limits: none → team=(each value): 1'],
+      ['anonymous', 'pool granularity: OP → RUN'],
     ]);
     expect(page.edges[0].node.at).toBe('2026-11-27T10:00:00.000Z');
     expect(page.edges[1].node.at).toBe('2026-11-27T10:05:00.000Z');

@@ -49,6 +49,18 @@ const OPERATIONS: Operation[] = [
   },
   { field: '__schema', kind: 'query', query: '{ __schema { queryType { name } } }', appends: false },
   {
+    field: 'limitChanges',
+    kind: 'query',
+    query: '{ limitChanges(first: 5) { edges { node { actor description } } } }',
+    appends: false,
+  },
+  {
+    field: 'runStatusChanges',
+    kind: 'subscription',
+    query: 'subscription { runStatusChanges(runId: "started") { status } }',
+    appends: false,
+  },
+  {
     field: 'dequeueDecisions',
     kind: 'subscription',
     query: 'subscription { dequeueDecisions { position } }',
@@ -131,6 +143,12 @@ const OPERATIONS: Operation[] = [
     field: 'setDefaultPoolLimit',
     kind: 'mutation',
     query: 'mutation { setDefaultPoolLimit(limit: 3) { __typename } }',
+    appends: true,
+  },
+  {
+    field: 'freeStepSlots',
+    kind: 'mutation',
+    query: 'mutation { freeStepSlots(runId: "started", stepKey: "c") { __typename } }',
     appends: true,
   },
   {
