@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ExecutionArgs, execute, subscribe } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type GraphiQLOptions, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
 import { startRunMonitor } from './app/run-monitor.js';
@@ -14,9 +14,16 @@ import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
 import type { GraphQLContext } from './graphql/builder.js';
+import {
+  GRAPHIQL_ASSETS_PREFIX,
+  GRAPHIQL_DEFAULT_QUERY,
+  graphiqlAssetsDir,
+  renderOfflineGraphiQL,
+} from './graphql/graphiql.js';
 import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './graphql/plugins.js';
 import { schema } from './graphql/schema.js';
-import { checkpointPathFor, type Settings } from './settings.js';
+import { useStaticFiles } from './graphql/static-files.js';
+import { builtDashboardDir, checkpointPathFor, type Settings } from './settings.js';
 
 const ACTOR_HEADER = 'x-sluice-actor';
 
@@ -30,12 +37,24 @@ function actorFrom(value: string | null | undefined): string {
   return actor && actor.length <= 255 ? actor : 'graphql';
 }
 
-export function createSluiceYoga(sluice: Sluice): YogaServerInstance<Record<string, unknown>, GraphQLContext> {
+/** Paths the dashboard's client-side routes never shadow. */
+const SERVER_ROUTES = /^\/(graphql|health|ready|metrics)(\/|$)/;
+
+export function createSluiceYoga(
+  sluice: Sluice,
+  options: { dashboardDir?: string | null } = {},
+): YogaServerInstance<Record<string, unknown>, GraphQLContext> {
   return createYoga<Record<string, unknown>, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    graphiql: { title: 'Sluice', subscriptionsProtocol: 'WS' },
+    graphiql: {
+      title: 'Sluice',
+      subscriptionsProtocol: 'WS',
+      defaultQuery: GRAPHIQL_DEFAULT_QUERY,
+      initialQuery: GRAPHIQL_DEFAULT_QUERY,
+    } as GraphiQLOptions,
+    renderGraphiQL: renderOfflineGraphiQL,
     // Over HTTP the actor comes from the request; over graphql-ws, onSubscribe passes it in.
     context: (initial) => ({
       sluice,
@@ -49,6 +68,16 @@ export function createSluiceYoga(sluice: Sluice): YogaServerInstance<Record<stri
       // A run with 1,000 steps and 1,000 tags of 255-character names fits in about 1.5 MB.
       useRequestSizeLimit({ maxBytes: 4 * 1024 * 1024 }),
       useBadRequestStatus(),
+      useStaticFiles({ prefix: GRAPHIQL_ASSETS_PREFIX, root: graphiqlAssetsDir() }),
+      useStaticFiles({
+        prefix: '/',
+        root: options.dashboardDir ?? builtDashboardDir(),
+        fallback: 'index.html',
+        exclude: (pathname) => SERVER_ROUTES.test(pathname) || pathname.startsWith(GRAPHIQL_ASSETS_PREFIX),
+        // Vite names what it builds into assets/ by a hash of the content.
+        immutable: (path) => path.startsWith('assets/'),
+        missingMessage: 'The dashboard is not built: run `npm run build` (npm install and npm start do).',
+      }),
     ],
     logging: process.env.NODE_ENV === 'test' ? false : 'info',
   });
@@ -85,7 +114,7 @@ export async function startServer(
   }
 
   const monitor = startRunMonitor(sluice, (error) => log(`run monitor: ${(error as Error).message}`));
-  const yoga = createSluiceYoga(sluice);
+  const yoga = createSluiceYoga(sluice, { dashboardDir: settings.dashboardDir ?? null });
   const http = createServer(yoga);
   const ws = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
   const wsServer = useServer(

@@ -1,4 +1,7 @@
 /** The settings of DESIGN section 5, read from the environment once, at the edge. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface Settings {
   port: number;
@@ -8,6 +11,8 @@ export interface Settings {
   concurrencyConfigPath: string | null;
   /** SQLite file for checkpoints of the projections; null: derived from the store (see checkpointPathFor). */
   checkpointPath?: string | null;
+  /** Folder of the built dashboard; null: dist/web of this package (see builtDashboardDir). */
+  dashboardDir?: string | null;
 }
 
 export class SettingsError extends Error {
@@ -21,6 +26,13 @@ export const DEFAULT_SETTINGS: Settings = {
   concurrencyConfigPath: null,
   checkpointPath: null,
 };
+
+/** dist/web of the package this module belongs to, run from the sources (tsx) or from dist/. */
+export function builtDashboardDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(dir, 'dist', 'web');
+}
 
 /** Checkpoints sit beside a SQLite log; an in-memory log keeps them in memory too. */
 export function checkpointPathFor(settings: Settings): string {

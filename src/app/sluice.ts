@@ -108,7 +108,8 @@ export class Sluice {
   private lastApplied: RecordedEvent | null = null;
   private checkpointScheduled = false;
   private replaying = true;
-  private readonly stream: string;
+  /** The stream holding every event that affects admission. */
+  readonly stream: string;
   private readonly clock: () => Date;
   private readonly newRunId: () => string;
   private readonly maxAttempts: number;

@@ -9,5 +9,7 @@ import './mutation.js';
 import './subscription.js';
 import './slots.js';
 import './audit.js';
+import './log-events.js';
+import './viewer.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());
