@@ -10,10 +10,13 @@ import type { GraphiQLOptions } from 'graphql-yoga';
 export const GRAPHIQL_ASSETS_PREFIX = '/graphiql/';
 
 /** The first query GraphiQL shows: the one the README starts with. */
-export const GRAPHIQL_DEFAULT_QUERY = `# Sluice: the limits, the queue in admission order and why each run waits, the pools.
-# Ctrl-Enter runs it. The Docs panel lists every query, mutation and subscription.
+export const GRAPHIQL_DEFAULT_QUERY = `# Sluice: the limits, the queue in admission order with what
+# holds each run, and the pools. Ctrl-Enter runs it; Docs lists the rest.
 {
-  concurrencyConfig { maxConcurrentRuns tagConcurrencyLimits { key value applyLimitPerUniqueValue limit } }
+  concurrencyConfig {
+    maxConcurrentRuns
+    tagConcurrencyLimits { key value applyLimitPerUniqueValue limit }
+  }
   queue { id jobName priority blockedBy { message } }
   pools { name limit inUse pending }
 }

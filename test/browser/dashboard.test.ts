@@ -251,6 +251,17 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
     await expect.poll(() => page.getByTestId('stat-queued').textContent()).toMatch(new RegExp(`^${queue.length}`));
   });
 
+  it('GraphiQL at /graphql runs from local assets, titled Sluice, with the README query, and answers it', async () => {
+    await page.goto(`${origin}/graphql`);
+    expect(await page.title()).toBe('Sluice');
+    const editor = page.locator('.graphiql-query-editor');
+    await expect.poll(() => editor.textContent(), { timeout: 15_000 }).toContain('concurrencyConfig');
+    await page.locator('.graphiql-execute-button').click();
+    const response = page.locator('.graphiql-response');
+    await expect.poll(() => response.textContent(), { timeout: 10_000 }).toContain('"maxConcurrentRuns"');
+    await screenshot('graphiql');
+  });
+
   it('no page made a request to any origin but its own', async () => {
     expect(browser.requests.length).toBeGreaterThan(10);
     const ws = origin.replace(/^http/, 'ws');

@@ -90,7 +90,8 @@ export async function startLive(): Promise<void> {
       for (const run of data.snapshot.queue) queued.add(run.id);
       for (const run of data.snapshot.inProgress) inProgress.add(run.id);
       live.position = data.snapshot.position;
-      point(since);
+      // A log younger than the window starts the chart at its first event, not at an empty hour.
+      if (data.snapshot.position !== '-1') point(since);
       break;
     } catch {
       if (session.needsToken) return void (started = false);

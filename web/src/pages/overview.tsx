@@ -107,7 +107,7 @@ export function Overview(props: { version: number }) {
         ) : (
           <ul class="feed" data-testid="decision-feed">
             {feed.map((d) => (
-              <li key={d.position} class={`feed-item kind-${d.kind.toLowerCase()}`}>
+              <li key={d.position} class="feed-item">
                 <span class="feed-time" title={d.at}>
                   {time(d.at)}
                 </span>

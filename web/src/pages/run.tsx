@@ -3,6 +3,7 @@ import { Note, ReasonChips, Section, Status, Tags } from '../components';
 import { duration, time } from '../format';
 import { useLiveQuery } from '../hooks';
 import { CONSTRAINT, type Constraint, type Decision, type Tag } from '../types';
+import { constraintLabel } from '../usage';
 
 const QUERY = `query($id: ID!) { run(id: $id) {
   id jobName status priority tags { key value } maxConcurrentSteps leaseSeconds
@@ -75,7 +76,7 @@ function Timeline(props: { run: RunDetail }) {
               style={{ left: x(w.from), width: `max(3px, ${width}%)` }}
               title={w.reasons.map((r) => r.message).join('\n')}
             >
-              {width > 12 ? <span class="segment-label">wait {i + 1}</span> : null}
+              {width > 12 ? <span class="segment-label">{w.reasons.map(constraintLabel).join(' · ')}</span> : null}
             </div>
           );
         })}

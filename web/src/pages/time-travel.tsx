@@ -94,7 +94,7 @@ export function TimeTravel() {
       </Section>
       {snapshot.error ? <Note kind="error">{snapshot.error}</Note> : null}
       {s ? (
-        <div data-testid="travel-result">
+        <div class="page" data-testid="travel-result">
           <p class="asof">
             As of position <b>{s.position}</b> ({time(s.at)})
           </p>
