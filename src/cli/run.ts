@@ -19,7 +19,9 @@ options:
 
 async function serve(): Promise<void> {
   const server = await startServer(readSettings());
-  console.log(`sluice serving ${server.url} (GraphiQL there), store ${server.store.description}`);
+  console.log(
+    `sluice serving ${server.url} (GraphiQL there), dashboard at ${new URL('/', server.url)}, store ${server.store.description}`,
+  );
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -77,7 +77,12 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
       steps: [{ key: 'extract' }, { key: 'load', pool: 'warehouse' }],
     });
     await enqueued(gql, { runId: 'ml-1', jobName: 'train', tags: [{ key: 'team', value: 'ml' }], priority: 5 });
-    await enqueued(gql, { runId: 'etl-2', jobName: 'nightly_etl', tags: [{ key: 'team', value: 'data' }] });
+    await enqueued(gql, {
+      runId: 'etl-2',
+      jobName: 'nightly_etl',
+      tags: [{ key: 'team', value: 'data' }],
+      steps: [{ key: 'extract' }, { key: 'load', pool: 'warehouse' }],
+    });
     await change('markRunStarted(runId: "etl-1") { __typename }');
     await change('claimStepSlot(runId: "etl-1", stepKey: "load") { __typename }');
     seeded = (await gql.data('{ snapshot { at position } }')).snapshot;
