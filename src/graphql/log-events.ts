@@ -42,7 +42,16 @@ builder.subscriptionFields((t) => ({
     args: { after: t.arg.string({ validate: logPositionArg }) },
     subscribe: async (_root, { after }, ctx) => {
       await ctx.sluice.catchUp();
-      return logStream(ctx.sluice, { after: after == null ? null : BigInt(after) });
+      const position = after == null ? null : BigInt(after);
+      const last = ctx.sluice.state.revision;
+      // Resuming after a position this log never reached (another log, a restored backup) would
+      // silently skip what comes next: say so, and the client starts again from what it has.
+      if (position !== null && position > last) {
+        throw new GraphQLError(`after: position ${position} is not in the log (the last is ${last})`, {
+          extensions: { code: 'BAD_USER_INPUT' },
+        });
+      }
+      return logStream(ctx.sluice, { after: position });
     },
     resolve: (event) => event,
   }),

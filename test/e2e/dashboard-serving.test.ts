@@ -142,4 +142,15 @@ describe('viewer and events', () => {
     const answer = await gql.answer('subscription { events(after: "soon") { position } }');
     expect(JSON.stringify(answer.body)).toMatch(/after: must be -1 or a position returned by this API/);
   });
+
+  it('given a position beyond the end of the log, then an error saying so, not a silent gap', async () => {
+    const events = new SseCollector(server.url, 'subscription { events(after: "999999") { position } }');
+    try {
+      await waitFor(() => events.errors.length > 0 || events.done, 'the answer');
+      expect(describeErrors(events.errors)).toMatch(/after: position 999999 is not in the log \(the last is \d+\)/);
+      expect(events.items).toEqual([]);
+    } finally {
+      await events.close();
+    }
+  });
 });

@@ -34,7 +34,6 @@ export const live = {
   /** Bumped on every event: pages refetch when it changes. */
   version: 0,
   points: [] as Point[],
-  recent: [] as LogEvent[],
   error: null as string | null,
 };
 
@@ -108,8 +107,6 @@ export async function startLive(): Promise<void> {
       fold(event);
       point(event.at);
       live.position = event.position;
-      live.recent.unshift(event);
-      if (live.recent.length > 50) live.recent.length = 50;
       live.error = null;
       // A burst of events (one append, a replay) wakes the pages once.
       if (!pending) {
@@ -121,6 +118,9 @@ export async function startLive(): Promise<void> {
       }
     },
     error: (message) => {
+      // The server's log no longer reaches where this page was (a restored backup, another log):
+      // what the page holds is not that log's story, so start again from it.
+      if (message.includes('is not in the log')) location.reload();
       live.error = message;
       changed();
     },
