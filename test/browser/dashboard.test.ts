@@ -267,6 +267,37 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
     await screenshot('graphiql');
   });
 
+  it('given a server that answers 401, the page asks for a token, keeps it for the tab and sends it on every request and subscription', async () => {
+    // Until tokens are wired into the server, a route stands in for its answer to a missing token.
+    const tab = await browser.context.newPage();
+    const sent: Array<string | null> = [];
+    const frames: string[] = [];
+    tab.on('websocket', (socket) => socket.on('framesent', (frame) => frames.push(String(frame.payload))));
+    await tab.route(`${origin}/graphql`, async (route) => {
+      const authorization = (await route.request().headerValue('authorization')) ?? null;
+      sent.push(authorization);
+      if (authorization !== 'Bearer s3cret') {
+        return route.fulfill({ status: 401, json: { errors: [{ message: 'a token is required' }] } });
+      }
+      return route.fallback();
+    });
+    try {
+      await tab.goto(`${origin}/queue`);
+      await tab.getByTestId('token-input').fill('s3cret');
+      await tab.getByTestId('token-input').press('Enter');
+      await tab.getByTestId('connection').filter({ hasText: 'live' }).waitFor({ timeout: 10_000 });
+      await tab.getByTestId('queue-table').waitFor();
+      expect(await tab.evaluate(() => sessionStorage.getItem('sluice.token'))).toBe('s3cret');
+      const afterToken = sent.slice(sent.indexOf('Bearer s3cret'));
+      expect(afterToken.length).toBeGreaterThan(1);
+      expect(afterToken.every((a) => a === 'Bearer s3cret')).toBe(true);
+      const init = frames.map((f) => JSON.parse(f)).find((m) => m.type === 'connection_init');
+      expect(init?.payload).toEqual({ authorization: 'Bearer s3cret' });
+    } finally {
+      await tab.close();
+    }
+  });
+
   it('no page made a request to any origin but its own', async () => {
     expect(browser.requests.length).toBeGreaterThan(10);
     const ws = origin.replace(/^http/, 'ws');
