@@ -46,7 +46,10 @@ async function open(path: string): Promise<void> {
 
 const change = (query: string) => mutated(gql, `mutation { ${query} }`);
 
-describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
+/** Waits for the page to show something; a generous bound only so that a broken page fails instead of hanging. */
+const poll = <T>(read: () => T | Promise<T>, timeout = 10_000) => expect.poll(read, { timeout, interval: 50 });
+
+describe.skipIf(missing !== null)('the dashboard in Chromium', { timeout: 60_000 }, () => {
   beforeAll(async () => {
     // The page under test is built from the sources of this checkout, not from a stale dist/.
     const built = spawnSync(
@@ -101,15 +104,15 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
 
   it('the overview renders the live state: runs against the limit, the queue, limit bars, decisions', async () => {
     await open('/');
-    await expect.poll(() => page.getByTestId('stat-in-progress').textContent()).toContain('2');
-    await expect.poll(() => page.getByTestId('stat-in-progress').textContent()).toContain('of 2');
-    await expect.poll(() => page.getByTestId('stat-queued').textContent()).toMatch(/^1/);
+    await poll(() => page.getByTestId('stat-in-progress').textContent()).toContain('2');
+    await poll(() => page.getByTestId('stat-in-progress').textContent()).toContain('of 2');
+    await poll(() => page.getByTestId('stat-queued').textContent()).toMatch(/^1/);
     const limits = page.getByTestId('overview-limits');
-    await expect.poll(() => limits.textContent()).toContain('max concurrent runs2 / 2 in use · 1 pending');
+    await poll(() => limits.textContent()).toContain('max concurrent runs2 / 2 in use · 1 pending');
     expect(await limits.textContent()).toContain('tag team=data (each value)1 / 1 in use · 1 pending');
     expect(await limits.textContent()).toContain('pool warehouse1 / 1 in use');
     const feed = page.getByTestId('decision-feed');
-    await expect.poll(() => feed.textContent()).toContain('ADMITTEDetl-1');
+    await poll(() => feed.textContent()).toContain('ADMITTEDetl-1');
     expect(await feed.textContent()).toContain('BLOCKEDetl-2');
     expect(await feed.textContent()).toContain('SLOT GRANTEDetl-1');
     await page.getByTestId('queue-chart').locator('canvas').waitFor();
@@ -146,7 +149,7 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
     expect(run.waits.length).toBeGreaterThanOrEqual(1);
     await open('/runs/etl-2');
     const waits = page.getByTestId('wait');
-    await expect.poll(() => waits.count()).toBe(run.waits.length);
+    await poll(() => waits.count()).toBe(run.waits.length);
     for (const [i, wait] of run.waits.entries()) {
       const text = await waits.nth(i).textContent();
       for (const reason of wait.reasons) expect(text).toContain(reason.message);
@@ -154,7 +157,7 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
     // etl-2 is still held by team=data; finishing etl-1 admits it, and the page follows.
     await change('markRunFinished(runId: "etl-1", status: SUCCESS) { __typename }');
     await page.getByTestId('timeline').getByText('admitted').waitFor({ timeout: 5_000 });
-    await expect.poll(() => page.locator('h1 .status').textContent()).toBe('STARTING');
+    await poll(() => page.locator('h1 .status').textContent()).toBe('STARTING');
     await screenshot('run');
   });
 
@@ -170,7 +173,7 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
     }
     await open('/limits');
     const maxRuns = page.locator('input[name="maxConcurrentRuns"]');
-    await expect.poll(() => maxRuns.inputValue()).toBe('1');
+    await poll(() => maxRuns.inputValue()).toBe('1');
     await maxRuns.fill('4');
     await page.getByTestId('simulate').click();
     const whatIf = page.getByTestId('whatif');
@@ -251,19 +254,19 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', () => {
     await change('setMaxConcurrentRuns(limit: 0) { __typename }');
     await enqueued(gql, { runId: 'after-restart', jobName: 'j' });
     await page.getByTestId('connection').filter({ hasText: 'live' }).waitFor({ timeout: 10_000 });
-    await expect.poll(() => feed.textContent(), { timeout: 5_000 }).toContain('BLOCKEDafter-restart');
+    await poll(() => feed.textContent()).toContain('BLOCKEDafter-restart');
     const { queue } = await gql.data('{ queue { id } }');
-    await expect.poll(() => page.getByTestId('stat-queued').textContent()).toMatch(new RegExp(`^${queue.length}`));
+    await poll(() => page.getByTestId('stat-queued').textContent()).toMatch(new RegExp(`^${queue.length}`));
   });
 
   it('GraphiQL at /graphql runs from local assets, titled Sluice, with the README query, and answers it', async () => {
     await page.goto(`${origin}/graphql`);
     expect(await page.title()).toBe('Sluice');
     const editor = page.locator('.graphiql-query-editor');
-    await expect.poll(() => editor.textContent(), { timeout: 15_000 }).toContain('concurrencyConfig');
+    await poll(() => editor.textContent(), 20_000).toContain('concurrencyConfig');
     await page.locator('.graphiql-execute-button').click();
     const response = page.locator('.graphiql-response');
-    await expect.poll(() => response.textContent(), { timeout: 10_000 }).toContain('"maxConcurrentRuns"');
+    await poll(() => response.textContent()).toContain('"maxConcurrentRuns"');
     await screenshot('graphiql');
   });
 
