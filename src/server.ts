@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { AddressInfo } from 'node:net';
 import { type ExecutionArgs, type execute, GraphQLError, type subscribe } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type GraphiQLOptions, type YogaServerInstance } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
 import { startRunMonitor } from './app/run-monitor.js';
@@ -21,6 +21,12 @@ import type { EventStore } from './eventstore/store.js';
 import { timeAppends } from './eventstore/timed.js';
 import type { GraphQLContext } from './graphql/builder.js';
 import {
+  GRAPHIQL_ASSETS_PREFIX,
+  GRAPHIQL_DEFAULT_QUERY,
+  graphiqlAssetsDir,
+  renderOfflineGraphiQL,
+} from './graphql/graphiql.js';
+import {
   corsFor,
   useAuthentication,
   useQuietErrors,
@@ -31,12 +37,13 @@ import {
 import { boundedParseCache, requestLimitPlugins } from './graphql/limits.js';
 import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './graphql/plugins.js';
 import { schema } from './graphql/schema.js';
+import { useStaticFiles } from './graphql/static-files.js';
 import { openHistoryStore } from './history/history-store.js';
 import { createLogger, type Logger, lineLogger, logCommand } from './log/logger.js';
 import { useSlowRequestLog } from './log/slow-requests.js';
 import { useMetricsRoute, useSubscriptionCount } from './metrics/plugins.js';
 import { createSluiceMetrics, type SluiceMetrics } from './metrics/sluice-metrics.js';
-import { checkpointPathFor, historyPathFor, type Settings, SettingsError } from './settings.js';
+import { builtDashboardDir, checkpointPathFor, historyPathFor, type Settings, SettingsError } from './settings.js';
 
 interface EnvelopedRoot {
   execute: (args: ExecutionArgs) => ReturnType<typeof execute>;
@@ -88,8 +95,16 @@ function yogaLogging(logger: Logger) {
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
-/** Everything createSluiceYoga takes: the security it enforces (default: in-process, open) and what it reports to. */
-export type SluiceYogaOptions = Partial<YogaSecurity> & ObservabilityOptions;
+/** Paths the dashboard's client-side routes never shadow. */
+const SERVER_ROUTES = /^\/(graphql|health|ready|metrics)(\/|$)/;
+
+export interface DashboardOptions {
+  /** Folder of the built dashboard; default dist/web of this package. */
+  dashboardDir?: string | null;
+}
+
+/** Everything createSluiceYoga takes: the security it enforces (default: in-process, open), what it reports to, the dashboard. */
+export type SluiceYogaOptions = Partial<YogaSecurity> & ObservabilityOptions & DashboardOptions;
 
 export function createSluiceYoga(
   sluice: Sluice,
@@ -109,7 +124,15 @@ export function createSluiceYoga(
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    graphiql: security.graphiql ? { title: 'Sluice', subscriptionsProtocol: 'WS' } : false,
+    graphiql: security.graphiql
+      ? ({
+          title: 'Sluice',
+          subscriptionsProtocol: 'WS',
+          defaultQuery: GRAPHIQL_DEFAULT_QUERY,
+          initialQuery: GRAPHIQL_DEFAULT_QUERY,
+        } as GraphiQLOptions)
+      : false,
+    renderGraphiQL: renderOfflineGraphiQL,
     cors: corsFor(site),
     // Only JSON bodies reach GraphQL (useSiteChecks); these make Yoga's own parsers agree.
     multipart: false,
@@ -148,6 +171,17 @@ export function createSluiceYoga(
       useSubscriptionBudget(security.maxSubscriptionsPerToken),
       useBadRequestStatus(),
       useQuietErrors(),
+      // Static files need no token: the page asks for one when the API answers 401.
+      useStaticFiles({ prefix: GRAPHIQL_ASSETS_PREFIX, root: graphiqlAssetsDir() }),
+      useStaticFiles({
+        prefix: '/',
+        root: options.dashboardDir ?? builtDashboardDir(),
+        fallback: 'index.html',
+        exclude: (pathname) => SERVER_ROUTES.test(pathname) || pathname.startsWith(GRAPHIQL_ASSETS_PREFIX),
+        // Vite names what it builds into assets/ by a hash of the content.
+        immutable: (path) => path.startsWith('assets/'),
+        missingMessage: 'The dashboard is not built: run `npm run build` (npm install and npm start do).',
+      }),
     ],
     logging: logger ? yogaLogging(logger) : process.env.NODE_ENV === 'test' ? false : 'info',
   });
@@ -344,6 +378,7 @@ export async function startServer(
     logger,
     slowRequestMs: settings.slowRequestMs,
     authorizeMetrics: options.authorizeMetrics,
+    dashboardDir: settings.dashboardDir ?? null,
   });
   const responses = new Set<ServerResponse>();
   const http = httpServer(siteGuarded(site, trackResponses(yoga, responses)), security.connections);
@@ -432,7 +467,7 @@ export async function startServer(
   const url = `http://${host}:${address.port}/graphql`;
   logger.info(
     { url, store: store.description, position: sluice.state.revision.toString() },
-    `sluice serving ${url} (GraphiQL there), store ${store.description}`,
+    `sluice serving ${url} (GraphiQL there), dashboard at ${new URL('/', url)}, store ${store.description}`,
   );
 
   let closing: Promise<void> | null = null;

@@ -1,4 +1,8 @@
 /** The settings of DESIGN section 5, read from the environment once, at the edge. */
+
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { LevelWithSilent } from 'pino';
 import { DEFAULT_SECURITY, readSecuritySettings, type SecuritySettings } from './auth/settings.js';
 import { LOG_LEVELS } from './log/logger.js';
@@ -19,6 +23,8 @@ export interface Settings {
   slowRequestMs?: number;
   /** Tokens, sites, limits (issue 13); absent: DEFAULT_SECURITY (open mode, loopback only). */
   security?: SecuritySettings;
+  /** Folder of the built dashboard; null: dist/web of this package (see builtDashboardDir). */
+  dashboardDir?: string | null;
 }
 
 export class SettingsError extends Error {
@@ -36,6 +42,13 @@ export const DEFAULT_SETTINGS: Settings = {
   slowRequestMs: 1000,
   security: DEFAULT_SECURITY,
 };
+
+/** dist/web of the package this module belongs to, run from the sources (tsx) or from dist/. */
+export function builtDashboardDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(dir, 'dist', 'web');
+}
 
 /** Checkpoints sit beside a SQLite log; an in-memory log keeps them in memory too. */
 export function checkpointPathFor(settings: Settings): string {

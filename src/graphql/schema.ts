@@ -11,5 +11,7 @@ import './run-status.js';
 import './slots.js';
 import './audit.js';
 import './limit-changes.js';
+import './log-events.js';
+import './viewer.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

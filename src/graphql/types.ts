@@ -5,7 +5,7 @@ import type { Decision, RunRecord, WaitInterval } from '../../projections/state.
 import { currentHolds } from '../domain/admission.js';
 import type { ConcurrencyConfig, TagConcurrencyLimit } from '../domain/config.js';
 import type { Constraint } from '../domain/constraints.js';
-import type { IgnoredTag, Tag } from '../domain/run.js';
+import type { IgnoredTag, Step, Tag } from '../domain/run.js';
 import { type BuilderTypes, builder } from './builder.js';
 import { asOfOverride, holdsOverride } from './run-views.js';
 
@@ -109,12 +109,23 @@ export const WaitIntervalType = builder.objectRef<WaitInterval>('WaitInterval').
   }),
 });
 
+export const StepType = builder.objectRef<Step>('Step').implement({
+  fields: (t) => ({
+    key: t.exposeString('key'),
+    pool: t.exposeString('pool', { nullable: true }),
+    priority: t.exposeInt('priority', {
+      description: "Added to the run's priority when steps wait for the same pool.",
+    }),
+  }),
+});
+
 export const RunType = builder.objectRef<RunRecord>('Run').implement({
   fields: (t) => ({
     id: t.exposeID('id'),
     jobName: t.exposeString('jobName'),
     status: t.expose('status', { type: RunStatusEnum }),
     tags: t.expose('tags', { type: [TagType] }),
+    steps: t.expose('steps', { type: [StepType], description: 'The steps given at enqueue, in order.' }),
     pools: t.exposeStringList('pools', { description: "Distinct pools of the run's steps." }),
     priority: t.exposeInt('priority'),
     maxConcurrentSteps: t.exposeInt('maxConcurrentSteps', { nullable: true }),

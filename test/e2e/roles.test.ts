@@ -48,6 +48,13 @@ const OPERATIONS: Operation[] = [
     appends: false,
   },
   { field: '__schema', kind: 'query', query: '{ __schema { queryType { name } } }', appends: false },
+  { field: 'viewer', kind: 'query', query: '{ viewer { name role } }', appends: false },
+  {
+    field: 'events',
+    kind: 'subscription',
+    query: 'subscription { events(after: "0") { position type } }',
+    appends: false,
+  },
   {
     field: 'limitChanges',
     kind: 'query',

@@ -1,0 +1,72 @@
+/**
+ * Headless Chromium for the browser tests: Debian's /usr/bin/chromium driven by playwright-core,
+ * a fresh profile per launch, and a record of every request the pages make.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BrowserContext, chromium } from 'playwright-core';
+
+export const CHROMIUM = '/usr/bin/chromium';
+
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/**
+ * Why the browser tests cannot run here, or null. Without Chromium they are skipped on a
+ * developer's machine, but in CI (CI=true) a missing browser is a failure, not a skip.
+ */
+export function browserMissing(): string | null {
+  if (existsSync(CHROMIUM)) return null;
+  const reason = `${CHROMIUM} is missing (apt-get install chromium)`;
+  if (process.env.CI === 'true') throw new Error(`browser tests cannot run in CI: ${reason}`);
+  return reason;
+}
+
+export interface Browser {
+  context: BrowserContext;
+  /** Every URL requested by any page, WebSockets included, in order. */
+  requests: string[];
+  close(): Promise<void>;
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  const profile = mkdtempSync(join(tmpdir(), 'sluice-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: FLAGS,
+    viewport: { width: 1280, height: 860 },
+    timeout: 30_000,
+  });
+  const requests: string[] = [];
+  const watch = (page: import('playwright-core').Page) => {
+    page.on('request', (request) => requests.push(request.url()));
+    page.on('websocket', (socket) => requests.push(socket.url()));
+  };
+  context.pages().forEach(watch);
+  context.on('page', watch);
+  return {
+    context,
+    requests,
+    close: async () => {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+export const SCREENSHOTS = join(process.cwd(), 'test-results', 'screenshots');
+
+export function screenshotPath(name: string): string {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return join(SCREENSHOTS, `${name}.png`);
+}
