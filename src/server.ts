@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { AddressInfo } from 'node:net';
 import { type ExecutionArgs, type execute, GraphQLError, type subscribe } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import { createYoga, type GraphiQLOptions, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type GraphiQLOptions, maskError, type YogaServerInstance } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
 import { startRunMonitor } from './app/run-monitor.js';
@@ -16,6 +16,7 @@ import { ANY_HOST, isLoopback, type SitePolicy, sitePolicyFor, siteRefusal } fro
 import { bearerToken, Tokens } from './auth/tokens.js';
 import { readConcurrencyConfigFile } from './config-file.js';
 import { openCheckpointStore } from './eventstore/checkpoints.js';
+import { StoreUnavailableError } from './eventstore/errors.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
 import { timeAppends } from './eventstore/timed.js';
@@ -139,8 +140,21 @@ export function createSluiceYoga(
     batching: false,
     maxRequestBodySize: limits.maxBodyBytes,
     parserAndValidationCache: boundedParseCache(limits),
-    // Never Yoga's development mode, which sends stack traces to clients.
-    maskedErrors: { isDev: false },
+    // Never Yoga's development mode, which sends stack traces to clients. A store outage under
+    // a read is explicit, as under a command: clients retry it.
+    maskedErrors: {
+      isDev: false,
+      maskError: (error, message) => {
+        const original = error instanceof GraphQLError ? error.originalError : error;
+        if (original instanceof StoreUnavailableError) {
+          return new GraphQLError(`${original.message}; try again`, {
+            ...(error instanceof GraphQLError ? { nodes: error.nodes, path: error.path } : {}),
+            extensions: { code: 'STORE_UNAVAILABLE' },
+          });
+        }
+        return maskError(error, message, false);
+      },
+    },
     // Over HTTP the principal comes from the request; over graphql-ws, onSubscribe passes it in.
     context: (initial) => {
       const principal = (initial.principal as Principal | undefined) ?? tokens.authenticate(initial.request);

@@ -1,5 +1,6 @@
 /** The settings of DESIGN section 5, read from the environment once, at the edge. */
 
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +71,9 @@ export function historyPathFor(settings: Settings): string {
   if (settings.eventStoreUrl.startsWith('sqlite:')) {
     return settings.eventStoreUrl.slice('sqlite:'.length).replace(/(\.db)?$/, '.history.db');
   }
-  return 'data/history.db';
+  // One file per store: servers of one deployment on one machine may share it, other logs do not.
+  const id = createHash('sha256').update(settings.eventStoreUrl).digest('hex').slice(0, 12);
+  return `data/history-${id}.db`;
 }
 
 export function readSettings(env: Record<string, string | undefined> = process.env): Settings {

@@ -210,6 +210,7 @@ export class Sluice {
   /** Loads the live state from a checkpoint and the log, brings the history up to it, then follows the store. */
   static async open(options: SluiceOptions): Promise<Sluice> {
     const sluice = new Sluice(options.store, options);
+    await sluice.bindHistory();
     const start = await sluice.latestValidCheckpoint(2n ** 63n - 1n);
     if (start) {
       sluice.current = start;
@@ -294,15 +295,20 @@ export class Sluice {
       );
     }
     const event = toLoggedEvent(recorded);
-    if (recorded.revision > this.state.revision) evolve(this.state, event);
+    // While restoring, the rebuilt state takes this event from the log instead.
+    if (recorded.revision > this.state.revision && !this.restoring) evolve(this.state, event);
     this.durable = recorded.revision;
     this.lastApplied = recorded;
-    this.recordHistory(event);
+    this.recordHistory(event, recorded);
     this.maybeCheckpoint();
     for (const listener of this.eventListeners) listener(event);
   }
 
-  private recordHistory(event: LoggedEvent): void {
+  /** The log's first event, kept until the history is bound to it (a log that was empty at start). */
+  private firstRecorded: RecordedEvent | null = null;
+
+  private recordHistory(event: LoggedEvent, recorded: RecordedEvent): void {
+    if (recorded.revision === 0n) this.firstRecorded = recorded;
     if (event.revision <= this.historyPosition) return;
     this.historyPending.push(event);
     if (this.historyPending.length >= 5_000) {
@@ -324,9 +330,29 @@ export class Sluice {
   /** Writes pending events to the history (one transaction); throws StoreUnavailableError when it cannot. */
   private flushHistory(): void {
     if (this.historyPending.length === 0) return;
+    const first = this.historyPending[0] as LoggedEvent;
+    if (first.revision === 0n && this.firstRecorded) this.history.bindTo(eventHash(this.firstRecorded));
     this.history.apply(this.historyPending);
     this.historyPosition = (this.historyPending.at(-1) as LoggedEvent).revision;
     this.historyPending.length = 0;
+  }
+
+  /**
+   * The history file must be of this log: one that followed another log is emptied (and then
+   * rebuilt below). An empty log binds on its first event.
+   */
+  private async bindHistory(): Promise<void> {
+    const [first] = await this.store.readStream(this.stream, { fromRevision: 0n, maxCount: 1 });
+    if (!first) {
+      // An empty log: a history with anything in it followed another one.
+      if (this.history.position() >= 0n) this.history.bindTo('an empty log');
+      this.historyPosition = this.history.position();
+      return;
+    }
+    if (this.history.bindTo(eventHash(first))) {
+      this.warn('history read model was of another log: rebuilding it from this one');
+    }
+    this.historyPosition = this.history.position();
   }
 
   /** Feeds the history the log up to a revision it has not seen (missing or behind). */
@@ -683,11 +709,26 @@ export class Sluice {
     );
   }
 
-  /** After a failed append: the live state again as the log has it (checkpoint, then the log). */
+  /**
+   * After a failed append: the live state again as the log has it (checkpoint, then the log).
+   * It is built on the side; meanwhile the follower may take in more durable events, so the new
+   * state is folded until it has reached every one of them and swapped in only then, in the same
+   * step as that check. Until the swap, events are taken in without being folded (`restoring`).
+   */
   private async restoreLiveState(): Promise<void> {
-    const start = (await this.latestValidCheckpoint(this.durable).catch(() => null)) ?? initialState();
-    this.current = await this.foldUpTo(start, this.durable);
+    this.restoring = true;
+    try {
+      let state = (await this.latestValidCheckpoint(this.durable).catch(() => null)) ?? initialState();
+      do state = await this.foldUpTo(state, this.durable);
+      while (state.revision < this.durable);
+      this.current = state;
+    } finally {
+      this.restoring = false;
+    }
   }
+
+  /** True while the live state is being rebuilt after a failed append. */
+  private restoring = false;
 
   /** Every durable event from now on, in order. */
   onEvent(listener: (event: LoggedEvent) => void): () => void {

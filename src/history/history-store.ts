@@ -96,6 +96,11 @@ export interface DecisionQuery {
 export interface HistoryStore {
   /** The last log position applied; -1n when empty. */
   position(): bigint;
+  /**
+   * Ties the file to one log, named by the hash of the log's first event: a file that followed
+   * another log (another database, a log recreated) is emptied and rebuilt. Returns whether it was.
+   */
+  bindTo(logIdentity: string): boolean;
   apply(events: readonly LoggedEvent[]): void;
   run(id: string): RunRecord | null;
   /** Runs in enqueue order after a seq, optionally of some statuses; one more than asked tells of a next page. */
@@ -120,7 +125,7 @@ export function openHistoryStore(path: string): HistoryStore {
 
 class SqliteHistory implements HistoryStore {
   private readonly statements: ReturnType<SqliteHistory['prepare']>;
-  private readonly applyAll: (events: readonly LoggedEvent[]) => void;
+  private readonly applyAll: Database.Transaction<(events: readonly LoggedEvent[]) => void>;
 
   constructor(
     private readonly db: Database.Database,
@@ -176,6 +181,7 @@ class SqliteHistory implements HistoryStore {
         'UPDATE runs SET status = ?, finished_at = ?, finish_reason = ?, failure_reason = ? WHERE id = ?',
       ),
       heartbeat: db.prepare('UPDATE runs SET last_heartbeat_at = ? WHERE id = ?'),
+      addStep: db.prepare("UPDATE runs SET enqueued = json_set(enqueued, '$.steps[#]', json(?)) WHERE id = ?"),
       insertDecision: db.prepare(
         'INSERT OR IGNORE INTO decisions (position, run_id, kind, decision) VALUES (?, ?, ?, ?)',
       ),
@@ -211,10 +217,28 @@ class SqliteHistory implements HistoryStore {
     return value === undefined ? -1n : BigInt(value);
   }
 
+  bindTo(logIdentity: string): boolean {
+    return this.db
+      .transaction(() => {
+        const bound = this.statements.meta.get('log') as string | undefined;
+        if (bound === logIdentity) return false;
+        if (bound !== undefined || this.position() >= 0n) {
+          for (const table of ['meta', 'runs', 'decisions', 'decision_pools', 'counter_states']) {
+            this.db.exec(`DELETE FROM ${table}`);
+          }
+        }
+        this.statements.setMeta.run('log', logIdentity);
+        return bound !== undefined;
+      })
+      .immediate();
+  }
+
   apply(events: readonly LoggedEvent[]): void {
     if (events.length === 0) return;
     try {
-      this.applyAll(events);
+      // IMMEDIATE: servers sharing the file take the write lock before reading the position, so
+      // they wait their turn (busy_timeout) instead of failing to upgrade a read lock.
+      this.applyAll.immediate(events);
     } catch (error) {
       throw new StoreUnavailableError(`history: cannot record events: ${(error as Error).message}`, error);
     }
@@ -250,6 +274,12 @@ class SqliteHistory implements HistoryStore {
         break;
       case 'RunHeartbeatRecorded':
         s.heartbeat.run(event.at, event.data.runId);
+        break;
+      case 'RunStepAdded':
+        s.addStep.run(
+          JSON.stringify({ key: event.data.stepKey, pool: event.data.pool, priority: 0 }),
+          event.data.runId,
+        );
         break;
       case 'LimitStatesChanged':
         for (const counter of event.data.counters) {

@@ -97,7 +97,7 @@ describe.skipIf(!runHere)('sluice serve processes on one PostgreSQL database', (
         expect(events.map((e) => e.revision)).toEqual(events.map((_, i) => BigInt(i)));
         expect(check.admissions).toBeGreaterThan(10);
         expect(check.tightAdmissions).toBeGreaterThan(0);
-        const writers = new Set(events.map((e) => e.actor.split('/')[0]));
+        const writers = new Set(events.map((e) => /on behalf of ([^/]+)\//.exec(e.actor)?.[1]));
         for (const name of names) expect(writers).toContain(name);
       });
 
