@@ -11,10 +11,12 @@
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
 import { e2eSection } from './e2e.js';
+import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
 import { slotsSection } from './slots.js';
+import { throughputSection } from './throughput.js';
 
 const started = performance.now();
 console.log('# Sluice benchmarks');
@@ -29,5 +31,7 @@ if (sectionEnabled(2)) slotsSection();
 if (sectionEnabled(3)) await e2eSection();
 if (sectionEnabled(4) || sectionEnabled(5)) await replaySections();
 if (sectionEnabled(6)) await raceSection();
+if (sectionEnabled(7)) await throughputSection();
+if (sectionEnabled(8) || sectionEnabled(9)) await finishSections(sectionEnabled(8), sectionEnabled(9));
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
