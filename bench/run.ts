@@ -13,6 +13,7 @@ import { admissionSection } from './admission.js';
 import { e2eSection } from './e2e.js';
 import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
+import { memorySection, readySection } from './history.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
 import { slotsSection } from './slots.js';
@@ -33,5 +34,7 @@ if (sectionEnabled(4) || sectionEnabled(5)) await replaySections();
 if (sectionEnabled(6)) await raceSection();
 if (sectionEnabled(7)) await throughputSection();
 if (sectionEnabled(8) || sectionEnabled(9)) await finishSections(sectionEnabled(8), sectionEnabled(9));
+if (sectionEnabled(10)) await memorySection();
+if (sectionEnabled(11)) await readySection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
