@@ -4,9 +4,19 @@
  *
  * Environment:
  *   BENCH_SCALE=0.1          every default size times 0.1 (a quick run)
- *   BENCH_SECTIONS=1,2       only these sections (1-6; 4 includes 5)
+ *   BENCH_SECTIONS=1,2       only these sections (1-11; 4 includes 5)
  *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
  *   BENCH_RACE_COMMANDS      explicit sizes (comma separated), overriding the scaled defaults
+ *
+ * The scale sections of issue 8 (servers and long logs in child processes of their own):
+ *   7   enqueue throughput over HTTP vs a bare graphql-yoga server, event-loop stalls
+ *       BENCH_HTTP_CLIENTS (1,10,50), BENCH_HTTP_ROUNDS (3), BENCH_HTTP_ROUND_MS (3000)
+ *   8   events appended per markRunFinished as the queue grows, per-team tag limits
+ *   9   finish-to-next-admission latency seen by a dequeueDecisions subscriber
+ *       8 and 9: BENCH_FINISH_QUEUES (100,10000,100000), BENCH_FINISHES (20)
+ *   10  heap after GC and RSS after a long history: BENCH_HISTORY_RUNS (10000,100000,1000000)
+ *   11  time to ready on a long log: BENCH_READY_EVENTS (1000000)
+ *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';

@@ -2,8 +2,9 @@
  * A server for the throughput section, in a process of its own (see child.ts):
  *   serve-child.ts sluice DB_PATH   the real server (startServer) on an SQLite file, defaults
  *   serve-child.ts bare             a bare graphql-yoga server with one trivial mutation
- * It reports its URL, then answers `loop` with its event loop's delay since the last `loop`
- * (perf_hooks' monitorEventLoopDelay), and `memory` with its heap and RSS.
+ * It reports its URL, then answers `loop` with its event loop's delay (perf_hooks'
+ * monitorEventLoopDelay) and the CPU time it used since the last `loop`, and `memory` with its
+ * heap and RSS.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -67,11 +68,19 @@ async function main(): Promise<void> {
     );
   } else throw new Error('usage: serve-child.ts sluice DB_PATH | bare');
   delay.enable();
+  let cpuFrom = process.cpuUsage();
   serveParent(
     async (message: Message) => {
       if (message.type === 'loop') {
-        const answer = { type: 'loop', maxMs: delay.max / 1e6, p99Ms: delay.percentile(99) / 1e6 };
+        const cpu = process.cpuUsage(cpuFrom);
+        const answer = {
+          type: 'loop',
+          maxMs: delay.max / 1e6,
+          p99Ms: delay.percentile(99) / 1e6,
+          cpuMs: (cpu.user + cpu.system) / 1000,
+        };
         delay.reset();
+        cpuFrom = process.cpuUsage();
         return answer;
       }
       if (message.type === 'memory') {

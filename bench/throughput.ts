@@ -29,6 +29,7 @@ interface Tally {
   pings: number[];
   loopMaxMs: number;
   loopP99Ms: number[];
+  cpuMs: number;
 }
 
 const emptyTally = (): Tally => ({
@@ -40,6 +41,7 @@ const emptyTally = (): Tally => ({
   pings: [],
   loopMaxMs: 0,
   loopP99Ms: [],
+  cpuMs: 0,
 });
 
 async function start(name: string, args: string[]): Promise<Server> {
@@ -62,6 +64,7 @@ async function round(server: Server, clients: number, durationMs: number, into: 
   for (const p of pings) into.pings.push(p);
   into.loopMaxMs = Math.max(into.loopMaxMs, Number(loop.maxMs));
   into.loopP99Ms.push(Number(loop.p99Ms));
+  into.cpuMs += Number(loop.cpuMs);
 }
 
 export async function throughputSection(): Promise<void> {
@@ -91,18 +94,19 @@ export async function throughputSection(): Promise<void> {
         const order = r % 2 === 0 ? [sluice, bare] : [bare, sluice];
         for (const server of order) await round(server, clients, roundMs, tallies.get(server) as Tally);
       }
-      const figures = new Map<Server, { rps: number; p99: number }>();
+      const figures = new Map<Server, { rps: number; p99: number; cpu: number }>();
       for (const [server, t] of tallies) {
         const s = stats(t.latencies);
         const pings = stats(t.pings);
         const rps = (t.requests / t.wallMs) * 1000;
-        figures.set(server, { rps, p99: s.p99 });
+        figures.set(server, { rps, p99: s.p99, cpu: t.cpuMs / Math.max(1, t.requests) });
         rows.push([
           `${server.name}, ${clients} client${clients === 1 ? '' : 's'}`,
           rps,
           s.p50,
           s.p99,
           s.max,
+          (t.cpuMs / Math.max(1, t.requests)) * 1000,
           t.errors,
           pings.p99,
           pings.max,
@@ -111,9 +115,14 @@ export async function throughputSection(): Promise<void> {
         ]);
         if (t.firstError) note(`${server.name}, ${clients} clients: first failure: ${t.firstError}`);
       }
-      const a = figures.get(sluice) as { rps: number; p99: number };
-      const b = figures.get(bare) as { rps: number; p99: number };
-      ratios.push([`${clients}`, `${(a.rps / b.rps).toFixed(2)}×`, `${(a.p99 / b.p99).toFixed(1)}×`]);
+      const a = figures.get(sluice) as { rps: number; p99: number; cpu: number };
+      const b = figures.get(bare) as { rps: number; p99: number; cpu: number };
+      ratios.push([
+        `${clients}`,
+        `${(a.rps / b.rps).toFixed(2)}×`,
+        `${(a.p99 / b.p99).toFixed(1)}×`,
+        `${(a.cpu / b.cpu).toFixed(1)}×`,
+      ]);
     }
     console.log();
     table(
@@ -123,6 +132,7 @@ export async function throughputSection(): Promise<void> {
         'p50 ms',
         'p99 ms',
         'max ms',
+        'CPU µs/req',
         'errors',
         'ping p99',
         'ping max',
@@ -132,9 +142,11 @@ export async function throughputSection(): Promise<void> {
       rows,
     );
     console.log();
-    table(['clients', 'Sluice/bare req/s', 'Sluice/bare p99'], ratios);
+    table(['clients', 'Sluice/bare req/s', 'Sluice/bare p99', 'Sluice/bare CPU/req'], ratios);
     const memory = await sluice.child.ask({ type: 'memory' });
     note('');
+    note("CPU µs/req: the server process's CPU time (user + system) per answered request, which a");
+    note('shared machine distorts less than the wall-clock figures.');
     note('ping: GET /health every 50 ms on its own connection during the load, ms from send to answer.');
     note("loop: the server process's event-loop delay (monitorEventLoopDelay, 10 ms resolution), ms;");
     note('"loop p99" is the worst round\'s p99. Goals (issue 8): Sluice/bare ≥ 0.8× at 50 clients,');
