@@ -4,8 +4,8 @@
  *                                          `sluice serve` keeps them); time to ready; then LIVE
  *                                          runs enqueued through Sluice (10 admitted, the rest
  *                                          queued); heap after a full GC and RSS
- *   history-child.ts sluice DB_PATH        Sluice.open with no checkpoint store: a replay from
- *                                          the first event; time to ready
+ *   history-child.ts sluice DB_PATH LIVE   Sluice.open with no checkpoint store: a replay from
+ *                                          the first event; time to ready; then as `server`
  *   history-child.ts raw DB_PATH           read every event with better-sqlite3 and JSON-parse
  *                                          its data, nothing else: the floor for a replay
  */
@@ -29,6 +29,21 @@ function retained(): { heapUsed: number; rss: number } {
   return { heapUsed: usage.heapUsed, rss: usage.rss };
 }
 
+/** Enqueues the live queue through Sluice; then the heap after a full GC and the RSS. */
+async function liveAndMemory(sluice: Sluice, live: number) {
+  const t0 = performance.now();
+  for (let i = 0; i < live; i++) {
+    await sluice.execute(
+      { type: 'EnqueueRun', input: { runId: `live-${i}`, jobName: 'job', tags: [{ key: 'team', value: teamOf(i) }] } },
+      'bench',
+    );
+  }
+  const liveMs = performance.now() - t0;
+  // A checkpoint made due by those commands is written on a later tick: let it run first.
+  await new Promise((done) => setTimeout(done, 50));
+  return { liveMs, ...retained() };
+}
+
 async function serverResult(path: string, live: number): Promise<Message> {
   const t0 = performance.now();
   const server = await startServer(
@@ -36,30 +51,20 @@ async function serverResult(path: string, live: number): Promise<Message> {
     quiet,
   );
   const readyMs = performance.now() - t0;
-  const t1 = performance.now();
-  for (let i = 0; i < live; i++) {
-    await server.sluice.execute(
-      { type: 'EnqueueRun', input: { runId: `live-${i}`, jobName: 'job', tags: [{ key: 'team', value: teamOf(i) }] } },
-      'bench',
-    );
-  }
-  const liveMs = performance.now() - t1;
-  // A checkpoint made due by those commands is written on a later tick: let it run first.
-  await new Promise((done) => setTimeout(done, 50));
-  const memory = retained();
+  const measured = await liveAndMemory(server.sluice, live);
   await server.close();
-  return { type: 'result', readyMs, liveMs, ...memory };
+  return { type: 'result', readyMs, ...measured };
 }
 
-async function sluiceResult(path: string): Promise<Message> {
+async function sluiceResult(path: string, live: number): Promise<Message> {
   const store = openSqliteStore({ path });
   const t0 = performance.now();
   const sluice = await Sluice.open({ store, warn: quiet });
   const readyMs = performance.now() - t0;
-  const memory = retained();
+  const measured = await liveAndMemory(sluice, live);
   await sluice.close();
   await store.close();
-  return { type: 'result', readyMs, ...memory };
+  return { type: 'result', readyMs, ...measured };
 }
 
 function rawResult(path: string): Message {
@@ -82,7 +87,7 @@ async function main(): Promise<void> {
   serveParent(async () => null);
   if (!path) throw new Error('usage: history-child.ts server|sluice|raw DB_PATH [LIVE]');
   if (mode === 'server') tell(await serverResult(path, Number(live ?? 0)));
-  else if (mode === 'sluice') tell(await sluiceResult(path));
+  else if (mode === 'sluice') tell(await sluiceResult(path, Number(live ?? 0)));
   else if (mode === 'raw') tell(rawResult(path));
   else throw new Error(`unknown mode ${mode}`);
 }

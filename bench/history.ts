@@ -49,9 +49,20 @@ export async function memorySection(): Promise<void> {
   heading('10. Memory after a long history: heap after GC and RSS of a server, same live queue');
   const runCounts = sizes('BENCH_HISTORY_RUNS', [10_000, 100_000, 1_000_000], 100);
   const timeout = timeoutS();
+  // startServer (default): the server as deployed. sluice: Sluice.open without checkpoints, only
+  // the replay, for when writing the checkpoints of a long history takes too long.
+  const opener = process.env.BENCH_HISTORY_OPEN === 'sluice' ? 'sluice' : 'server';
   note(`Each log: N runs enqueued, admitted, started and finished one after another (4 events each),`);
-  note(`written straight to SQLite. A fresh process runs startServer on it (checkpoints beside the log,`);
-  note(`as \`sluice serve\`), then enqueues ${LIVE} runs through Sluice (10 admitted, ${LIVE - 10} queued), then`);
+  note(
+    opener === 'server'
+      ? 'written straight to SQLite. A fresh process runs startServer on it (checkpoints beside the log, as'
+      : 'written straight to SQLite. A fresh process runs Sluice.open on it (no checkpoint store, no HTTP;',
+  );
+  note(
+    opener === 'server'
+      ? `\`sluice serve\`), then enqueues ${LIVE} runs through Sluice (10 admitted, ${LIVE - 10} queued), then`
+      : `BENCH_HISTORY_OPEN=sluice), then enqueues ${LIVE} runs through Sluice (10 admitted, ${LIVE - 10} queued), then`,
+  );
   note(`a full GC; heap used and RSS. At most ${timeout} s per measurement. ${load()} at start.`);
   console.log();
   const dir = tempDir();
@@ -63,7 +74,7 @@ export async function memorySection(): Promise<void> {
     const events = await writeHistory(path, runs);
     const writeS = (now() - w0) / 1000;
     const logBytes = fileSize(path);
-    const r = await measure(`server on ${count(runs)} runs`, ['server', path, String(LIVE)], timeout * 1000);
+    const r = await measure(`${opener} on ${count(runs)} runs`, [opener, path, String(LIVE)], timeout * 1000);
     removeLog(path);
     if (!r) {
       rows.push([count(runs), count(events), bytes(logBytes), fmt(writeS), `> ${timeout}`, '-', '-', '-', '-', '-']);
@@ -100,7 +111,11 @@ export async function memorySection(): Promise<void> {
     ],
     rows,
   );
-  note('"ready s": startServer until it serves (replay, and the checkpoints due on a first start).');
+  note(
+    opener === 'server'
+      ? '"ready s": startServer until it serves (replay, and the checkpoints due on a first start).'
+      : '"ready s": Sluice.open until it follows the log (replay only).',
+  );
   note('"> N": not ready within the time allowed (BENCH_CHILD_TIMEOUT_S), process stopped.');
   note('Goal (issue 8): after 1,000,000 finished runs, heap and RSS within 1.5× of the figures after 10,000.');
 }
@@ -118,7 +133,7 @@ export async function readySection(): Promise<void> {
   console.log();
   const steps: Array<{ what: string; args: string[] }> = [
     { what: 'raw: better-sqlite3 read + JSON.parse of every event', args: ['raw', path] },
-    { what: 'Sluice.open, no checkpoint store (replay from event 0)', args: ['sluice', path] },
+    { what: 'Sluice.open, no checkpoint store (replay from event 0)', args: ['sluice', path, '0'] },
     { what: 'startServer, first start (no checkpoint yet)', args: ['server', path, '0'] },
     { what: 'startServer again (from the checkpoint the first wrote)', args: ['server', path, '0'] },
   ];

@@ -14,7 +14,8 @@
  *   8   events appended per markRunFinished as the queue grows, per-team tag limits
  *   9   finish-to-next-admission latency seen by a dequeueDecisions subscriber
  *       8 and 9: BENCH_FINISH_QUEUES (100,10000,100000), BENCH_FINISHES (10)
- *   10  heap after GC and RSS after a long history: BENCH_HISTORY_RUNS (10000,100000,1000000)
+ *   10  heap after GC and RSS after a long history: BENCH_HISTORY_RUNS (10000,100000,1000000);
+ *       BENCH_HISTORY_OPEN=sluice measures Sluice.open without checkpoints instead of startServer
  *   11  time to ready on a long log: BENCH_READY_EVENTS (1000000)
  *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
  */
