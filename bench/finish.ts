@@ -5,15 +5,13 @@
  * 8: through the Sluice class on an SQLite file (synchronous FULL, checkpoints beside it, as the
  *    server runs): events and bytes appended per finish, and its time.
  * 9: through a real server (startServer, in this process): from sending markRunFinished over
- *    HTTP to a `dequeueDecisions` subscriber (graphql-ws) receiving the next ADMITTED decision.
+ *    HTTP to a `dequeueDecisions` subscriber (over SSE) receiving the next ADMITTED decision.
  *
  * The queue is built by writing its runs straight into the log while maxConcurrentRuns is 0,
  * then one ChangeConcurrencyConfig command sets the limits: Sluice admits 10 and records what
  * holds every other run, as it would have run by run.
  */
 import { join } from 'node:path';
-import { type Client, createClient } from 'graphql-ws';
-import WebSocket from 'ws';
 import { Sluice } from '../src/app/sluice.js';
 import { openCheckpointStore } from '../src/eventstore/checkpoints.js';
 import { openSqliteStore } from '../src/eventstore/sqlite.js';
@@ -143,21 +141,53 @@ interface Seen {
   runId: string;
 }
 
-/** A `dequeueDecisions` subscriber that notes when each decision arrives. */
-function subscribe(url: string, onDecision: (seen: Seen) => void): Client {
-  const client = createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
-  client.subscribe(
-    { query: 'subscription { dequeueDecisions { kind runId } }' },
-    {
-      next: (payload) => {
-        const d = (payload.data as { dequeueDecisions?: { kind: string; runId: string } } | null)?.dequeueDecisions;
-        if (d) onDecision({ at: now(), kind: d.kind, runId: d.runId });
-      },
-      error: (error) => console.warn(`  subscriber: ${String((error as Error).message ?? error)}`),
-      complete: () => {},
+/**
+ * A `dequeueDecisions` subscriber over SSE that notes when each decision arrives. It resolves
+ * once the response has started, which Yoga does only after the subscription is registered, so
+ * no decision made after that can be missed.
+ */
+async function subscribe(url: string, onDecision: (seen: Seen) => void): Promise<{ close: () => Promise<void> }> {
+  const abort = new AbortController();
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+    body: JSON.stringify({ query: 'subscription { dequeueDecisions { kind runId } }' }),
+    signal: abort.signal,
+  });
+  if (response.status !== 200 || !response.body) throw new Error(`subscription refused: HTTP ${response.status}`);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const reading = (async () => {
+    let buffer = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        const at = now();
+        buffer += decoder.decode(value, { stream: true });
+        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block
+            .split('\n')
+            .filter((line) => line.startsWith('data:'))
+            .map((line) => line.slice(5))
+            .join('\n');
+          if (!block.startsWith('event: next') || data === '') continue;
+          const d = JSON.parse(data).data?.dequeueDecisions as { kind: string; runId: string } | undefined;
+          if (d) onDecision({ at, kind: d.kind, runId: d.runId });
+        }
+      }
+    } catch (error) {
+      if (!abort.signal.aborted) console.warn(`  subscriber: ${(error as Error).message}`);
+    }
+  })();
+  return {
+    close: async () => {
+      abort.abort();
+      await reading;
     },
-  );
-  return client;
+  };
 }
 
 /** Posts a run mutation that must answer a RunPayload. */
@@ -195,18 +225,11 @@ async function latencyOn(f: Fixture, finishes: number) {
     quiet,
   );
   const seen: Seen[] = [];
-  let connected = false;
-  const client = subscribe(server.url, (s) => seen.push(s));
-  client.on('connected', () => {
-    connected = true;
-  });
+  const subscriber = await subscribe(server.url, (s) => seen.push(s));
   const latency: number[] = [];
   const perFinish: number[] = [];
   try {
-    await until(() => connected, 'the subscriber to connect', 30_000);
-    // The protocol does not acknowledge a subscription: the first finishes prove it is live
-    // (one whose admission is not seen was sent too early) and are not counted.
-    let warmups = 0;
+    // The first finish warms the server's code paths up and is not counted.
     for (let i = -1; i < finishes; i++) {
       const runId = f.inProgress.shift() as string;
       const from = seen.length;
@@ -220,16 +243,10 @@ async function latencyOn(f: Fixture, finishes: number) {
           return admitted !== undefined;
         },
         `the admission after finishing ${runId}`,
-        i < 0 ? 5_000 : 60_000,
+        120_000,
       );
       await answered;
-      try {
-        await admission;
-      } catch (error) {
-        if (i >= 0 || ++warmups >= 5) throw error;
-        i--;
-        continue;
-      }
+      await admission;
       // The rest of the command's decisions arrive before the next finish is sent.
       let last = seen.length;
       let quietSince = now();
@@ -254,14 +271,14 @@ async function latencyOn(f: Fixture, finishes: number) {
       perFinish.push(seen.length - from);
     }
   } finally {
-    await client.dispose();
+    await subscriber.close();
     await server.close();
   }
   return { latency, perFinish };
 }
 
 export async function admissionLatencySection(fixtures: Fixture[], finishes: number): Promise<void> {
-  heading('9. Finish-to-next-admission latency seen by a dequeueDecisions subscriber (real server, graphql-ws)');
+  heading('9. Finish-to-next-admission latency seen by a dequeueDecisions subscriber (real server, SSE)');
   note('From sending markRunFinished over HTTP to the subscriber receiving the ADMITTED decision it led to;');
   note(`same queues and limits as section 8, ${finishes} finishes each, server in this process. ${load()}.`);
   console.log();
