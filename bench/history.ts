@@ -19,7 +19,8 @@ import { writeHistory } from './logs.js';
 /** Runs in the live queue: 10 admitted (maxConcurrentRuns' default), the rest queued. */
 const LIVE = 110;
 
-const timeoutS = () => size('BENCH_CHILD_TIMEOUT_S', 180, 30);
+/** A time limit, not a size: BENCH_SCALE leaves it alone. */
+const timeoutS = () => (process.env.BENCH_CHILD_TIMEOUT_S ? sizes('BENCH_CHILD_TIMEOUT_S', [])[0] : undefined) ?? 180;
 
 /** One measurement in a child process; null when it ran out of time. */
 async function measure(name: string, args: string[], timeoutMs: number): Promise<Message | null> {
