@@ -1,5 +1,5 @@
 /**
- * Section 7: 1, 2 and 3 Sluice servers sharing one PostgreSQL database, beside the same on one
+ * Section 12: 1, 2 and 3 Sluice servers sharing one PostgreSQL database, beside the same on one
  * SQLite file, in one run. Each server is a Sluice instance with a store (a connection pool, or
  * an SQLite connection) of its own, deciding on its own projections and racing the others'
  * appends as separate processes would; all share this process's event loop, so the figures

@@ -4,19 +4,34 @@
  *
  * Environment:
  *   BENCH_SCALE=0.1          every default size times 0.1 (a quick run)
- *   BENCH_SECTIONS=1,2       only these sections (1-7; 4 includes 5)
+ *   BENCH_SECTIONS=1,2       only these sections (1-12; 4 includes 5)
  *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
  *   BENCH_RACE_COMMANDS, BENCH_PG_COMMANDS
  *                            explicit sizes (comma separated), overriding the scaled defaults
+ *
+ * The scale sections of issue 8 (servers and long logs in child processes of their own):
+ *   7   enqueue throughput over HTTP vs a bare graphql-yoga server, event-loop stalls
+ *       BENCH_HTTP_CLIENTS (1,10,50), BENCH_HTTP_ROUNDS (3), BENCH_HTTP_ROUND_MS (3000)
+ *   8   events appended per markRunFinished as the queue grows, per-team tag limits
+ *   9   finish-to-next-admission latency seen by a dequeueDecisions subscriber
+ *       8 and 9: BENCH_FINISH_QUEUES (100,10000,100000), BENCH_FINISHES (10)
+ *   10  heap after GC and RSS after a long history: BENCH_HISTORY_RUNS (10000,100000,1000000);
+ *       BENCH_HISTORY_OPEN=sluice measures Sluice.open without checkpoints instead of startServer
+ *   11  time to ready on a long log: BENCH_READY_EVENTS (1000000)
+ *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
+ *   12  several servers on PostgreSQL beside one SQLite file (issue 11): BENCH_PG_COMMANDS
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
 import { e2eSection } from './e2e.js';
+import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
+import { memorySection, readySection } from './history.js';
 import { postgresSection } from './postgres.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
 import { slotsSection } from './slots.js';
+import { throughputSection } from './throughput.js';
 
 const started = performance.now();
 console.log('# Sluice benchmarks');
@@ -31,6 +46,10 @@ if (sectionEnabled(2)) slotsSection();
 if (sectionEnabled(3)) await e2eSection();
 if (sectionEnabled(4) || sectionEnabled(5)) await replaySections();
 if (sectionEnabled(6)) await raceSection();
-if (sectionEnabled(7)) await postgresSection();
+if (sectionEnabled(7)) await throughputSection();
+if (sectionEnabled(8) || sectionEnabled(9)) await finishSections(sectionEnabled(8), sectionEnabled(9));
+if (sectionEnabled(10)) await memorySection();
+if (sectionEnabled(11)) await readySection();
+if (sectionEnabled(12)) await postgresSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
