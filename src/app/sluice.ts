@@ -344,9 +344,10 @@ export class Sluice {
   private async bindHistory(): Promise<void> {
     const [first] = await this.store.readStream(this.stream, { fromRevision: 0n, maxCount: 1 });
     if (!first) {
-      // An empty log: a history with anything in it followed another one.
-      if (this.history.position() >= 0n) this.history.bindTo('an empty log');
-      this.historyPosition = this.history.position();
+      // An empty log: the file is bound when its first event is written (flushHistory), against
+      // that event's hash. Not now: another server of this log may be writing it meanwhile, and
+      // what the file holds is taken on trust only once it is known to be of this log.
+      this.historyPosition = -1n;
       return;
     }
     if (this.history.bindTo(eventHash(first))) {
