@@ -71,9 +71,10 @@ export function historyPathFor(settings: Settings): string {
   if (settings.eventStoreUrl.startsWith('sqlite:')) {
     return settings.eventStoreUrl.slice('sqlite:'.length).replace(/(\.db)?$/, '.history.db');
   }
-  // One file per store: servers of one deployment on one machine may share it, other logs do not.
+  // One file per store and server (by port: stable across restarts, distinct between servers on one
+  // machine), so each server rebuilds and follows its own copy and no two logs ever meet in one file.
   const id = createHash('sha256').update(settings.eventStoreUrl).digest('hex').slice(0, 12);
-  return `data/history-${id}.db`;
+  return `data/history-${id}-${settings.port}.db`;
 }
 
 export function readSettings(env: Record<string, string | undefined> = process.env): Settings {
