@@ -75,7 +75,6 @@ function untilFinished(changes: AsyncIterableIterator<RunStatusChange>): AsyncIt
  * from the history); then its current status and the listener are taken in one synchronous step.
  */
 export async function runStatusStream(sluice: Sluice, runId: string): Promise<AsyncIterableIterator<RunStatusChange>> {
-  await sluice.run(runId);
   const run = knownRun(sluice.state, runId, {}) ?? (await sluice.run(runId));
   if (!run) throw new GraphQLError(`run ${runId} does not exist`, { extensions: { code: 'NOT_FOUND' } });
   let unsubscribe = () => {};
