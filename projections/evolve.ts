@@ -3,9 +3,16 @@
  * long and copying maps per event would make replay quadratic) but is otherwise a plain
  * deterministic function: no I/O, no clock, the same log always gives the same state.
  */
-import { type Constraint, counterKey, counterKeyOf, countKeysOf, poolCount } from '../src/domain/constraints.js';
+import {
+  type Constraint,
+  counterKey,
+  counterKeyOf,
+  countKeysOf,
+  heldKeysOf,
+  poolCount,
+} from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
-import { isInProgress } from '../src/domain/run.js';
+import { isInProgress, rootStepsOf } from '../src/domain/run.js';
 import { PriorityQueue } from './priority-queue.js';
 import {
   claimKey,
@@ -52,7 +59,7 @@ function countPool(state: State, run: RunRecord, pool: string): void {
 }
 
 function indexQueued(state: State, run: RunRecord, queued: boolean): void {
-  for (const key of countKeysOf(run).slice(1)) {
+  for (const key of heldKeysOf(run).slice(1)) {
     let ids = state.queuedByKey.get(key);
     if (queued) {
       if (!ids) state.queuedByKey.set(key, (ids = new Set()));
@@ -68,6 +75,30 @@ function indexQueued(state: State, run: RunRecord, queued: boolean): void {
 
 function leaveQueue(state: State, run: RunRecord): void {
   indexQueued(state, run, false);
+}
+
+function addPromised(state: State, pool: string, by: number): void {
+  const next = (state.promisedSlots.get(pool) ?? 0) + by;
+  if (next === 0) state.promisedSlots.delete(pool);
+  else state.promisedSlots.set(pool, next);
+}
+
+/** An admitted run's root steps in pools count as holding their slots until they claim. */
+function promiseRootSteps(state: State, run: RunRecord): void {
+  for (const step of rootStepsOf(run.steps)) {
+    if (step.pool === null || run.promisedSteps.has(step.key)) continue;
+    run.promisedSteps.add(step.key);
+    addPromised(state, step.pool, 1);
+  }
+}
+
+/** One root step claimed (its claim counts from now on), or every promise of the run ends. */
+function endPromises(state: State, run: RunRecord, stepKey: string | null = null): void {
+  for (const key of stepKey === null ? [...run.promisedSteps] : [stepKey]) {
+    if (!run.promisedSteps.delete(key)) continue;
+    const pool = run.steps.find((s) => s.key === key)?.pool;
+    if (pool) addPromised(state, pool, -1);
+  }
 }
 
 function setHeld(state: State, countKey: string, full: Constraint[]): void {
@@ -155,12 +186,15 @@ export function evolve(state: State, event: LoggedEvent): State {
       run.status = 'STARTING';
       run.admittedAt = event.at;
       countRun(state, run, 1);
+      promiseRootSteps(state, run);
       break;
     }
     case 'RunBlocked': {
       // Its reasons are the full limits of the run's counters at that moment: every counter of
       // the run that it does not name had room.
       const run = runOf(state, event.data.runId);
+      // Root-step counters are not set from it: it names them only when all are full, and the
+      // LimitStatesChanged of the same command records them (see admissionPass).
       const byCounter = new Map<string, Constraint[]>(countKeysOf(run).map((key) => [key, []]));
       for (const reason of event.data.reasons) byCounter.get(counterKeyOf(reason))?.push(reason);
       for (const [key, full] of byCounter) setHeld(state, key, full);
@@ -179,12 +213,14 @@ export function evolve(state: State, event: LoggedEvent): State {
       const run = runOf(state, event.data.runId);
       run.status = 'CANCELING';
       run.cancelRequestedAt = event.at;
+      endPromises(state, run);
       break;
     }
     case 'RunFinished': {
       const run = runOf(state, event.data.runId);
       if (run.status === 'QUEUED') leaveQueue(state, run);
       if (isInProgress(run.status)) countRun(state, run, -1);
+      endPromises(state, run);
       run.status = event.data.status;
       run.finishedAt = event.at;
       run.finishReason = event.data.reason;
@@ -233,6 +269,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       const run = runOf(state, claim.runId);
       run.stepsHolding++;
       run.activeClaims.add(key);
+      endPromises(state, run, claim.stepKey);
       break;
     }
     case 'StepSlotPending': {
@@ -240,7 +277,9 @@ export function evolve(state: State, event: LoggedEvent): State {
       const key = claimKey(claim.runId, claim.stepKey);
       waitFor(state, claim, true);
       claim.reasons = event.data.reasons;
-      runOf(state, claim.runId).activeClaims.add(key);
+      const run = runOf(state, claim.runId);
+      run.activeClaims.add(key);
+      endPromises(state, run, claim.stepKey);
       break;
     }
     case 'StepSlotReleased': {
@@ -270,6 +309,15 @@ export function evolve(state: State, event: LoggedEvent): State {
         maxRuntimeSeconds: event.data.maxRuntimeSeconds ?? null,
       };
       break;
+    case 'RootStepHoldSet':
+      state.config = { ...state.config, rootStepHold: { ...event.data } };
+      break;
+    case 'RootStepAllotmentEnded': {
+      const run = runOf(state, event.data.runId);
+      run.allotmentEndedAt = event.at;
+      endPromises(state, run);
+      break;
+    }
     case 'PoolLimitDeleted': {
       const poolLimits = new Map(state.config.poolLimits);
       poolLimits.delete(event.data.pool);

@@ -12,6 +12,8 @@ export interface PoolView {
   /** Runs held by the pool's limit (RUN) or step claims waiting for a slot (OP). */
   pending: number;
   activeRunIds: string[];
+  /** Root steps of admitted runs not yet claiming, counted as holding a slot (OP; see RootStepHold). */
+  promised: number;
 }
 
 export function poolView(state: State, name: string): PoolView {
@@ -27,6 +29,7 @@ export function poolView(state: State, name: string): PoolView {
       inUse,
       pending,
       activeRunIds: [...(state.activeRunsByPool.get(name) ?? [])],
+      promised: 0,
     };
   }
   const holders = [...(state.slotHolders.get(name) ?? [])].map((key) => state.claims.get(key)?.runId as string);
@@ -35,6 +38,7 @@ export function poolView(state: State, name: string): PoolView {
     inUse: holders.length,
     pending: state.waitingClaims.get(name)?.size ?? 0,
     activeRunIds: [...new Set(holders)],
+    promised: state.promisedSlots.get(name) ?? 0,
   };
 }
 

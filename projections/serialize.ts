@@ -6,14 +6,14 @@
  */
 
 import type { Constraint } from '../src/domain/constraints.js';
-import { countKeysOf } from '../src/domain/constraints.js';
+import { countKeysOf, heldKeysOf } from '../src/domain/constraints.js';
 import { PriorityQueue } from './priority-queue.js';
 import { initialState, type RunRecord, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
-export const STATE_FORMAT = 3;
+export const STATE_FORMAT = 4;
 
-type JsonRun = Omit<RunRecord, 'activeClaims'> & { activeClaims: string[] };
+type JsonRun = Omit<RunRecord, 'activeClaims' | 'promisedSteps'> & { activeClaims: string[]; promisedSteps: string[] };
 
 interface JsonState {
   format: number;
@@ -40,8 +40,16 @@ const setEntries = (map: Map<string, Set<string>>): Array<[string, string[]]> =>
   [...map].map(([key, set]) => [key, [...set]]);
 const setMap = (entries: Array<[string, string[]]>) => new Map(entries.map(([key, list]) => [key, new Set(list)]));
 
-const toJsonRun = ({ activeClaims, ...run }: RunRecord): JsonRun => ({ ...run, activeClaims: [...activeClaims] });
-const fromJsonRun = (run: JsonRun): RunRecord => ({ ...run, activeClaims: new Set(run.activeClaims) });
+const toJsonRun = ({ activeClaims, promisedSteps, ...run }: RunRecord): JsonRun => ({
+  ...run,
+  activeClaims: [...activeClaims],
+  promisedSteps: [...promisedSteps],
+});
+const fromJsonRun = (run: JsonRun): RunRecord => ({
+  ...run,
+  activeClaims: new Set(run.activeClaims),
+  promisedSteps: new Set(run.promisedSteps),
+});
 
 export function serializeState(state: State): string {
   const json: JsonState = {
@@ -88,7 +96,7 @@ export function deserializeState(text: string): State {
     state.runs.set(run.id, run);
     if (run.status === 'QUEUED') {
       state.queue.add(run.id, run.priority);
-      for (const key of countKeysOf(run).slice(1)) {
+      for (const key of heldKeysOf(run).slice(1)) {
         let ids = state.queuedByKey.get(key);
         if (!ids) state.queuedByKey.set(key, (ids = new Set()));
         ids.add(run.id);
@@ -96,6 +104,10 @@ export function deserializeState(text: string): State {
     }
     if (run.status === 'STARTING' || run.status === 'STARTED' || run.status === 'CANCELING') {
       for (const key of countKeysOf(run)) state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
+    }
+    for (const stepKey of run.promisedSteps) {
+      const pool = run.steps.find((s) => s.key === stepKey)?.pool;
+      if (pool) state.promisedSlots.set(pool, (state.promisedSlots.get(pool) ?? 0) + 1);
     }
   }
   state.knownPools = new Set(json.knownPools);

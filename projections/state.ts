@@ -58,6 +58,14 @@ export interface RunRecord {
   stepsHolding: number;
   /** Claims of this run that hold or wait for a slot. */
   activeClaims: Set<string>;
+  /**
+   * Root steps in a pool that have not claimed yet while the run is admitted and STARTING (or
+   * STARTED within the allotment window): they count as holding their pool's slot for the
+   * root-step hold (see RootStepHold). Empty otherwise.
+   */
+  promisedSteps: Set<string>;
+  /** When a STARTED run's allotment window was recorded as over (RootStepAllotmentEnded). */
+  allotmentEndedAt: string | null;
   /** Last heartbeat recorded in the log (see domain/leases). */
   lastHeartbeatAt: string | null;
 }
@@ -122,6 +130,8 @@ export interface State {
   claims: Map<string, StepClaim>;
   /** GRANTED claims per pool. */
   slotHolders: Map<string, Set<string>>;
+  /** Root steps promised a slot per pool (the sum of runs' promisedSteps by pool). */
+  promisedSlots: Map<string, number>;
   /** PENDING claims per waitingKey, in the order they are served (claim priority, then claim order). */
   waitingClaims: Map<string, PriorityQueue>;
   nextClaimSeq: number;
@@ -145,6 +155,7 @@ export function initialState(): State {
     activeRunsByPool: new Map(),
     claims: new Map(),
     slotHolders: new Map(),
+    promisedSlots: new Map(),
     waitingClaims: new Map(),
     nextClaimSeq: 0,
     monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: null },
@@ -174,8 +185,19 @@ export function enqueuedRun(data: EventData<'RunEnqueued'>, seq: number, at: str
     ignoredTags: data.ignoredTags ?? [],
     stepsHolding: 0,
     activeClaims: new Set(),
+    promisedSteps: new Set(),
+    allotmentEndedAt: null,
     lastHeartbeatAt: null,
   };
+}
+
+/** A pool's root-step count: slots held, claims waiting, and root steps promised a slot. */
+export function rootPoolInUse(state: State, pool: string): number {
+  return (
+    (state.slotHolders.get(pool)?.size ?? 0) +
+    (state.waitingClaims.get(pool)?.size ?? 0) +
+    (state.promisedSlots.get(pool) ?? 0)
+  );
 }
 
 /** The pools a decision concerns: its step's pool, the pools in its reasons, the run's pools. */

@@ -5,7 +5,13 @@
  * that change while the same limits hold it do not start a new stretch. Logs from before limit
  * states were recorded hold a RunBlocked per change, which this reads the same way.
  */
-import { type Constraint, constraintIdentity, counterKeyOf } from '../src/domain/constraints.js';
+import {
+  type Constraint,
+  constraintIdentity,
+  counterKeyOf,
+  isRootPoolCount,
+  reasonsOfCounters,
+} from '../src/domain/constraints.js';
 import { blockedDecision } from './decisions.js';
 import type { Decision, WaitInterval } from './state.js';
 
@@ -23,7 +29,7 @@ export interface DerivedWaits {
 const identityOf = (reasons: readonly Constraint[]) => reasons.map(constraintIdentity).sort().join('\n');
 
 /**
- * @param countKeys the run's counters (countKeysOf)
+ * @param countKeys the run's counters (heldKeysOf: root-step counters hold it only when all are full)
  * @param records its RunBlocked decisions and its counters' records after its enqueue and
  *   before it left the queue, in log order
  * @param left when it left the queue (admitted or canceled), or null while it waits
@@ -47,15 +53,19 @@ export function deriveWaits(
   for (let i = 0; i < records.length; i++) {
     const record = records[i] as HoldRecord;
     if (record.kind === 'blocked') {
-      for (const key of counters) held.set(key, []);
-      for (const reason of record.reasons) held.get(counterKeyOf(reason))?.push(reason);
+      // Its root-step counters come from the records of the same command (see admissionPass).
+      for (const key of counters) if (!isRootPoolCount(key)) held.set(key, []);
+      for (const reason of record.reasons) {
+        const key = counterKeyOf(reason);
+        if (!isRootPoolCount(key)) held.get(key)?.push(reason);
+      }
     } else if (held.has(record.countKey)) {
       held.set(record.countKey, record.full);
     }
     // Records of one position (one event) act together.
     const next = records[i + 1];
     if (next && next.position === record.position) continue;
-    const reasons = record.kind === 'blocked' ? record.reasons : counters.flatMap((key) => held.get(key) ?? []);
+    const reasons = record.kind === 'blocked' ? record.reasons : reasonsOfCounters(counters, (key) => held.get(key) ?? []);
     const identity = identityOf(reasons);
     if (identity === openIdentity) continue;
     close(record.at);

@@ -36,10 +36,10 @@ export interface ConfigFileSettings {
   /**
    * How many runs over the free slots may still go at OP granularity
    * (`concurrency.pools.op_granularity_run_buffer`, or the older
-   * `run_queue.block_op_concurrency_limited_runs.op_concurrency_slot_buffer`). Read, not acted on yet.
+   * `run_queue.block_op_concurrency_limited_runs.op_concurrency_slot_buffer`): the root-step hold's run buffer.
    */
   opGranularityRunBuffer?: number;
-  /** `block_op_concurrency_limited_runs.enabled` of the older forms. Read, not acted on yet. */
+  /** `block_op_concurrency_limited_runs.enabled` of the older forms: the root-step hold on or off. */
   blockOpConcurrencyLimitedRuns?: boolean;
 }
 
@@ -89,11 +89,11 @@ const QUEUE_KEYS = {
 const BLOCK_KEYS = {
   concurrency: { used: ['runs', 'pools', 'default_op_concurrency_limit'], notActedOn: [] },
   'concurrency.runs': { used: ['max_concurrent_runs', 'tag_concurrency_limits'], notActedOn: [] },
-  'concurrency.pools': { used: ['granularity', 'default_limit'], notActedOn: ['op_granularity_run_buffer'] },
+  'concurrency.pools': { used: ['granularity', 'default_limit', 'op_granularity_run_buffer'], notActedOn: [] },
   run_queue: QUEUE_KEYS,
   run_coordinator: { used: ['class', 'config', 'module'], notActedOn: [] },
   'run_coordinator.config': QUEUE_KEYS,
-  blockOpConcurrency: { used: [], notActedOn: ['enabled', 'op_concurrency_slot_buffer'] },
+  blockOpConcurrency: { used: ['enabled', 'op_concurrency_slot_buffer'], notActedOn: [] },
   run_monitoring: {
     used: ['start_timeout_seconds', 'cancel_timeout_seconds', 'max_runtime_seconds'],
     notActedOn: [

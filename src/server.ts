@@ -44,7 +44,14 @@ import { createLogger, type Logger, lineLogger, logCommand } from './log/logger.
 import { useSlowRequestLog } from './log/slow-requests.js';
 import { useMetricsRoute, useSubscriptionCount } from './metrics/plugins.js';
 import { createSluiceMetrics, type SluiceMetrics } from './metrics/sluice-metrics.js';
-import { builtDashboardDir, checkpointPathFor, historyPathFor, type Settings, SettingsError } from './settings.js';
+import {
+  ALLOTMENT_ENV,
+  builtDashboardDir,
+  checkpointPathFor,
+  historyPathFor,
+  type Settings,
+  SettingsError,
+} from './settings.js';
 
 interface EnvelopedRoot {
   execute: (args: ExecutionArgs) => ReturnType<typeof execute>;
@@ -344,6 +351,15 @@ export async function startServer(
     });
     // Before the config file: the decisions its limit edits cause are counted too.
     stopMetrics = metrics.follow(sluice);
+    if (settings.startedRunAllotmentSeconds !== undefined) {
+      await sluice.execute(
+        {
+          type: 'ChangeConcurrencyConfig',
+          change: { rootStepHold: { startedRunAllotmentSeconds: settings.startedRunAllotmentSeconds } },
+        },
+        `environment:${ALLOTMENT_ENV}`,
+      );
+    }
     if (settings.concurrencyConfigPath) {
       const text = await readFile(settings.concurrencyConfigPath, 'utf8');
       const file = readConcurrencyConfigFile(text, settings.concurrencyConfigPath);

@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LevelWithSilent } from 'pino';
 import { DEFAULT_SECURITY, readSecuritySettings, type SecuritySettings } from './auth/settings.js';
+import { LIMITS } from './domain/config.js';
 import { LOG_LEVELS } from './log/logger.js';
 
 export interface Settings {
@@ -22,6 +23,8 @@ export interface Settings {
   logLevel?: LevelWithSilent;
   /** Requests slower than this many milliseconds log a warning; 0: none. Default 1000. */
   slowRequestMs?: number;
+  /** From DAGSTER_OP_CONCURRENCY_KEYS_ALLOTTED_FOR_STARTED_RUN_SECONDS; applied at start like the config file. */
+  startedRunAllotmentSeconds?: number;
   /** Tokens, sites, limits (issue 13); absent: DEFAULT_SECURITY (open mode, loopback only). */
   security?: SecuritySettings;
   /** Folder of the built dashboard; null: dist/web of this package (see builtDashboardDir). */
@@ -77,6 +80,12 @@ export function historyPathFor(settings: Settings): string {
   return `data/history-${id}-${settings.port}.db`;
 }
 
+/**
+ * Dagster's own variable for how long a STARTED run's unclaimed root steps still count as holding
+ * their slots (RootStepHold): read under the same name, so a deployment's setting carries over.
+ */
+export const ALLOTMENT_ENV = 'DAGSTER_OP_CONCURRENCY_KEYS_ALLOTTED_FOR_STARTED_RUN_SECONDS';
+
 export function readSettings(env: Record<string, string | undefined> = process.env): Settings {
   const settings = { ...DEFAULT_SETTINGS };
   if (env.PORT !== undefined && env.PORT !== '') {
@@ -108,6 +117,16 @@ export function readSettings(env: Record<string, string | undefined> = process.e
       );
     }
     settings.slowRequestMs = ms;
+  }
+  const allotment = env[ALLOTMENT_ENV];
+  if (allotment !== undefined && allotment !== '') {
+    const seconds = Number(allotment);
+    if (!Number.isInteger(seconds) || seconds < 0 || seconds > LIMITS.maxAllotmentSeconds) {
+      throw new SettingsError(
+        `${ALLOTMENT_ENV} must be a whole number of seconds from 0 to ${LIMITS.maxAllotmentSeconds}, got ${JSON.stringify(allotment)}`,
+      );
+    }
+    settings.startedRunAllotmentSeconds = seconds;
   }
   try {
     settings.security = readSecuritySettings(env);

@@ -37,6 +37,14 @@ export function configCommands(settings: ConfigFileSettings, current: RunMonitor
   if (settings.maxConcurrentRuns !== undefined) {
     commands.push({ type: 'SetMaxConcurrentRuns', limit: settings.maxConcurrentRuns });
   }
+  if (settings.blockOpConcurrencyLimitedRuns !== undefined || settings.opGranularityRunBuffer !== undefined) {
+    commands.push({
+      type: 'ChangeConcurrencyConfig',
+      change: {
+        rootStepHold: { enabled: settings.blockOpConcurrencyLimitedRuns, runBuffer: settings.opGranularityRunBuffer },
+      },
+    });
+  }
   return commands;
 }
 

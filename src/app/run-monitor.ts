@@ -1,12 +1,13 @@
 /**
- * Fires run deadlines (start, cancel and max-runtime timeouts, lease expiry) when they come.
+ * Fires run deadlines (start, cancel and max-runtime timeouts, lease expiry) and the end of
+ * started runs' root-step allotment windows when they come.
  * The deadlines live in the projections; this only keeps one timer set to the earliest and,
  * when it goes off, sends the ExpireDeadlines command, which decides from the log what
  * expired. Several servers may race to expire the same run: the loser re-decides and finds
  * nothing left to do.
  */
 import { type TimeoutKind, timeoutKindOf } from '../domain/deadlines.js';
-import { nextDeadline } from '../domain/decide.js';
+import { nextWakeUp } from '../domain/decide.js';
 import type { Sluice } from './sluice.js';
 
 export const MONITOR_ACTOR = 'run-monitor';
@@ -80,9 +81,9 @@ export function startRunMonitor(
 
   const reschedule = () => {
     if (stopped) return;
-    const next = nextDeadline(sluice.state);
+    const next = nextWakeUp(sluice.state);
     if (next === null) return;
-    setTimer(next.at);
+    setTimer(next);
   };
 
   const unsubscribe = sluice.onEvent(() => reschedule());

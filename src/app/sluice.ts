@@ -12,7 +12,15 @@ import { evolve } from '../../projections/evolve.js';
 import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
 import { type Decision, decisionPools, initialState, type RunRecord, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
-import { type Constraint, constraintIdentity, counterKey, counterKeyOf, countKeysOf } from '../domain/constraints.js';
+import {
+  type Constraint,
+  constraintIdentity,
+  counterKey,
+  counterKeyOf,
+  heldKeysOf,
+  isRootPoolCount,
+  reasonsOfCounters,
+} from '../domain/constraints.js';
 import { type DecideContext, decide, knownRun } from '../domain/decide.js';
 import { DomainError } from '../domain/errors.js';
 import {
@@ -777,11 +785,11 @@ export class Sluice {
   private holdWatcher(runId: string): (event: LoggedEvent) => Decision | null {
     const run = this.state.runs.get(runId);
     if (run?.status !== 'QUEUED') return () => null;
-    const counters = [...new Set(countKeysOf(run))];
+    const counters = [...new Set(heldKeysOf(run))];
     const held = new Map<string, Constraint[]>(counters.map((key) => [key, this.state.held.get(key) ?? []]));
+    const reasonsNow = () => reasonsOfCounters(counters, (key) => held.get(key) ?? []);
     const identity = () =>
-      counters
-        .flatMap((key) => held.get(key) ?? [])
+      reasonsNow()
         .map(constraintIdentity)
         .sort()
         .join('\n');
@@ -794,8 +802,11 @@ export class Sluice {
         return null;
       }
       if (event.type === 'RunBlocked' && event.data.runId === runId) {
-        for (const key of counters) held.set(key, []);
-        for (const reason of event.data.reasons) held.get(counterKeyOf(reason))?.push(reason);
+        for (const key of counters) if (!isRootPoolCount(key)) held.set(key, []);
+        for (const reason of event.data.reasons) {
+          const key = counterKeyOf(reason);
+          if (!isRootPoolCount(key)) held.get(key)?.push(reason);
+        }
         current = identity();
         return null;
       }
@@ -812,7 +823,7 @@ export class Sluice {
       const next = identity();
       if (next === current) return null;
       current = next;
-      const reasons = counters.flatMap((key) => held.get(key) ?? []);
+      const reasons = reasonsNow();
       return reasons.length === 0 ? null : blockedDecision(runId, event.revision, event.at, reasons);
     };
   }

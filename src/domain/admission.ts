@@ -11,8 +11,13 @@
  * a queued run's reasons are the full limits of its counters, so the pass reports the counters
  * whose full limits (or count while full) changed, once each, and every run's reasons and waits
  * are derived from those records.
+ *
+ * The root-step hold (RootStepHold, Dagster's OP-granularity run blocking) is one more kind of
+ * counter per pool: slots in use, claims waiting and root steps promised to admitted runs. It
+ * holds a run only when every root-step counter of the run is full, so a run whose root steps
+ * could take one free slot anywhere goes.
  */
-import type { RunRecord, State } from '../../projections/state.js';
+import { type RunRecord, rootPoolInUse, type State } from '../../projections/state.js';
 import type { ConcurrencyConfig } from './config.js';
 import {
   ALL_RUNS,
@@ -20,12 +25,18 @@ import {
   type Constraint,
   countKeysOf,
   fullLimitsOn,
+  heldKeysOf,
+  isRootPoolCount,
   limitsOnCounter,
+  reasonsOfCounters,
+  rootKeysOf,
+  rootPoolCount,
   runLimitsOf,
   sameFullLimits,
   tagKeyCount,
   toConstraint,
 } from './constraints.js';
+import { rootStepsOf } from './run.js';
 
 /** What a command changes before the pass runs. */
 export interface CapacityChange {
@@ -40,6 +51,11 @@ export interface CapacityChange {
    * ALL_RUNS means every queued run.
    */
   editedKeys?: ReadonlySet<string>;
+  /**
+   * How the command changes pools' root-step counts before the pass (rootPoolCount keys):
+   * claims made or released, root steps whose promise ended.
+   */
+  rootDelta?: ReadonlyMap<string, number>;
 }
 
 /** A counter whose full limits, or whose count while a limit on it is full, changed. */
@@ -67,13 +83,20 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   const configBefore = state.config;
   const config = change.config ?? configBefore;
   const delta = new Map<string, number>();
+  const add = (key: string, by: number) => delta.set(key, (delta.get(key) ?? 0) + by);
   const bump = (run: RunRecord, by: number) => {
-    for (const key of countKeysOf(run)) delta.set(key, (delta.get(key) ?? 0) + by);
+    for (const key of countKeysOf(run)) add(key, by);
   };
-  const countBefore = (key: string) => state.counts.get(key) ?? 0;
+  // An admitted run's root steps are promised their slots at once (see evolve).
+  const promise = (run: RunRecord) => {
+    for (const step of rootStepsOf(run.steps)) if (step.pool !== null) add(rootPoolCount(step.pool), 1);
+  };
+  const countBefore = (key: string) =>
+    isRootPoolCount(key) ? rootPoolInUse(state, key.slice(2)) : (state.counts.get(key) ?? 0);
   const count = (key: string) => countBefore(key) + (delta.get(key) ?? 0);
 
   for (const run of change.freed ?? []) bump(run, -1);
+  for (const [key, by] of change.rootDelta ?? []) add(key, by);
 
   // Candidates: the new run, runs under an edited key, runs under a key that has room again.
   let everyone = change.editedKeys?.has(ALL_RUNS) ?? false;
@@ -126,25 +149,32 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     return limits;
   };
   const globalFull = () => config.maxConcurrentRuns >= 0 && count(ALL_RUNS) >= config.maxConcurrentRuns;
+  /** The full limits of the run's root-step counters when all are full, else none. */
+  const rootHolds = (run: RunRecord) =>
+    reasonsOfCounters(rootKeysOf(run), (key) => fullLimitsOn(key, config, count(key)));
 
   const admitted: RunRecord[] = [];
   const admittedIds = new Set<string>();
   for (const run of candidates) {
     // Every run is under the global limit: once it is full, nobody else gets in.
     if (globalFull()) break;
-    if (limitsOf(run).every((l) => count(l.countKey) < l.limit)) {
+    if (limitsOf(run).every((l) => count(l.countKey) < l.limit) && rootHolds(run).length === 0) {
       admitted.push(run);
       admittedIds.add(run.id);
       bump(run, +1);
+      promise(run);
     }
   }
 
   let firstHold: PassResult['firstHold'] = null;
   const enqueued = change.enqueued;
   if (enqueued && !admittedIds.has(enqueued.id)) {
-    const reasons = limitsOf(enqueued)
-      .filter((l) => count(l.countKey) >= l.limit)
-      .map((l) => toConstraint(l, count(l.countKey)));
+    const reasons = [
+      ...limitsOf(enqueued)
+        .filter((l) => count(l.countKey) >= l.limit)
+        .map((l) => toConstraint(l, count(l.countKey))),
+      ...rootHolds(enqueued),
+    ];
     if (reasons.length === 0) {
       // Cannot happen if the rule above holds; admitting here would break queue order.
       throw new Error(`admission invariant broken: run ${enqueued.id} has room but was not admitted`);
@@ -155,13 +185,19 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   // Counters whose state may have changed: those whose count moved, those of the new run (a
   // limit of 0 is full before anything counts), and those under an edited limit.
   const touched = new Set<string>(delta.keys());
-  if (enqueued) for (const key of countKeysOf(enqueued)) touched.add(key);
+  if (enqueued) for (const key of heldKeysOf(enqueued)) touched.add(key);
   for (const key of change.editedKeys ?? []) for (const counter of countersUnder(state, key)) touched.add(counter);
+  // A held run's first hold names its root-step counters only when all are full, so their state
+  // at its enqueue is recorded with it whatever it is: its waits are derived from that on.
+  const recordAnyway = new Set(firstHold ? rootKeysOf(firstHold.run) : []);
+  for (const key of recordAnyway) touched.add(key);
   const counters: CounterChange[] = [];
   for (const countKey of touched) {
     const inUse = count(countKey);
     const full = fullLimitsOn(countKey, config, inUse);
-    if (!sameFullLimits(full, state.held.get(countKey) ?? [])) counters.push({ countKey, inUse, full });
+    if (recordAnyway.has(countKey) || !sameFullLimits(full, state.held.get(countKey) ?? [])) {
+      counters.push({ countKey, inUse, full });
+    }
   }
   return { admitted, firstHold, counters };
 }
@@ -184,8 +220,12 @@ function countersUnder(state: State, key: string): string[] {
 /** What holds a queued run back right now, with today's counts (for reads, not decisions). */
 export function currentHolds(state: State, run: RunRecord): Constraint[] {
   if (run.status !== 'QUEUED') return [];
-  return runLimitsOf(run, state.config)
+  const runHolds = runLimitsOf(run, state.config)
     .map((l) => ({ l, inUse: state.counts.get(l.countKey) ?? 0 }))
     .filter(({ l, inUse }) => inUse >= l.limit)
     .map(({ l, inUse }) => toConstraint(l, inUse));
+  const rootHolds = reasonsOfCounters(rootKeysOf(run), (key) =>
+    fullLimitsOn(key, state.config, rootPoolInUse(state, key.slice(2))),
+  );
+  return [...runHolds, ...rootHolds];
 }

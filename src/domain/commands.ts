@@ -3,7 +3,7 @@
  * CLI, config file), so every input path gets the same clear, field-naming errors.
  */
 import { z } from 'zod';
-import { LIMITS, type PoolGranularity, type TagConcurrencyLimit } from './config.js';
+import { LIMITS, type PoolGranularity, type RootStepHold, type TagConcurrencyLimit } from './config.js';
 import { InvalidInputError } from './errors.js';
 import { type FinalStatus, type IgnoredTag, PRIORITY_TAG, readPriorityTag, type Step, type Tag } from './run.js';
 
@@ -64,6 +64,14 @@ export interface ConfigChangeInput {
   poolGranularity?: string | null;
   defaultPoolLimit?: number | null;
   poolLimits?: Array<{ pool: string; limit?: number | null }> | null;
+  /** The OP-granularity run hold's settings; absent fields stay as they are. */
+  rootStepHold?: RootStepHoldInput | null;
+}
+
+export interface RootStepHoldInput {
+  enabled?: boolean | null;
+  runBuffer?: number | null;
+  startedRunAllotmentSeconds?: number | null;
 }
 
 /** Validated limit edits; absent fields stay as they are. A pool limit of null removes it. */
@@ -73,6 +81,7 @@ export interface ConfigEdits {
   poolGranularity?: PoolGranularity;
   defaultPoolLimit?: number | null;
   poolLimits?: Array<{ pool: string; limit: number | null }>;
+  rootStepHold?: Partial<RootStepHold>;
 }
 
 const name = (what: string) =>
@@ -343,6 +352,27 @@ export function validateMaxRuntime(seconds: unknown, field: string): number | nu
   return valid === 0 ? null : valid;
 }
 
+const allotmentSchema = int32('allotment', 0, LIMITS.maxAllotmentSeconds);
+
+export function validateRootStepHold(input: RootStepHoldInput, field = 'rootStepHold'): Partial<RootStepHold> {
+  const hold: Partial<RootStepHold> = {};
+  if (input.enabled != null) {
+    if (typeof input.enabled !== 'boolean') {
+      throw new InvalidInputError(`${field}.enabled`, `${field}.enabled: must be true or false`);
+    }
+    hold.enabled = input.enabled;
+  }
+  if (input.runBuffer != null) hold.runBuffer = validateLimit(input.runBuffer, `${field}.runBuffer`);
+  if (input.startedRunAllotmentSeconds != null) {
+    hold.startedRunAllotmentSeconds = parse(
+      allotmentSchema,
+      input.startedRunAllotmentSeconds,
+      `${field}.startedRunAllotmentSeconds`,
+    );
+  }
+  return hold;
+}
+
 export function validateConfigChange(change: ConfigChangeInput): ConfigEdits {
   const edits: ConfigEdits = {};
   if (change.maxConcurrentRuns != null) {
@@ -373,5 +403,6 @@ export function validateConfigChange(change: ConfigChangeInput): ConfigEdits {
       return { pool, limit };
     });
   }
+  if (change.rootStepHold != null) edits.rootStepHold = validateRootStepHold(change.rootStepHold, 'change.rootStepHold');
   return edits;
 }

@@ -6,14 +6,14 @@
  * config says, so a limit edit never needs a recount.
  */
 import type { ConcurrencyConfig, TagConcurrencyLimit } from './config.js';
-import type { Tag } from './run.js';
+import type { Step, Tag } from './run.js';
 
 export type ConstraintKind =
   | 'MAX_CONCURRENT_RUNS'
   | 'TAG_LIMIT'
   | 'POOL_LIMIT'
   | 'RUN_STEP_LIMIT'
-  /** At OP granularity: every root step of the run is in a pool with no free slot (not enforced yet). */
+  /** At OP granularity: every root step of the run is in a pool with no free slot (RootStepHold). */
   | 'ROOT_STEP_POOLS';
 
 /** One limit as it held a run or a step back, recorded in decisions. */
@@ -33,16 +33,25 @@ export const ALL_RUNS = 'runs';
 export const tagKeyCount = (key: string): string => `k\u0000${key}`;
 export const tagValueCount = (key: string, value: string): string => `v\u0000${key}\u0000${value}`;
 export const poolCount = (pool: string): string => `p\u0000${pool}`;
+/**
+ * A pool's root-step counter: its slots in use, its waiting claims and the root steps promised
+ * to admitted runs (see RootStepHold). Not a run count: it only ever holds runs whose root
+ * steps are all in full pools, so a run's reasons join these by "all", not "any".
+ */
+export const rootPoolCount = (pool: string): string => `r\u0000${pool}`;
+export const isRootPoolCount = (countKey: string): boolean => countKey.startsWith('r\u0000');
 
 /** A run counter as the log names it (see LimitStatesChanged). */
 export interface Counter {
   key: string | null;
   value: string | null;
   pool: string | null;
+  /** With pool: the pool's root-step counter rather than its run count. */
+  rootSteps?: boolean;
 }
 
 export function counterKey(c: Counter): string {
-  if (c.pool !== null) return poolCount(c.pool);
+  if (c.pool !== null) return c.rootSteps ? rootPoolCount(c.pool) : poolCount(c.pool);
   if (c.key === null) return ALL_RUNS;
   return c.value === null ? tagKeyCount(c.key) : tagValueCount(c.key, c.value);
 }
@@ -51,6 +60,7 @@ export function counterOfKey(countKey: string): Counter {
   if (countKey === ALL_RUNS) return { key: null, value: null, pool: null };
   const [kind, first = '', second = ''] = countKey.split('\u0000');
   if (kind === 'p') return { key: null, value: null, pool: first };
+  if (kind === 'r') return { key: null, value: null, pool: first, rootSteps: true };
   return { key: first, value: kind === 'v' ? second : null, pool: null };
 }
 
@@ -61,6 +71,8 @@ export function counterKeyOf(c: Pick<Constraint, 'kind' | 'key' | 'value' | 'poo
       return ALL_RUNS;
     case 'POOL_LIMIT':
       return poolCount(c.pool ?? '');
+    case 'ROOT_STEP_POOLS':
+      return rootPoolCount(c.pool ?? '');
     default:
       return c.value === null ? tagKeyCount(c.key ?? '') : tagValueCount(c.key ?? '', c.value);
   }
@@ -80,6 +92,59 @@ export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[
   for (const tag of run.tags) keys.push(tagKeyCount(tag.key), tagValueCount(tag.key, tag.value));
   for (const pool of run.pools) keys.push(poolCount(pool));
   return keys;
+}
+
+/**
+ * The root-step counters that can hold a queued run: one per pool of its root steps (steps
+ * that depend on none), or none at all when a root step has no pool, since that step could
+ * always start (Dagster's `has_unconstrained_root_nodes`).
+ */
+export function rootKeysOf(run: { steps: readonly Step[] }): string[] {
+  const pools = new Set<string>();
+  for (const step of run.steps) {
+    if ((step.dependsOn ?? []).length > 0) continue;
+    if (step.pool === null) return [];
+    pools.add(step.pool);
+  }
+  return [...pools].map(rootPoolCount);
+}
+
+/** Every counter whose recorded state can hold a queued run: its run counters, then its root-step counters. */
+export function heldKeysOf(run: { tags: readonly Tag[]; pools: readonly string[]; steps: readonly Step[] }): string[] {
+  return [...countKeysOf(run), ...rootKeysOf(run)];
+}
+
+/**
+ * A run's reasons from its counters' full limits: every full limit of its run counters and,
+ * when all of its root-step counters are full, theirs too (one free root slot lets it go).
+ */
+export function reasonsOfCounters(keys: readonly string[], fullOf: (countKey: string) => readonly Constraint[]) {
+  const reasons: Constraint[] = [];
+  const roots: Constraint[] = [];
+  let everyRootFull = true;
+  let anyRoot = false;
+  for (const key of keys) {
+    const full = fullOf(key);
+    if (!isRootPoolCount(key)) {
+      reasons.push(...full);
+      continue;
+    }
+    anyRoot = true;
+    if (full.length === 0) everyRootFull = false;
+    roots.push(...full);
+  }
+  if (anyRoot && everyRootFull) reasons.push(...roots);
+  return reasons;
+}
+
+/**
+ * The count at which a pool's root-step counter holds runs: the pool's limit plus the run
+ * buffer, at OP granularity with the hold on; null when it never does (no limit, hold off, RUN).
+ */
+export function rootStepThreshold(config: ConcurrencyConfig, pool: string): number | null {
+  if (config.poolGranularity !== 'OP' || !config.rootStepHold.enabled) return null;
+  const limit = poolLimitOf(config, pool);
+  return limit === null ? null : limit + config.rootStepHold.runBuffer;
 }
 
 /** A limit that applies to a particular run, with the key it counts under. */
@@ -157,6 +222,10 @@ export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): Ap
       ? [{ ...base, kind: 'MAX_CONCURRENT_RUNS', limit: config.maxConcurrentRuns }]
       : [];
   }
+  if (counter.rootSteps && counter.pool !== null) {
+    const limit = rootStepThreshold(config, counter.pool);
+    return limit === null ? [] : [{ ...base, kind: 'ROOT_STEP_POOLS', limit }];
+  }
   if (counter.pool !== null) {
     const limit = config.poolGranularity === 'RUN' ? poolLimitOf(config, counter.pool) : null;
     return limit === null ? [] : [{ ...base, kind: 'POOL_LIMIT', limit }];
@@ -199,7 +268,7 @@ export function describeLimit(c: Omit<Constraint, 'message'>, granularity: 'OP' 
     case 'RUN_STEP_LIMIT':
       return `run's max concurrent steps: ${counted} steps hold slots`;
     case 'ROOT_STEP_POOLS':
-      return `root steps' pool ${c.pool}: ${counted} slots in use or promised`;
+      return `every root step would wait: pool ${c.pool} has ${counted} slots taken (in use, pending, or promised to starting runs; limit plus run buffer)`;
   }
 }
 

@@ -109,6 +109,15 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
   return deadlines.sort((a, b) => a.at - b.at);
 }
 
+/**
+ * When a STARTED run's unclaimed root steps stop counting as holding their slots (RootStepHold's
+ * allotment window), or null when nothing of the run is promised any more.
+ */
+export function allotmentEndOf(run: RunRecord, startedRunAllotmentSeconds: number): number | null {
+  if (run.status !== 'STARTED' || run.startedAt === null || run.promisedSteps.size === 0) return null;
+  return Date.parse(run.startedAt) + startedRunAllotmentSeconds * 1000;
+}
+
 /** Whether a heartbeat at `now` should be recorded (see the rule above). */
 export function heartbeatIsDue(run: RunRecord, now: number): boolean {
   const renewed = leaseRenewedAt(run);

@@ -23,8 +23,15 @@ import {
   validateTimeout,
 } from './commands.js';
 import { LIMITS, type TagConcurrencyLimit } from './config.js';
-import { ALL_RUNS, counterOfKey, poolCount, tagKeyCount, tagValueCount } from './constraints.js';
-import { type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
+import {
+  ALL_RUNS,
+  counterOfKey,
+  poolCount,
+  rootPoolCount,
+  tagKeyCount,
+  tagValueCount,
+} from './constraints.js';
+import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent, MonitoringReason } from './events.js';
 import { type FinalStatus, isFinished, isInProgress, priorityOf, type Step } from './run.js';
@@ -45,11 +52,38 @@ export interface DecideContext {
 interface Change {
   capacity?: CapacityChange;
   slots?: SlotChange;
+  /** Runs whose root steps stop being promised slots (ended, being canceled, allotment over). */
+  unpromised?: readonly RunRecord[];
+}
+
+/**
+ * How a command changes pools' root-step counts (see RootStepHold): a new claim counts, unless
+ * it is a promised root step's (already counted); a released or withdrawn claim stops counting;
+ * so do the promised root steps of runs that end, are being canceled, or pass their allotment.
+ */
+function rootDeltaOf(state: State, change: Change): Map<string, number> {
+  const delta = new Map<string, number>();
+  const add = (pool: string | null | undefined, by: number) => {
+    if (pool == null) return;
+    const key = rootPoolCount(pool);
+    const next = (delta.get(key) ?? 0) + by;
+    if (next === 0) delta.delete(key);
+    else delta.set(key, next);
+  };
+  const claimed = change.slots?.claimed;
+  if (claimed && !state.runs.get(claimed.runId)?.promisedSteps.has(claimed.stepKey)) add(claimed.pool, 1);
+  for (const claim of change.slots?.released ?? []) add(claim.pool, -1);
+  for (const run of change.unpromised ?? []) {
+    for (const stepKey of run.promisedSteps) add(run.steps.find((s) => s.key === stepKey)?.pool, -1);
+  }
+  return delta;
 }
 
 /** The command's own events, then slot decisions, then admission decisions. */
 function withPasses(state: State, primary: DomainEvent[], change: Change): DomainEvent[] {
   const events = [...primary];
+  const rootDelta = rootDeltaOf(state, change);
+  const capacity = change.capacity ?? (rootDelta.size > 0 ? {} : undefined);
   if (change.slots) {
     const { granted, pending } = slotPass(state, change.slots);
     for (const c of granted) {
@@ -59,8 +93,8 @@ function withPasses(state: State, primary: DomainEvent[], change: Change): Domai
       events.push({ type: 'StepSlotPending', data: { runId: c.runId, stepKey: c.stepKey, pool: c.pool, reasons } });
     }
   }
-  if (change.capacity) {
-    const { admitted, firstHold, counters } = admissionPass(state, change.capacity);
+  if (capacity) {
+    const { admitted, firstHold, counters } = admissionPass(state, { ...capacity, rootDelta });
     for (const run of admitted) events.push({ type: 'RunAdmitted', data: { runId: run.id } });
     if (firstHold) events.push({ type: 'RunBlocked', data: { runId: firstHold.run.id, reasons: firstHold.reasons } });
     if (counters.length > 0) {
@@ -99,9 +133,15 @@ interface Ending {
   failureReason?: MonitoringReason;
 }
 
-/** Ends runs: each run's RunFinished, every slot and claim it has released, capacity re-offered. */
-function finish(state: State, endings: Ending[]) {
-  const primary: DomainEvent[] = [];
+/**
+ * Ends runs: each run's RunFinished, every slot and claim it has released, capacity re-offered.
+ * `allotmentEnded`: STARTED runs whose root steps stop counting as holding slots at the same time.
+ */
+function finish(state: State, endings: Ending[], allotmentEnded: readonly RunRecord[] = []) {
+  const primary: DomainEvent[] = allotmentEnded.map((run) => ({
+    type: 'RootStepAllotmentEnded',
+    data: { runId: run.id },
+  }));
   const released: StepClaim[] = [];
   for (const { run, status, reason, failureReason } of endings) {
     const data = { runId: run.id, status, reason, ...(failureReason ? { failureReason } : {}) };
@@ -121,8 +161,9 @@ function finish(state: State, endings: Ending[]) {
     }
   }
   const freed = endings.filter(({ run }) => isInProgress(run.status)).map(({ run }) => run);
-  if (freed.length === 0 && released.length === 0) return primary;
-  return withPasses(state, primary, { capacity: { freed }, slots: { released } });
+  const unpromised = [...freed, ...allotmentEnded].filter((run) => run.promisedSteps.size > 0);
+  if (freed.length === 0 && released.length === 0 && unpromised.length === 0) return primary;
+  return withPasses(state, primary, { capacity: { freed }, slots: { released }, unpromised });
 }
 
 /** Count keys whose limits differ between two lists of tag limits. */
@@ -184,7 +225,26 @@ function editConfig(state: State, edits: ConfigEdits): DomainEvent[] {
       events.push({ type: 'PoolLimitSet', data: { pool, limit } });
     }
     editedKeys.add(poolCount(pool));
+    editedKeys.add(rootPoolCount(pool));
     editedPools.add(pool);
+  }
+  const hold = { ...before.rootStepHold, ...edits.rootStepHold };
+  const holdBefore = before.rootStepHold;
+  if (
+    hold.enabled !== holdBefore.enabled ||
+    hold.runBuffer !== holdBefore.runBuffer ||
+    hold.startedRunAllotmentSeconds !== holdBefore.startedRunAllotmentSeconds
+  ) {
+    config.rootStepHold = hold;
+    events.push({ type: 'RootStepHoldSet', data: hold });
+  }
+  // Every pool's root-step counter follows the granularity, the default limit and the hold.
+  if (
+    config.poolGranularity !== before.poolGranularity ||
+    config.defaultPoolLimit !== before.defaultPoolLimit ||
+    config.rootStepHold !== before.rootStepHold
+  ) {
+    for (const pool of state.knownPools) editedKeys.add(rootPoolCount(pool));
   }
   if (events.length === 0) return [];
   return withPasses(state, events, {
@@ -289,7 +349,12 @@ export function decide(command: Command, state: State, context: DecideContext): 
       const expired = expiredNow(state, run, context.now);
       if (expired) return expired;
       if (run.status === 'STARTED') return [];
-      return [{ type: 'RunStarted', data: { runId: run.id } }];
+      const started: DomainEvent = { type: 'RunStarted', data: { runId: run.id } };
+      // With no allotment window, a started run's unclaimed root steps stop counting at once.
+      if (state.config.rootStepHold.startedRunAllotmentSeconds > 0 || run.promisedSteps.size === 0) return [started];
+      return withPasses(state, [started, { type: 'RootStepAllotmentEnded', data: { runId: run.id } }], {
+        unpromised: [run],
+      });
     }
     case 'MarkRunFinished': {
       const status = validateFinalStatus(command.status);
@@ -319,9 +384,11 @@ export function decide(command: Command, state: State, context: DecideContext): 
       }
       if (command.force) return finish(state, [{ run, status: 'CANCELED', reason: 'terminated with force' }]);
       if (run.status === 'CANCELING') return [];
-      // A run being canceled keeps the slots it holds until it ends, but gets no new ones.
+      // A run being canceled keeps the slots it holds until it ends, but gets no new ones; its
+      // waiting claims and promised root steps stop counting for the root-step hold (as in
+      // Dagster, a CANCELING run is not counted).
       const withdrawn = activeClaimsOf(state, run).filter((claim) => claim.status === 'PENDING');
-      return [
+      const primary: DomainEvent[] = [
         { type: 'RunCancellationRequested', data: { runId: run.id } },
         ...withdrawn.map(
           (claim): DomainEvent => ({
@@ -336,6 +403,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
           }),
         ),
       ];
+      return withPasses(state, primary, { slots: { released: withdrawn }, unpromised: [run] });
     }
     case 'ClaimStepSlot': {
       const run = existingRun(state, command.runId, context);
@@ -424,12 +492,15 @@ export function decide(command: Command, state: State, context: DecideContext): 
     case 'ExpireDeadlines': {
       const now = Date.parse(context.now);
       const endings: Ending[] = [];
+      const allotmentEnded: RunRecord[] = [];
+      const allotment = state.config.rootStepHold.startedRunAllotmentSeconds;
       for (const runId of state.inProgress) {
         const run = state.runs.get(runId) as RunRecord;
         const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= now);
         if (expired) endings.push(endingOf(run, expired));
+        else if ((allotmentEndOf(run, allotment) ?? Number.POSITIVE_INFINITY) <= now) allotmentEnded.push(run);
       }
-      return endings.length === 0 ? [] : finish(state, endings);
+      return endings.length === 0 && allotmentEnded.length === 0 ? [] : finish(state, endings, allotmentEnded);
     }
     case 'SetRunMonitoring': {
       const startTimeoutSeconds = validateTimeout(command.startTimeoutSeconds, 'startTimeoutSeconds');
@@ -462,6 +533,20 @@ export function decide(command: Command, state: State, context: DecideContext): 
     case 'ChangeConcurrencyConfig':
       return editConfig(state, validateConfigChange(command.change));
   }
+}
+
+/**
+ * When the monitor should next send ExpireDeadlines: the earliest run deadline or end of a
+ * started run's allotment window (epoch ms), or null when there is none.
+ */
+export function nextWakeUp(state: State): number | null {
+  let next = nextDeadline(state)?.at ?? Number.POSITIVE_INFINITY;
+  const allotment = state.config.rootStepHold.startedRunAllotmentSeconds;
+  for (const runId of state.inProgress) {
+    const end = allotmentEndOf(state.runs.get(runId) as RunRecord, allotment);
+    if (end !== null && end < next) next = end;
+  }
+  return Number.isFinite(next) ? next : null;
 }
 
 /** The earliest deadline among in-progress runs, for the monitor's timer. */

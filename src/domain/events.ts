@@ -72,6 +72,8 @@ export const eventSchemas = {
           key: name.nullable(),
           value: name.nullable(),
           pool: name.nullable(),
+          /** With pool: the pool's root-step counter (slots in use, pending or promised; see RootStepHold). */
+          rootSteps: z.boolean().optional(),
           inUse: z.number().int().min(0),
           full: z.array(constraintSchema),
         }),
@@ -94,6 +96,17 @@ export const eventSchemas = {
   DefaultPoolLimitSet: z.object({ limit: limit.nullable() }),
   PoolLimitSet: z.object({ pool: name, limit }),
   PoolLimitDeleted: z.object({ pool: name }),
+  /** The OP-granularity run hold's settings (domain/config RootStepHold). */
+  RootStepHoldSet: z.object({
+    enabled: z.boolean(),
+    runBuffer: limit,
+    startedRunAllotmentSeconds: z.number().int().min(0).max(86_400),
+  }),
+  /**
+   * A STARTED run's allotment window passed: its root steps that have not claimed a slot no
+   * longer count as holding one (STARTING runs' always do; see RootStepHold).
+   */
+  RootStepAllotmentEnded: z.object({ runId: name }),
   /** A claim added a step the run did not declare at enqueue; its pool counts for the run from now on. */
   RunStepAdded: z.object({ runId: name, stepKey: name, pool: name }),
   /** Decision: a step of an admitted run holds a slot (of its pool, if it has one). */

@@ -16,6 +16,7 @@ export const LIMIT_EDIT_TYPES = new Set<string>([
   'PoolLimitSet',
   'PoolLimitDeleted',
   'RunMonitoringSet',
+  'RootStepHoldSet',
 ]);
 
 /** The settings limit edits change, as they stand after some prefix of the log. */
@@ -79,6 +80,20 @@ export function describeLimitEdit(event: DomainEvent, before: LimitSettings): st
       }
       return `run monitoring: ${parts.join(', ') || 'unchanged'}`;
     }
+    case 'RootStepHoldSet': {
+      const h = c.rootStepHold;
+      const after = event.data;
+      const parts: string[] = [];
+      const onOff = (on: boolean) => (on ? 'on' : 'off');
+      if (h.enabled !== after.enabled) parts.push(`${onOff(h.enabled)} → ${onOff(after.enabled)}`);
+      if (h.runBuffer !== after.runBuffer) parts.push(`run buffer ${h.runBuffer} → ${after.runBuffer}`);
+      if (h.startedRunAllotmentSeconds !== after.startedRunAllotmentSeconds) {
+        parts.push(
+          `started-run allotment ${seconds(h.startedRunAllotmentSeconds)} → ${seconds(after.startedRunAllotmentSeconds)}`,
+        );
+      }
+      return `root-step hold: ${parts.join(', ') || 'unchanged'}`;
+    }
     default:
       return null;
   }
@@ -106,6 +121,8 @@ export function applyLimitEdit(settings: LimitSettings, event: DomainEvent): Lim
       poolLimits.delete(event.data.pool);
       return { ...settings, config: { ...config, poolLimits } };
     }
+    case 'RootStepHoldSet':
+      return { ...settings, config: { ...config, rootStepHold: { ...event.data } } };
     case 'RunMonitoringSet':
       return {
         ...settings,

@@ -19,6 +19,15 @@ const PoolLimitInput = builder.inputType('PoolLimitInput', {
   }),
 });
 
+const RootStepHoldInput = builder.inputType('RootStepHoldInput', {
+  description: 'The OP-granularity run hold; absent fields stay as they are.',
+  fields: (t) => ({
+    enabled: t.boolean(),
+    runBuffer: t.int(),
+    startedRunAllotmentSeconds: t.int(),
+  }),
+});
+
 const ConfigChangeInput = builder.inputType('ConfigChangeInput', {
   fields: (t) => ({
     maxConcurrentRuns: t.int(),
@@ -26,6 +35,7 @@ const ConfigChangeInput = builder.inputType('ConfigChangeInput', {
     poolGranularity: t.field({ type: PoolGranularityEnum }),
     defaultPoolLimit: t.int(),
     poolLimits: t.field({ type: [PoolLimitInput] }),
+    rootStepHold: t.field({ type: RootStepHoldInput }),
   }),
 });
 

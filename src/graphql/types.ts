@@ -3,7 +3,7 @@ import type { ObjectRef } from '@pothos/core';
 import type { PoolView } from '../../projections/pools.js';
 import type { Decision, RunRecord, WaitInterval } from '../../projections/state.js';
 import { currentHolds } from '../domain/admission.js';
-import type { ConcurrencyConfig, TagConcurrencyLimit } from '../domain/config.js';
+import type { ConcurrencyConfig, RootStepHold, TagConcurrencyLimit } from '../domain/config.js';
 import type { Constraint } from '../domain/constraints.js';
 import type { IgnoredTag, Step, Tag } from '../domain/run.js';
 import { type BuilderTypes, builder } from './builder.js';
@@ -24,7 +24,7 @@ export const ConstraintKindEnum = builder.enumType('ConstraintKind', {
     RUN_STEP_LIMIT: {},
     ROOT_STEP_POOLS: {
       description:
-        'At OP granularity: every root step of the run is in a pool with no free slot. Not enforced yet: no decision carries it.',
+        'At OP granularity: every root step of the run is in a pool with no free slot (slots in use, steps pending and root steps promised to admitted runs, at or over the limit plus the run buffer). One per pool, with its count.',
     },
   } as const,
 });
@@ -190,6 +190,21 @@ export const TagConcurrencyLimitType = builder.objectRef<TagConcurrencyLimit>('T
   }),
 });
 
+const RootStepHoldType = builder.objectRef<RootStepHold>('RootStepHold').implement({
+  description:
+    "Dagster's OP-granularity run hold: a queued run all of whose root steps are in pools with no free slot stays queued.",
+  fields: (t) => ({
+    enabled: t.exposeBoolean('enabled', { description: 'false: runs are admitted regardless.' }),
+    runBuffer: t.exposeInt('runBuffer', {
+      description: "How many slots over a pool's limit root steps may be promised before runs are held.",
+    }),
+    startedRunAllotmentSeconds: t.exposeInt('startedRunAllotmentSeconds', {
+      description:
+        "How long a STARTED run's unclaimed root steps still count as holding their slots (STARTING runs' always do).",
+    }),
+  }),
+});
+
 export const ConcurrencyConfigType = builder.objectRef<ConcurrencyConfig>('ConcurrencyConfig').implement({
   fields: (t) => ({
     maxConcurrentRuns: t.exposeInt('maxConcurrentRuns', { description: '-1: no limit.' }),
@@ -199,6 +214,7 @@ export const ConcurrencyConfigType = builder.objectRef<ConcurrencyConfig>('Concu
       nullable: true,
       description: 'null: a pool with no limit of its own is unlimited.',
     }),
+    rootStepHold: t.expose('rootStepHold', { type: RootStepHoldType }),
   }),
 });
 
@@ -218,6 +234,10 @@ export const PoolType = builder.objectRef<PoolView>('Pool').implement({
     }),
     pending: t.exposeInt('pending', { description: 'Steps or runs waiting for this pool.' }),
     activeRunIds: t.exposeIDList('activeRunIds'),
+    promised: t.exposeInt('promised', {
+      description:
+        'OP granularity: root steps of admitted runs that have not claimed yet, counted as holding a slot when deciding whether to hold runs whose root steps all use full pools (0 at RUN granularity).',
+    }),
   }),
 });
 

@@ -14,7 +14,7 @@ import { decisionOf } from '../../projections/decisions.js';
 import type { Decision, RunRecord, WaitInterval } from '../../projections/state.js';
 import { decisionPools } from '../../projections/state.js';
 import { type DerivedWaits, deriveWaits, type HoldRecord } from '../../projections/waits.js';
-import { type Constraint, counterKey, countKeysOf } from '../domain/constraints.js';
+import { type Constraint, counterKey, heldKeysOf } from '../domain/constraints.js';
 import type { EventData, LoggedEvent } from '../domain/events.js';
 import { poolsOf, type RunStatus } from '../domain/run.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
@@ -340,7 +340,7 @@ class SqliteHistory implements HistoryStore {
       const decision = parseDecision(r.decision);
       records.push({ kind: 'blocked', position: r.position, at: decision.at, reasons: decision.reasons, decision });
     }
-    const countKeys = countKeysOf(run);
+    const countKeys = heldKeysOf(run);
     for (const countKey of new Set(countKeys)) {
       for (const r of this.statements.countersBetween.all(countKey, from, to) as Array<{
         position: bigint;
@@ -425,6 +425,8 @@ function toRunRecord(row: RunRow): RunRecord {
     ignoredTags: enqueued.ignoredTags ?? [],
     stepsHolding: 0,
     activeClaims: new Set(),
+    promisedSteps: new Set(),
+    allotmentEndedAt: null,
     lastHeartbeatAt: row.last_heartbeat_at,
   };
 }

@@ -251,9 +251,20 @@ describe('pool limits', () => {
     expect(s.blockedBy('r3')).toEqual([poolHold('p1', 2, 2)]);
   });
 
-  it('given OP granularity (the default), when runs use a pool of limit 0, then they are admitted anyway', () => {
+  it('given OP granularity (the default), when runs use a pool of limit 0, then only a run whose every root step faces a full pool waits', () => {
     const s = new Scenario().given(cmd.poolLimit('p1', 0));
     expect(s.state.config.poolGranularity).toBe('OP');
+    s.when(cmd.enqueue('r1', { pools: ['p1'] }));
+    s.when(cmd.enqueue('r2', { pools: ['p1', 'p2'] }));
+    expect(s.statuses()).toEqual({ r1: 'QUEUED', r2: 'STARTING' });
+    expect(s.blockedBy('r1').map((c) => `${c.kind} ${c.pool} ${c.inUse}/${c.limit}`)).toEqual(
+      // r2 was admitted after it: its root step in p1 is promised the pool's slot.
+      ['ROOT_STEP_POOLS p1 1/0'],
+    );
+  });
+
+  it('given OP granularity with the root-step hold off, when runs use a pool of limit 0, then they are admitted anyway', () => {
+    const s = new Scenario({ rootStepHold: false }).given(cmd.poolLimit('p1', 0));
     s.when(cmd.enqueue('r1', { pools: ['p1'] }));
     s.when(cmd.enqueue('r2', { pools: ['p1', 'p2'] }));
     expect(s.statuses()).toEqual({ r1: 'STARTING', r2: 'STARTING' });
@@ -513,7 +524,8 @@ describe('admission runs inside the commands that change capacity', () => {
     ],
     [
       'switching pools to OP granularity',
-      { pools: ['p1'] },
+      // A root step without a pool: the root-step hold does not apply to it.
+      { steps: ['a', 'b@p1'] },
       [cmd.granularity('RUN'), cmd.poolLimit('p1', 0)],
       cmd.granularity('OP'),
     ],
@@ -527,7 +539,7 @@ describe('admission runs inside the commands that change capacity', () => {
   });
 
   it('given runs in a pool, when the pool switches to RUN granularity with a full limit, then nothing is preempted', () => {
-    const s = new Scenario().given(cmd.poolLimit('p1', 1));
+    const s = new Scenario({ rootStepHold: false }).given(cmd.poolLimit('p1', 1));
     enqueueMany(s, 3, 'r', { pools: ['p1'] });
     s.given(cmd.maxRuns(3), cmd.enqueue('r4', { pools: ['p1'] }), cmd.enqueue('r5', { pools: ['p2'] }));
     const events = s.when(cmd.granularity('RUN'));

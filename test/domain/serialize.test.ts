@@ -145,6 +145,8 @@ describe('serializeState / deserializeState', () => {
 
   it('given a state with claims granted, waiting and released, when it makes the round trip, then the next release grants the same waiting claim', () => {
     const lane = new Lane();
+    // Without the root-step hold, so that b is admitted and waits for a slot while a holds db.
+    lane.run({ type: 'ChangeConcurrencyConfig', change: { rootStepHold: { enabled: false } } });
     lane.run(cmd.poolLimit('db', 1));
     lane.run(cmd.enqueue('a', { steps: ['x@db', 'y@db'] }));
     lane.run(cmd.enqueue('b', { steps: ['x@db'], priority: 1 }));

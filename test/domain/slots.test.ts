@@ -137,6 +137,7 @@ describe('a claim waits, naming every limit that holds it', () => {
       inUse: 1,
       pending: 1,
       activeRunIds: ['a'],
+      promised: 0,
     });
   });
 

@@ -3,7 +3,7 @@
  * and the projections. It ignores every index the state keeps (counts, queuedByKey, the queue
  * structure) and recomputes what it needs from the runs' statuses and the config alone.
  */
-import { RECENTLY_FINISHED, type RunRecord, type State } from '../../projections/state.js';
+import { claimKey, RECENTLY_FINISHED, type RunRecord, type State } from '../../projections/state.js';
 import type { ConcurrencyConfig } from '../../src/domain/config.js';
 import {
   ALL_RUNS,
@@ -11,6 +11,7 @@ import {
   type ConstraintKind,
   constraintIdentity,
   countKeysOf,
+  rootPoolCount,
   runLimitsOf,
 } from '../../src/domain/constraints.js';
 import { isFinished, isInProgress, poolsOf, type RunStatus } from '../../src/domain/run.js';
@@ -148,15 +149,86 @@ export interface FullLimit {
   inUse: number;
 }
 
+/**
+ * The pools of a run's root steps (steps that depend on none), or null when the root-step hold
+ * cannot apply: no root step, or a root step without a pool (it could always start).
+ */
+export function referenceRootPools(run: RunRecord): string[] | null {
+  const roots = run.steps.filter((s) => (s.dependsOn ?? []).length === 0);
+  if (roots.length === 0 || roots.some((s) => s.pool === null)) return null;
+  return [...new Set(roots.map((s) => s.pool as string))];
+}
+
+/**
+ * Whether a run's unclaimed root steps count as holding their slots: admitted and STARTING,
+ * STARTED with its allotment window not recorded as over, or QUEUED in `inProgress` (admitted
+ * earlier in the same pass, so STARTING).
+ */
+const promising = (run: RunRecord) =>
+  run.status === 'QUEUED' || run.status === 'STARTING' || (run.status === 'STARTED' && run.allotmentEndedAt === null);
+
+/** Root steps promised a slot per pool, recounted from the runs and the claims. */
+export function recountPromised(state: State, inProgress: readonly RunRecord[]): Map<string, number> {
+  const promised = new Map<string, number>();
+  for (const run of inProgress) {
+    if (!promising(run)) continue;
+    for (const step of run.steps) {
+      if ((step.dependsOn ?? []).length > 0 || step.pool === null) continue;
+      if (state.claims.has(claimKey(run.id, step.key))) continue;
+      promised.set(step.pool, (promised.get(step.pool) ?? 0) + 1);
+    }
+  }
+  return promised;
+}
+
+/**
+ * The root-step hold from scratch: when every root pool of the run has a limit and its slots in
+ * use, claims waiting and promised root steps reach the limit plus the run buffer, one full
+ * ROOT_STEP_POOLS limit per root pool; otherwise none.
+ */
+export function referenceRootHolds(state: State, run: RunRecord, inProgress: readonly RunRecord[]): FullLimit[] {
+  const config = state.config;
+  const pools = referenceRootPools(run);
+  if (pools === null || config.poolGranularity !== 'OP' || !config.rootStepHold.enabled) return [];
+  const promised = recountPromised(state, inProgress);
+  const holds: FullLimit[] = [];
+  for (const pool of pools) {
+    const limit = config.poolLimits.has(pool) ? config.poolLimits.get(pool)! : config.defaultPoolLimit;
+    if (limit === null) return [];
+    let inUse = promised.get(pool) ?? 0;
+    for (const claim of state.claims.values()) {
+      if (claim.pool === pool && (claim.status === 'GRANTED' || claim.status === 'PENDING')) inUse++;
+    }
+    const threshold = limit + config.rootStepHold.runBuffer;
+    if (inUse < threshold) return [];
+    holds.push({
+      limit: make({
+        kind: 'ROOT_STEP_POOLS',
+        key: null,
+        value: null,
+        pool,
+        perUniqueValue: false,
+        limit: threshold,
+        counts: () => false,
+      }),
+      inUse,
+    });
+  }
+  return holds;
+}
+
 /** The limits applying to a run that are full now (count >= limit), counted from scratch. */
 export function fullLimitsOf(
   state: State,
   run: RunRecord,
   inProgress: readonly RunRecord[] = inProgressRuns(state),
 ): FullLimit[] {
-  return referenceLimitsOf(run, state.config)
-    .map((limit) => ({ limit, inUse: recountLimit(limit, inProgress) }))
-    .filter(({ limit, inUse }) => inUse >= limit.limit);
+  return [
+    ...referenceLimitsOf(run, state.config)
+      .map((limit) => ({ limit, inUse: recountLimit(limit, inProgress) }))
+      .filter(({ limit, inUse }) => inUse >= limit.limit),
+    ...referenceRootHolds(state, run, inProgress),
+  ];
 }
 
 /** (a) Problems if admitting this run now would exceed a limit that applies to it. */
@@ -185,7 +257,9 @@ export function referenceAdmissions(state: State): string[] {
   const inProgress = inProgressRuns(state);
   const admitted: string[] = [];
   for (const run of queuedInOrder(state)) {
-    const room = referenceLimitsOf(run, state.config).every((l) => recountLimit(l, inProgress) < l.limit);
+    const room =
+      referenceLimitsOf(run, state.config).every((l) => recountLimit(l, inProgress) < l.limit) &&
+      referenceRootHolds(state, run, inProgress).length === 0;
     if (room) {
       admitted.push(run.id);
       inProgress.push(run);
@@ -194,9 +268,15 @@ export function referenceAdmissions(state: State): string[] {
   return admitted;
 }
 
-/** What the log records as holding a queued run: the recorded full limits of its counters. */
+/**
+ * What the log records as holding a queued run: the recorded full limits of its run counters,
+ * and those of its root-step counters when every one of them is recorded full.
+ */
 export function recordedHolds(state: State, run: RunRecord): Constraint[] {
-  return [...new Set(countKeysOf(run))].flatMap((key) => state.held.get(key) ?? []);
+  const holds = [...new Set(countKeysOf(run))].flatMap((key) => state.held.get(key) ?? []);
+  const roots = (referenceRootPools(run) ?? []).map((pool) => state.held.get(rootPoolCount(pool)) ?? []);
+  if (roots.length > 0 && roots.every((full) => full.length > 0)) holds.push(...roots.flat());
+  return holds;
 }
 
 const exactly = (cs: readonly Constraint[]) =>
@@ -288,7 +368,8 @@ export function invariantProblems(state: State): string[] {
   const queuedByKey = new Map<string, string[]>();
   for (const run of state.runs.values()) {
     if (run.status !== 'QUEUED') continue;
-    for (const key of countKeysOf(run)) {
+    const rootKeys = (referenceRootPools(run) ?? []).map(rootPoolCount);
+    for (const key of [...countKeysOf(run), ...rootKeys]) {
       if (key === ALL_RUNS) continue;
       queuedByKey.set(key, [...(queuedByKey.get(key) ?? []), run.id].sort());
     }
@@ -304,6 +385,19 @@ export function invariantProblems(state: State): string[] {
   const actualByPool = new Map([...state.activeRunsByPool].map(([k, ids]) => [k, [...ids].sort()]));
   if (show(sortedEntries(byPool)) !== show(sortedEntries(actualByPool))) {
     problems.push(`activeRunsByPool ${show(sortedEntries(actualByPool))}, recount ${show(sortedEntries(byPool))}`);
+  }
+
+  // root steps promised a slot (the root-step hold's count), per pool and per run
+  const promised = sortedEntries(recountPromised(state, inProgress));
+  if (show(promised) !== show(sortedEntries(state.promisedSlots))) {
+    problems.push(`promisedSlots ${show(sortedEntries(state.promisedSlots))}, recount ${show(promised)}`);
+  }
+  for (const run of state.runs.values()) {
+    const mine = promising(run) && isInProgress(run.status) ? recountPromised(state, [run]) : new Map();
+    const count = [...mine.values()].reduce((a, b) => a + b, 0);
+    if (count !== run.promisedSteps.size) {
+      problems.push(`run ${run.id} has ${run.promisedSteps.size} promised steps, recount ${count}`);
+    }
   }
 
   // (b) and (c)

@@ -49,6 +49,11 @@ export interface ScenarioOptions {
   check?: CheckLevel;
   /** Also check that decide leaves the state untouched (costs a snapshot per command). */
   checkPurity?: boolean;
+  /**
+   * false: the first command turns the root-step hold off (Dagster's `enabled: false`), for
+   * tests of how admitted runs' steps share slots, which the hold would keep queued. Default on.
+   */
+  rootStepHold?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,6 +236,17 @@ export class Scenario {
     this.actor = options.actor ?? 'test';
     this.check = options.check ?? 'full';
     this.checkPurity = options.checkPurity ?? false;
+    this.setup =
+      options.rootStepHold === false
+        ? [{ type: 'ChangeConcurrencyConfig', change: { rootStepHold: { enabled: false } } }]
+        : [];
+  }
+
+  /** Commands run before the first one (after every field, a subclass's too, is set up). */
+  private setup: Command[];
+
+  private runSetup(): void {
+    for (const first of this.setup.splice(0)) this.when(first);
   }
 
   /** The fake clock, as an ISO string. */
@@ -251,6 +267,7 @@ export class Scenario {
 
   /** Runs one command: decide, then fold its events in. Returns the events. */
   when(command: Command): DomainEvent[] {
+    this.runSetup();
     const before = this.checkPurity ? fingerprint(this.state) : null;
     const events = decide(command, this.state, { now: this.now, newRunId: `auto-${++this.nextRunId}` });
     if (before !== null && fingerprint(this.state) !== before) {
@@ -265,6 +282,7 @@ export class Scenario {
    * returns the error. Throws if the command succeeds or throws anything else.
    */
   rejects(command: Command): DomainError {
+    this.runSetup();
     const before = fingerprint(this.state);
     const logLength = this.log.length;
     let events: DomainEvent[];

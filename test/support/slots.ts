@@ -267,8 +267,9 @@ export class SlotScenario extends Scenario {
   private readonly shadow = initialState();
   private folded = 0;
 
+  /** The root-step hold is off unless asked for: these scenarios are about admitted runs sharing slots. */
   constructor(options: ScenarioOptions = {}) {
-    super(options);
+    super({ rootStepHold: false, ...options });
   }
 
   override when(command: Command): DomainEvent[] {
