@@ -5,9 +5,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { evolve } from '../../projections/evolve.js';
-import { initialState, type WaitInterval } from '../../projections/state.js';
+import { initialState } from '../../projections/state.js';
 import type { Command, TagConcurrencyLimitInput } from '../../src/domain/commands.js';
-import { constraintIdentity, toConstraint } from '../../src/domain/constraints.js';
 import {
   DomainError,
   InvalidInputError,
@@ -16,10 +15,10 @@ import {
 } from '../../src/domain/errors.js';
 import type { DomainEvent, LoggedEvent } from '../../src/domain/events.js';
 import { isFinished, type RunStatus } from '../../src/domain/run.js';
+import { comparableWaits, ReferenceWaits } from '../support/reference-waits.js';
 import {
   admissionViolations,
   cmd,
-  fullLimitsOf,
   invariantProblems,
   readBack,
   replay,
@@ -254,58 +253,6 @@ function toCommand(s: Scenario, o: Op, nextId: () => string): { command: Command
       throw new Error('advance is not a command');
   }
 }
-
-/**
- * The simple model the derived waits must equal: after every command it takes every queued run's
- * reasons as the reference computes them, and starts a stretch whenever their set changes.
- */
-class ReferenceWaits {
-  private readonly waits = new Map<string, WaitInterval[]>();
-  private readonly identity = new Map<string, string>();
-  private readonly touched = new Map<string, number>();
-  private steps = 0;
-
-  record(s: Scenario): void {
-    const step = this.steps++;
-    for (const id of s.runIds) {
-      const run = s.run(id);
-      const list = this.waits.get(id) ?? [];
-      const open = list.at(-1);
-      const reasons =
-        run.status === 'QUEUED'
-          ? fullLimitsOf(s.state, run).map(({ limit, inUse }) => toConstraint({ ...limit, countKey: '' }, inUse))
-          : [];
-      const identity = reasons.map(constraintIdentity).sort().join('|');
-      if (identity === (this.identity.get(id) ?? '')) continue;
-      if (open && open.to === null) open.to = s.now;
-      if (reasons.length > 0) list.push({ from: s.now, to: null, reasons });
-      this.identity.set(id, identity);
-      this.waits.set(id, list);
-      this.touched.set(id, step);
-    }
-  }
-
-  /** Runs whose waits the last record changed (a stretch began or ended). */
-  changed(): string[] {
-    const last = this.steps - 1;
-    return [...this.touched].filter(([, at]) => at === last).map(([id]) => id);
-  }
-
-  all(): string[] {
-    return [...this.waits.keys()];
-  }
-
-  of(id: string): WaitInterval[] {
-    return this.waits.get(id) ?? [];
-  }
-}
-
-const comparableWaits = (waits: readonly WaitInterval[]) =>
-  waits.map((w) => ({
-    from: w.from,
-    to: w.to,
-    reasons: w.reasons.map((c) => `${constraintIdentity(c)}|${c.limit}|${c.inUse}|${c.message}`).sort(),
-  }));
 
 /** Runs a sequence, checking everything after every step. */
 function runSequence(ops: Op[]): void {

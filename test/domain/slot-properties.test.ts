@@ -17,6 +17,7 @@ import type { Command } from '../../src/domain/commands.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../../src/domain/errors.js';
 import type { DomainEvent } from '../../src/domain/events.js';
 import { isFinished, isInProgress } from '../../src/domain/run.js';
+import { comparableWaits, ReferenceWaits } from '../support/reference-waits.js';
 import { cmd, replay } from '../support/scenario.js';
 import {
   claimOf,
@@ -37,7 +38,8 @@ type Pool = 'p1' | 'p2' | null;
 type Op =
   | {
       kind: 'enqueue';
-      steps: Array<{ pool: Pool; priority: number }>;
+      /** `after`: the step depends on the one before it (so is not a root step). */
+      steps: Array<{ pool: Pool; priority: number; after: boolean }>;
       priority: number;
       maxSteps: number | null;
       lease: number | null;
@@ -57,7 +59,8 @@ type Op =
   | { kind: 'granularity'; granularity: 'OP' | 'RUN' }
   | { kind: 'maxRuns'; limit: number }
   | { kind: 'monitoring'; start: number; cancel: number }
-  | { kind: 'tick'; seconds: number };
+  | { kind: 'tick'; seconds: number }
+  | { kind: 'hold'; enabled: boolean; runBuffer: number; allotment: number };
 
 /** Even: among the runs in progress (when there are any); odd: among every run. */
 const pick = fc.nat({ max: 1_000 });
@@ -76,6 +79,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
             { weight: 3, arbitrary: fc.constant(0) },
             { weight: 2, arbitrary: fc.integer({ min: -2, max: 2 }) },
           ),
+          after: fc.boolean(),
         }),
         { minLength: 1, maxLength: 4 },
       ),
@@ -143,6 +147,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     }),
   },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('tick' as const), seconds: fc.integer({ min: 0, max: 90 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('hold' as const),
+      enabled: fc.oneof({ weight: 4, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+      runBuffer: fc.integer({ min: 0, max: 2 }),
+      allotment: fc.constantFrom(0, 5, 30),
+    }),
+  },
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -198,7 +211,12 @@ function plan(s: SlotScenario, o: Op, nextId: () => string): Planned {
     case 'enqueue': {
       const runId = nextId();
       const command = cmd.enqueue(runId, {
-        steps: o.steps.map((st, i) => ({ key: `s${i}`, pool: st.pool, priority: st.priority })),
+        steps: o.steps.map((st, i) => ({
+          key: `s${i}`,
+          pool: st.pool,
+          priority: st.priority,
+          dependsOn: st.after && i > 0 ? [`s${i - 1}`] : [],
+        })),
         priority: o.priority,
         maxConcurrentSteps: o.maxSteps,
         leaseSeconds: o.lease,
@@ -365,6 +383,16 @@ function plan(s: SlotScenario, o: Op, nextId: () => string): Planned {
       return { command: cmd.maxRuns(o.limit), error: null };
     case 'monitoring':
       return { command: slotCmd.monitoring(o.start, o.cancel), error: null };
+    case 'hold':
+      return {
+        command: {
+          type: 'ChangeConcurrencyConfig',
+          change: {
+            rootStepHold: { enabled: o.enabled, runBuffer: o.runBuffer, startedRunAllotmentSeconds: o.allotment },
+          },
+        },
+        error: null,
+      };
     case 'tick': {
       s.advance(o.seconds);
       const at = Date.parse(s.now);
@@ -392,9 +420,15 @@ function plan(s: SlotScenario, o: Op, nextId: () => string): Planned {
   }
 }
 
-/** Runs a sequence; SlotScenario checks every rule after every command. */
-function runSequence(ops: Op[]): void {
-  const s = new SlotScenario({ check: 'decisions' });
+/**
+ * Runs a sequence; SlotScenario checks every rule after every command. With the root-step hold
+ * on, every invariant is checked after every command (the reference recounts the root-step hold
+ * from the claims and the runs), and every run's derived waits against a model that records
+ * every queued run's reasons after every command.
+ */
+function runSequence(ops: Op[], rootStepHold = false): void {
+  const s = new SlotScenario({ check: rootStepHold ? 'full' : 'decisions', rootStepHold });
+  const referenceWaits = rootStepHold ? new ReferenceWaits() : null;
   let ids = 0;
   const nextId = () => `r${ids++}`;
   for (const [i, o] of ops.entries()) {
@@ -417,12 +451,25 @@ function runSequence(ops: Op[]): void {
       if (late && failure instanceof TransitionNotAllowedError) continue;
       throw failure;
     }
+    if (referenceWaits) {
+      referenceWaits.record(s);
+      for (const id of referenceWaits.changed()) {
+        expect(comparableWaits(s.waits(id)), `${where}: waits of ${id}`).toEqual(
+          comparableWaits(referenceWaits.of(id)),
+        );
+      }
+    }
     if (late && !s.state.inProgress.has(target)) continue;
     try {
       check?.(events, s.state);
     } catch (failure) {
       throw new Error(`${where}: ${(failure as Error).message}`);
     }
+  }
+  for (const id of referenceWaits?.all() ?? []) {
+    expect(comparableWaits(s.waits(id)), `waits of ${id} at the end`).toEqual(
+      comparableWaits(referenceWaits?.of(id) ?? []),
+    );
   }
   // A replay of the whole log, from scratch, equals the live state.
   expect(slotFingerprint(replay(s.log))).toBe(slotFingerprint(s.state));
@@ -469,6 +516,39 @@ describe('random slot sequences', () => {
       );
     },
     60_000 * scale,
+  );
+});
+
+describe('random sequences with the root-step hold on (Dagster OP granularity)', () => {
+  // Admissions equal a from-scratch pass that holds a run only when every root pool is full
+  // (never over-admitting, never holding a run with a free root slot), claims and allotment
+  // windows move the counts, and the waits derived from the log equal the reference model.
+  it(
+    'admit exactly what the rule allows, record every hold, and replay to the live state',
+    () => {
+      fc.assert(
+        fc.property(sequence(1, 60), (ops) => runSequence(ops, true)),
+        { numRuns: Math.round(120 * scale) },
+      );
+    },
+    120_000 * scale,
+  );
+
+  it(
+    'hold with many runs contending for few root slots',
+    () => {
+      const busy = fc.oneof(
+        { weight: 3, arbitrary: op.filter((o) => o.kind === 'enqueue' || o.kind === 'start') },
+        { weight: 5, arbitrary: op.filter((o) => o.kind === 'claim' || o.kind === 'release') },
+        { weight: 2, arbitrary: op.filter((o) => o.kind === 'tick' || o.kind === 'hold') },
+        { weight: 2, arbitrary: op },
+      );
+      fc.assert(
+        fc.property(sequence(40, 120, busy), (ops) => runSequence(ops, true)),
+        { numRuns: Math.round(15 * scale) },
+      );
+    },
+    120_000 * scale,
   );
 });
 

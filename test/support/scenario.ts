@@ -64,7 +64,7 @@ export interface EnqueueOptions {
   /** `{team: 'a'}` or a list of tags, kept in the order given. */
   tags?: Record<string, string> | Array<{ key: string; value: string }>;
   /** Steps as `'key@pool'` / `'key'` strings or full objects. */
-  steps?: Array<string | { key: string; pool?: string | null; priority?: number | null }>;
+  steps?: Array<string | { key: string; pool?: string | null; priority?: number | null; dependsOn?: string[] }>;
   /** Shorthand: one step per pool listed (keys s0, s1, ...). */
   pools?: string[];
   priority?: number | null;
@@ -478,7 +478,7 @@ export const limitStates = (events: readonly DomainEvent[]): string[] =>
       ? e.data.counters.map((c) => {
           const name =
             c.pool !== null
-              ? `pool ${c.pool}`
+              ? `${c.rootSteps ? 'root steps in ' : ''}pool ${c.pool}`
               : c.key === null
                 ? 'runs'
                 : c.value === null
