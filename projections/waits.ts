@@ -65,7 +65,8 @@ export function deriveWaits(
     // Records of one position (one event) act together.
     const next = records[i + 1];
     if (next && next.position === record.position) continue;
-    const reasons = record.kind === 'blocked' ? record.reasons : reasonsOfCounters(counters, (key) => held.get(key) ?? []);
+    const reasons =
+      record.kind === 'blocked' ? record.reasons : reasonsOfCounters(counters, (key) => held.get(key) ?? []);
     const identity = identityOf(reasons);
     if (identity === openIdentity) continue;
     close(record.at);

@@ -788,11 +788,7 @@ export class Sluice {
     const counters = [...new Set(heldKeysOf(run))];
     const held = new Map<string, Constraint[]>(counters.map((key) => [key, this.state.held.get(key) ?? []]));
     const reasonsNow = () => reasonsOfCounters(counters, (key) => held.get(key) ?? []);
-    const identity = () =>
-      reasonsNow()
-        .map(constraintIdentity)
-        .sort()
-        .join('\n');
+    const identity = () => reasonsNow().map(constraintIdentity).sort().join('\n');
     let current = identity();
     let queued = true;
     return (event) => {

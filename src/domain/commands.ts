@@ -403,6 +403,7 @@ export function validateConfigChange(change: ConfigChangeInput): ConfigEdits {
       return { pool, limit };
     });
   }
-  if (change.rootStepHold != null) edits.rootStepHold = validateRootStepHold(change.rootStepHold, 'change.rootStepHold');
+  if (change.rootStepHold != null)
+    edits.rootStepHold = validateRootStepHold(change.rootStepHold, 'change.rootStepHold');
   return edits;
 }

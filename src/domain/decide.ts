@@ -23,14 +23,7 @@ import {
   validateTimeout,
 } from './commands.js';
 import { LIMITS, type TagConcurrencyLimit } from './config.js';
-import {
-  ALL_RUNS,
-  counterOfKey,
-  poolCount,
-  rootPoolCount,
-  tagKeyCount,
-  tagValueCount,
-} from './constraints.js';
+import { ALL_RUNS, counterOfKey, poolCount, rootPoolCount, tagKeyCount, tagValueCount } from './constraints.js';
 import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent, MonitoringReason } from './events.js';
