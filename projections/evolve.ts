@@ -250,7 +250,7 @@ export function evolve(state: State, event: LoggedEvent): State {
     case 'RunStepAdded': {
       const run = runOf(state, event.data.runId);
       const { stepKey, pool } = event.data;
-      run.steps = [...run.steps, { key: stepKey, pool, priority: 0 }];
+      run.steps = [...run.steps, { key: stepKey, pool, priority: 0, added: true }];
       if (!run.pools.includes(pool)) {
         run.pools = [...run.pools, pool];
         state.knownPools.add(pool);

@@ -6,7 +6,7 @@
  * config says, so a limit edit never needs a recount.
  */
 import type { ConcurrencyConfig, TagConcurrencyLimit } from './config.js';
-import type { Step, Tag } from './run.js';
+import { rootStepsOf, type Step, type Tag } from './run.js';
 
 export type ConstraintKind =
   | 'MAX_CONCURRENT_RUNS'
@@ -101,8 +101,7 @@ export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[
  */
 export function rootKeysOf(run: { steps: readonly Step[] }): string[] {
   const pools = new Set<string>();
-  for (const step of run.steps) {
-    if ((step.dependsOn ?? []).length > 0) continue;
+  for (const step of rootStepsOf(run.steps)) {
     if (step.pool === null) return [];
     pools.add(step.pool);
   }

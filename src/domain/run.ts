@@ -16,6 +16,8 @@ export interface Step {
   priority: number;
   /** Keys of the steps of the same run it waits for; none (or absent): a root step. */
   dependsOn?: string[];
+  /** Added by a claim once the run was admitted (RunStepAdded): never one of its root steps. */
+  added?: boolean;
 }
 
 /** A tag Sluice read and did not act on, and why. */
@@ -28,7 +30,7 @@ export const PRIORITY_TAG = 'dagster/priority';
 
 /** The run's root steps: those that wait for no other step. */
 export function rootStepsOf(steps: readonly Step[]): Step[] {
-  return steps.filter((s) => (s.dependsOn ?? []).length === 0);
+  return steps.filter((s) => !s.added && (s.dependsOn ?? []).length === 0);
 }
 
 /** In progress: counts against every run limit. */

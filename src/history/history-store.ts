@@ -277,7 +277,7 @@ class SqliteHistory implements HistoryStore {
         break;
       case 'RunStepAdded':
         s.addStep.run(
-          JSON.stringify({ key: event.data.stepKey, pool: event.data.pool, priority: 0 }),
+          JSON.stringify({ key: event.data.stepKey, pool: event.data.pool, priority: 0, added: true }),
           event.data.runId,
         );
         break;

@@ -30,7 +30,7 @@ describe('a claim that adds a step', () => {
       { type: 'RunStepAdded', data: { runId: 'a', stepKey: 'load', pool: 'warehouse' } },
       { type: 'StepSlotGranted', data: { runId: 'a', stepKey: 'load', pool: 'warehouse' } },
     ]);
-    expect(s.run('a').steps).toEqual([{ key: 'load', pool: 'warehouse', priority: 0 }]);
+    expect(s.run('a').steps).toEqual([{ key: 'load', pool: 'warehouse', priority: 0, added: true }]);
     expect(s.run('a').pools).toEqual(['warehouse']);
     expect(s.count(poolCount('warehouse'))).toBe(1);
   });

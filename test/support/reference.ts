@@ -154,7 +154,8 @@ export interface FullLimit {
  * cannot apply: no root step, or a root step without a pool (it could always start).
  */
 export function referenceRootPools(run: RunRecord): string[] | null {
-  const roots = run.steps.filter((s) => (s.dependsOn ?? []).length === 0);
+  // Steps a claim added after admission were never root steps of the run as enqueued.
+  const roots = run.steps.filter((s) => !s.added && (s.dependsOn ?? []).length === 0);
   if (roots.length === 0 || roots.some((s) => s.pool === null)) return null;
   return [...new Set(roots.map((s) => s.pool as string))];
 }
@@ -173,7 +174,7 @@ export function recountPromised(state: State, inProgress: readonly RunRecord[]):
   for (const run of inProgress) {
     if (!promising(run)) continue;
     for (const step of run.steps) {
-      if ((step.dependsOn ?? []).length > 0 || step.pool === null) continue;
+      if (step.added || (step.dependsOn ?? []).length > 0 || step.pool === null) continue;
       if (state.claims.has(claimKey(run.id, step.key))) continue;
       promised.set(step.pool, (promised.get(step.pool) ?? 0) + 1);
     }
