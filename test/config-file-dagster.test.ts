@@ -11,7 +11,7 @@ const fixture = (name: string) => readFileSync(new URL(`./fixtures/dagster/${nam
 const read = (name: string, env: Record<string, string> = {}) => readConcurrencyConfigFile(fixture(name), name, env);
 
 describe("Dagster's instance files", () => {
-  it('concurrency: runs and pools are read; op_granularity_run_buffer is read and listed as not acted on', () => {
+  it('concurrency: runs and pools are read, op_granularity_run_buffer included; nothing is left unread', () => {
     const { settings, notActedOn } = read('concurrency.yaml');
     expect(settings).toEqual({
       maxConcurrentRuns: 5,
@@ -24,7 +24,7 @@ describe("Dagster's instance files", () => {
       opGranularityRunBuffer: 1,
       runMonitoring: {},
     });
-    expect(notActedOn).toEqual(['concurrency.pools.op_granularity_run_buffer']);
+    expect(notActedOn).toEqual([]);
   });
 
   it('run_coordinator: the QueuedRunCoordinator config with {env:} values; daemon keys listed as not acted on', () => {
@@ -48,8 +48,6 @@ describe("Dagster's instance files", () => {
       'run_coordinator.config.dequeue_num_workers',
       'run_coordinator.config.max_user_code_failure_retries',
       'run_coordinator.config.user_code_failure_retry_delay',
-      'run_coordinator.config.block_op_concurrency_limited_runs.enabled',
-      'run_coordinator.config.block_op_concurrency_limited_runs.op_concurrency_slot_buffer',
     ]);
   });
 

@@ -633,13 +633,11 @@ describe('parseConcurrencyConfigFile', () => {
         blockOpConcurrencyLimitedRuns: true,
       });
       expect(reading.notActedOn).toEqual([
-        'concurrency.pools.op_granularity_run_buffer',
         'run_queue.max_user_code_failure_retries',
         'run_queue.user_code_failure_retry_delay',
         'run_queue.dequeue_interval_seconds',
         'run_queue.dequeue_use_threads',
         'run_queue.dequeue_num_workers',
-        'run_queue.block_op_concurrency_limited_runs.enabled',
         'run_monitoring.enabled',
         'run_monitoring.poll_interval_seconds',
         'run_monitoring.max_resume_run_attempts',

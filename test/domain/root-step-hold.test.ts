@@ -7,11 +7,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { poolView } from '../../projections/pools.js';
+import { initialState } from '../../projections/state.js';
+import { configCommands } from '../../src/app/config-file.js';
+import { parseConcurrencyConfigFile } from '../../src/config-file.js';
 import type { Command } from '../../src/domain/commands.js';
 import type { Constraint } from '../../src/domain/constraints.js';
 import { nextWakeUp } from '../../src/domain/decide.js';
 import { InvalidInputError } from '../../src/domain/errors.js';
 import { simulateChange } from '../../src/domain/simulate.js';
+import { ALLOTMENT_ENV, readSettings, SettingsError } from '../../src/settings.js';
 import { cmd, limitStates, replay, Scenario, stateDifference, summary } from '../support/scenario.js';
 import { slotCmd } from '../support/slots.js';
 
@@ -244,5 +248,49 @@ describe('reads and the log', () => {
     expect(what.stillQueued.map(({ run, holds }) => [run.id, brief(holds)])).toEqual([
       ['c', ['ROOT_STEP_POOLS db 2/2']],
     ]);
+  });
+});
+
+describe('the settings Dagster users already write', () => {
+  const file = (text: string) =>
+    configCommands(parseConcurrencyConfigFile(text, 'dagster.yaml', {}), initialState().monitoring);
+
+  it('concurrency.pools.op_granularity_run_buffer sets the run buffer', () => {
+    const s = new Scenario().given(...file('concurrency:\n  pools:\n    op_granularity_run_buffer: 2\n'));
+    expect(s.state.config.rootStepHold).toEqual({ enabled: true, runBuffer: 2, startedRunAllotmentSeconds: 5 });
+  });
+
+  it('the older block_op_concurrency_limited_runs: {enabled, op_concurrency_slot_buffer}, under run_queue or the coordinator', () => {
+    const s = new Scenario().given(
+      ...file(
+        'run_queue:\n  block_op_concurrency_limited_runs:\n    enabled: false\n    op_concurrency_slot_buffer: 1\n',
+      ),
+    );
+    expect(s.state.config.rootStepHold).toEqual({ enabled: false, runBuffer: 1, startedRunAllotmentSeconds: 5 });
+    s.given(
+      ...file(
+        'run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    block_op_concurrency_limited_runs: {enabled: true}\n',
+      ),
+    );
+    expect(s.state.config.rootStepHold.enabled).toBe(true);
+  });
+
+  it('a file that says nothing of it leaves the hold as it is; the same file twice records nothing new', () => {
+    expect(file('concurrency:\n  runs:\n    max_concurrent_runs: 3\n')).toEqual([
+      { type: 'SetMaxConcurrentRuns', limit: 3 },
+    ]);
+    const s = new Scenario().given(...file('concurrency:\n  pools:\n    op_granularity_run_buffer: 2\n'));
+    expect(file('concurrency:\n  pools:\n    op_granularity_run_buffer: 2\n').flatMap((c) => s.when(c))).toEqual([]);
+  });
+
+  it("Dagster's DAGSTER_OP_CONCURRENCY_KEYS_ALLOTTED_FOR_STARTED_RUN_SECONDS is read, and checked", () => {
+    expect(readSettings({ [ALLOTMENT_ENV]: '30' }).startedRunAllotmentSeconds).toBe(30);
+    expect(readSettings({}).startedRunAllotmentSeconds).toBeUndefined();
+    for (const bad of ['-1', '2.5', 'soon', '86401']) {
+      expect(() => readSettings({ [ALLOTMENT_ENV]: bad })).toThrow(SettingsError);
+    }
+    expect(() => readSettings({ [ALLOTMENT_ENV]: 'soon' })).toThrow(
+      'DAGSTER_OP_CONCURRENCY_KEYS_ALLOTTED_FOR_STARTED_RUN_SECONDS must be a whole number of seconds from 0 to 86400, got "soon"',
+    );
   });
 });
