@@ -79,6 +79,28 @@ function inQueueOrder(a: RunRecord, b: RunRecord): number {
   return b.priority - a.priority || a.seq - b.seq;
 }
 
+/** Above this many queued runs under a key that has room again, the key is walked, not listed. */
+const WALK_ABOVE = 64;
+
+/** Two lists of runs in queue order as one, each run once; the second is read only as needed. */
+function* merged(listed: readonly RunRecord[], lazy: Iterator<RunRecord>): Generator<RunRecord> {
+  const seen = new Set<string>();
+  let next = lazy.next();
+  let i = 0;
+  for (;;) {
+    const a = listed[i];
+    const b = next.done ? undefined : next.value;
+    if (!a && !b) return;
+    const takeListed = a !== undefined && (b === undefined || inQueueOrder(a, b) <= 0);
+    const run = takeListed ? a : (b as RunRecord);
+    if (takeListed) i++;
+    else next = lazy.next();
+    if (seen.has(run.id)) continue;
+    seen.add(run.id);
+    yield run;
+  }
+}
+
 export function admissionPass(state: State, change: CapacityChange): PassResult {
   const configBefore = state.config;
   const config = change.config ?? configBefore;
@@ -106,10 +128,14 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     else for (const id of state.queuedByKey.get(key) ?? []) candidateIds.add(id);
   };
   for (const key of change.editedKeys ?? []) addSubjects(key);
+  // A key with room again and many runs under it is walked in queue order instead, and only
+  // until it is full again: freeing one place then costs what it admits, not the runs waiting.
+  const walked: string[] = [];
   for (const key of delta.keys()) {
     const before = countBefore(key);
     if (limitsOnCounter(key, configBefore).some(({ limit }) => before >= limit && count(key) < limit)) {
-      addSubjects(key);
+      if (key !== ALL_RUNS && (state.queuedByKey.get(key)?.size ?? 0) > WALK_ABOVE) walked.push(key);
+      else addSubjects(key);
     }
   }
 
@@ -133,11 +159,23 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     }
     if (enqueued) yield enqueued;
   }
-  const candidates: Iterable<RunRecord> = everyone
-    ? inOrder()
-    : [...[...candidateIds].flatMap((id) => queued(id) ?? []), ...(change.enqueued ? [change.enqueued] : [])].sort(
-        inQueueOrder,
-      );
+  const fullOn = (key: string) => limitsOnCounter(key, config).some(({ limit }) => count(key) >= limit);
+  // The runs under the walked keys in queue order, until every walked key is full again: past
+  // that, none of them can go (a run is held by a full counter of its own, or, for root-step
+  // counters, any it could go by has room and so is not what held it).
+  function* underWalked(): Generator<RunRecord> {
+    if (walked.length === 0) return;
+    for (const id of state.queue.inOrder()) {
+      if (walked.every(fullOn)) return;
+      const run = queued(id);
+      if (run && walked.some((key) => state.queuedByKey.get(key)?.has(id))) yield run;
+    }
+  }
+  const listed = [
+    ...[...candidateIds].flatMap((id) => queued(id) ?? []),
+    ...(change.enqueued ? [change.enqueued] : []),
+  ].sort(inQueueOrder);
+  const candidates: Iterable<RunRecord> = everyone ? inOrder() : merged(listed, underWalked());
 
   const limitsCache = new Map<string, ApplicableLimit[]>();
   const limitsOf = (run: RunRecord) => {
