@@ -4,7 +4,7 @@
  *
  * Environment:
  *   BENCH_SCALE=0.1          every default size times 0.1 (a quick run)
- *   BENCH_SECTIONS=1,2       only these sections (1-12; 4 includes 5)
+ *   BENCH_SECTIONS=1,2       only these sections (1-13; 4 includes 5)
  *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
  *   BENCH_RACE_COMMANDS, BENCH_PG_COMMANDS
  *                            explicit sizes (comma separated), overriding the scaled defaults
@@ -30,6 +30,7 @@ import { memorySection, readySection } from './history.js';
 import { postgresSection } from './postgres.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
+import { rootStepHoldSection } from './root-step-hold.js';
 import { slotsSection } from './slots.js';
 import { throughputSection } from './throughput.js';
 
@@ -51,5 +52,6 @@ if (sectionEnabled(8) || sectionEnabled(9)) await finishSections(sectionEnabled(
 if (sectionEnabled(10)) await memorySection();
 if (sectionEnabled(11)) await readySection();
 if (sectionEnabled(12)) await postgresSection();
+if (sectionEnabled(13)) await rootStepHoldSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
