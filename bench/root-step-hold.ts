@@ -112,5 +112,6 @@ export async function rootStepHoldSection(): Promise<void> {
         `${fmt((p50s.at(-1) as number) / (p50s[0] as number))}× (goal, issue 8: cost follows what changes, at most 1.5×)`,
     );
   }
-  note("events: StepSlotReleased, RunAdmitted, LimitStatesChanged (the pool's root-step counter).");
+  note("events: StepSlotReleased and RunAdmitted; the pool's root-step counter is full before and after, at the");
+  note('same count, so no limit-state record is needed.');
 }
