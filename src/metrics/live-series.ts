@@ -37,6 +37,8 @@ export interface PoolSeries {
   limit: number | null;
   inUse: number;
   pending: number;
+  /** Root steps of admitted runs not yet claiming, counted by the root-step hold (OP granularity). */
+  promised: number;
 }
 
 /** Keeps the `cap` largest by weight (ties by name) and sums the rest into one. */
@@ -113,6 +115,7 @@ export function poolSeries(state: State, caps: SeriesCaps = DEFAULT_CAPS): PoolS
     limit: p.limit ?? -1,
     inUse: p.inUse,
     pending: p.pending,
+    promised: p.promised,
   }));
   if (rest.length > 0) {
     series.push({
@@ -120,6 +123,7 @@ export function poolSeries(state: State, caps: SeriesCaps = DEFAULT_CAPS): PoolS
       limit: null,
       inUse: rest.reduce((sum, p) => sum + p.inUse, 0),
       pending: rest.reduce((sum, p) => sum + p.pending, 0),
+      promised: rest.reduce((sum, p) => sum + p.promised, 0),
     });
   }
   return series;

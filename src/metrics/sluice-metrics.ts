@@ -132,6 +132,13 @@ export function createSluiceMetrics(options: SluiceMetricsOptions = {}): SluiceM
     pools,
     (s) => ({ labels: { pool: s.pool }, value: s.pending }),
   );
+  liveGauge(
+    'sluice_pool_slots_promised',
+    "Root steps of runs admitted but not yet claiming, counted as holding a slot of each pool by the root-step hold (OP granularity; Dagster's block_op_concurrency_limited_runs); same pools as sluice_pool_slots_in_use.",
+    ['pool'],
+    pools,
+    (s) => ({ labels: { pool: s.pool }, value: s.promised }),
+  );
   new Gauge({
     name: 'sluice_log_position',
     help: 'Position of the last event this server has folded in (-1: empty log).',

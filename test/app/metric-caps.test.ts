@@ -87,3 +87,24 @@ describe('metric label caps', () => {
     expect(seriesOf(m, 'sluice_pool_limit')).toEqual({ 'pool=db': 4, 'pool=api': 1 });
   });
 });
+
+describe('sluice_pool_slots_promised', () => {
+  it('counts the root steps of admitted runs not yet claiming, per pool, and drops them as they claim', async () => {
+    await sluice.execute({ type: 'SetPoolLimit', pool: 'db', limit: 3 }, 'test');
+    await enqueue({
+      runId: 'r1',
+      steps: [
+        { key: 'load', pool: 'db' },
+        { key: 'copy', pool: 'db' },
+        { key: 'report', pool: 'db', dependsOn: ['load'] },
+      ],
+    });
+    // Two root steps promised; report depends on load, so it is not a root step.
+    expect(seriesOf(await scrape(), 'sluice_pool_slots_promised')).toEqual({ 'pool=db': 2 });
+    await sluice.execute({ type: 'MarkRunStarted', runId: 'r1' }, 'test');
+    await sluice.execute({ type: 'ClaimStepSlot', runId: 'r1', stepKey: 'load' }, 'test');
+    const m = await scrape();
+    expect(seriesOf(m, 'sluice_pool_slots_promised')).toEqual({ 'pool=db': 1 });
+    expect(seriesOf(m, 'sluice_pool_slots_in_use')).toEqual({ 'pool=db': 1 });
+  });
+});

@@ -145,6 +145,8 @@ describe('GET /metrics', () => {
     expect(seriesOf(m, 'sluice_pool_limit')).toEqual({ 'pool=warehouse': 1 });
     expect(seriesOf(m, 'sluice_pool_slots_in_use')).toEqual({ 'pool=warehouse': 1 });
     expect(seriesOf(m, 'sluice_pool_slots_pending')).toEqual({ 'pool=warehouse': 1 });
+    // a1 claimed both of its root steps: nothing is promised any more.
+    expect(seriesOf(m, 'sluice_pool_slots_promised')).toEqual({ 'pool=warehouse': 0 });
 
     const decisions = await allDecisions(gql);
     const byKind: Record<string, number> = {};
