@@ -39,7 +39,11 @@ async function cliError(argv: string[]): Promise<CliError> {
   return failure as CliError;
 }
 
-/** Two runs admitted under max 2, one held by the per-team limit, one by max runs; a pool with one slot. */
+/**
+ * Two runs admitted under max 2, one held by the per-team limit, one by max runs; a pool with one
+ * slot. c also has a root step without a pool: the root-step hold would otherwise keep it queued
+ * behind a's promised db step, and these tests are about two admitted runs sharing the slot.
+ */
 async function someRuns(): Promise<void> {
   await gql.data(`mutation {
     setMaxConcurrentRuns(limit: 2) { __typename }
@@ -47,7 +51,7 @@ async function someRuns(): Promise<void> {
     setPoolLimit(pool: "db", limit: 1) { __typename }
     a: enqueueRun(input: {runId: "a", jobName: "etl", tags: [{key: "team", value: "data"}], steps: [{key: "load", pool: "db"}]}) { __typename }
     b: enqueueRun(input: {runId: "b", jobName: "etl", tags: [{key: "team", value: "data"}]}) { __typename }
-    c: enqueueRun(input: {runId: "c", jobName: "train", priority: 5, steps: [{key: "load", pool: "db"}]}) { __typename }
+    c: enqueueRun(input: {runId: "c", jobName: "train", priority: 5, steps: [{key: "load", pool: "db"}, {key: "fit"}]}) { __typename }
     d: enqueueRun(input: {runId: "d", jobName: "report"}) { __typename }
   }`);
   await gql.data(`mutation {

@@ -732,16 +732,30 @@ describe('setTagConcurrencyLimits', () => {
 });
 
 describe('setPoolGranularity', () => {
-  it('given OP granularity, when RUN is set, then pool limits hold whole runs; back to OP, runs are admitted regardless', async () => {
+  it('given OP granularity, when RUN is set, then pool limits hold whole runs; back to OP, the root-step hold keeps the run queued until it is turned off', async () => {
     await setPoolLimit('database', 0);
     const result = await setGranularity('RUN');
     expect(result.config.poolGranularity).toBe('RUN');
     await enqueue({ runId: 'a', jobName: 'j', steps: [{ key: 's', pool: 'database' }] });
     expect(await runStatus('a')).toBe('QUEUED');
+    const blockedBy = async () =>
+      (await gql.data('{ run(id: "a") { blockedBy { kind pool limit inUse } } }')).run.blockedBy;
+    expect(await blockedBy()).toEqual([{ kind: 'POOL_LIMIT', pool: 'database', limit: 0, inUse: 0 }]);
     const back = await setGranularity('OP');
     expect(back.config.poolGranularity).toBe('OP');
-    expect(await runStatus('a')).toBe('STARTING');
+    // Its only root step is in a pool with no free slot: the root-step hold (on by default) keeps it.
+    expect(await runStatus('a')).toBe('QUEUED');
+    expect(await blockedBy()).toEqual([{ kind: 'ROOT_STEP_POOLS', pool: 'database', limit: 0, inUse: 0 }]);
     await appendsNothing(() => setGranularity('OP'));
+    const off = await gql.data(
+      'mutation { changeConcurrencyConfig(change: {rootStepHold: {enabled: false}}) { __typename ... on ConfigPayload { config { rootStepHold { enabled } } } } }',
+    );
+    expect(off.changeConcurrencyConfig).toEqual({
+      __typename: 'ConfigPayload',
+      config: { rootStepHold: { enabled: false } },
+    });
+    // With the hold off, OP granularity admits runs regardless; their steps wait for slots.
+    expect(await runStatus('a')).toBe('STARTING');
   });
 
   it('given a granularity that is not an enum value, when it is sent, then HTTP 400 and nothing is appended', async () => {

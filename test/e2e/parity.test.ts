@@ -103,8 +103,13 @@ describe('freeStepSlots', () => {
     expect(events.map((e) => [e.type, e.actor])).toEqual([
       ['StepSlotReleased', 'anonymous (on behalf of alice)'],
       ['StepSlotGranted', 'anonymous (on behalf of alice)'],
+      // The root-step hold (on by default) records pool db's root-step count: 2 → 1, still full.
+      ['LimitStatesChanged', 'anonymous (on behalf of alice)'],
     ]);
     expect(events[0]?.data).toMatchObject({ stepKey: 'load', held: true, reason: 'slot freed by an admin' });
+    expect(events[2]?.data).toMatchObject({
+      counters: [{ pool: 'db', rootSteps: true, inUse: 1, full: [{ kind: 'ROOT_STEP_POOLS', limit: 1, inUse: 1 }] }],
+    });
   });
 
   it("given no step key, when an admin frees a run's slots, then every slot and waiting claim of the run is freed", async () => {

@@ -72,6 +72,13 @@ const terminate = (runId: string, force?: boolean) =>
     runId,
     force: force ?? null,
   });
+/** Turns the OP-granularity root-step hold off (it would keep a run queued while its root steps' pools are full). */
+async function holdOff(): Promise<void> {
+  const data = await gql.data(
+    'mutation { changeConcurrencyConfig(change: {rootStepHold: {enabled: false}}) { __typename } }',
+  );
+  expect(data.changeConcurrencyConfig.__typename).toBe('ConfigPayload');
+}
 const setPoolLimit = (pool: string, limit: number) =>
   mutate('setPoolLimit', '$pool: String!, $limit: Int!', 'pool: $pool, limit: $limit', '__typename', { pool, limit });
 const claim = (runId: string, stepKey: string) =>
@@ -112,6 +119,8 @@ const poolHold = (pool: string, limit: number, inUse: number) => ({
 
 /** Two started runs contending for pool db (limit 1). */
 async function contended(): Promise<void> {
+  // These tests are about admitted runs sharing slots: the root-step hold would keep b queued.
+  await holdOff();
   await setPoolLimit('db', 1);
   await enqueue({ runId: 'a', jobName: 'etl', steps: [{ key: 'x', pool: 'db' }, { key: 'q' }] });
   await enqueue({ runId: 'b', jobName: 'etl', steps: [{ key: 'y', pool: 'db', priority: 2 }] });
@@ -313,6 +322,8 @@ describe('heartbeat', () => {
 
 describe('Pool views at OP granularity', () => {
   it('count slots held by steps, steps waiting, and the runs holding slots', async () => {
+    // About admitted runs sharing slots: the root-step hold would keep r2 and r3 queued.
+    await holdOff();
     await setPoolLimit('db', 2);
     for (const id of ['r1', 'r2', 'r3']) {
       await enqueue({

@@ -121,6 +121,12 @@ async function finishes(server: RunningServer): Promise<Json[]> {
 describe('leases', () => {
   it('given a run with a 1 s lease and no heartbeat, then it fails on its own about when the lease ends, and its slot goes to another run’s waiting step', async () => {
     const { server, gql } = await serve(dbFile());
+    // About admitted runs sharing a slot: the root-step hold would keep the waiter queued.
+    await mutate(
+      gql,
+      'mutation { changeConcurrencyConfig(change: {rootStepHold: {enabled: false}}) { __typename ... on Error { message } } }',
+      {},
+    );
     await setPoolLimit(gql, 'db', 1);
     const leased = await enqueue(gql, {
       runId: 'leased',

@@ -75,6 +75,14 @@ async function holdPool(pool: string, runId: string): Promise<void> {
   expect(claim.claim.granted).toBe(true);
 }
 
+/** Turns the OP-granularity root-step hold on or off (the server is shared: tests that turn it off turn it back on). */
+async function rootStepHold(enabled: boolean): Promise<void> {
+  const answer = await mutate(
+    `mutation { changeConcurrencyConfig(change: {rootStepHold: {enabled: ${enabled}}}) { __typename ... on ConfigPayload { config { rootStepHold { enabled } } } } }`,
+  );
+  expect(answer).toEqual({ __typename: 'ConfigPayload', config: { rootStepHold: { enabled } } });
+}
+
 /** `[start, end]` in ms, as written by a command: `date +%s%N` before and after its work. */
 function interval(file: string): [number, number] {
   const [start, end] = readFileSync(join(dir.path, file), 'utf8')
@@ -89,6 +97,8 @@ const timed = (file: string, seconds: number) =>
 describe('sluice run', () => {
   it('given pool limit 1, when two wrapped commands ask for the pool, then they run one after the other and --json tells each step', async () => {
     const { pool } = fresh();
+    // About admitted runs sharing a slot: the root-step hold would keep the second run queued.
+    await rootStepHold(false);
     await mutate(`mutation { setPoolLimit(pool: "${pool}", limit: 1) { __typename } }`);
     const a = wrapper(['run', '--pool', pool, '--json', '--', 'sh', '-c', timed('a.times', 2)]);
     const b = wrapper(['run', '--pool', pool, '--json', '--', 'sh', '-c', timed('b.times', 2)]);
@@ -117,6 +127,7 @@ describe('sluice run', () => {
     expect(waited.at(-1)).toMatchObject({ event: 'exit', code: 0 });
     expect(waited.find((e: Json) => e.event === 'finished')).toMatchObject({ status: 'SUCCESS' });
     for (const e of events.flat()) expect(typeof e.at).toBe('string');
+    await rootStepHold(true);
   }, 120_000);
 
   it('given a queued run, then it says why it waits, and SIGINT while queued cancels it and exits 130', async () => {
@@ -268,6 +279,8 @@ describe('sluice run', () => {
 describe('sluice run while the server restarts', () => {
   it('given a wrapper waiting, when the server restarts, then the wrapper reconnects and is still admitted', async () => {
     const { run, pool } = fresh();
+    // About an admitted run waiting for a slot: the root-step hold would keep it queued.
+    await rootStepHold(false);
     await holdPool(pool, `${run}-holder`);
     const w = wrapper(['run', '--run-id', run, '--pool', pool, '--json', '--', 'true']);
     await waitFor(() => w.events().some((e) => e.event === 'waiting'), 'the wrapper to wait', 30_000);
@@ -291,6 +304,7 @@ describe('sluice run while the server restarts', () => {
       'exit',
     ]);
     expect((await runStatus(run))?.status).toBe('SUCCESS');
+    await rootStepHold(true);
   }, 120_000);
 });
 
