@@ -8,15 +8,18 @@ interface PoolLine {
   explicitLimit: number | null;
   inUse: number;
   pending: number;
+  promised: number;
 }
 
-const POOL_FIELDS = 'name limit explicitLimit inUse pending';
+const POOL_FIELDS = 'name limit explicitLimit inUse pending promised';
 
 export function formatPool(pool: PoolLine): string {
   const limit = pool.limit === null ? 'unlimited' : String(pool.limit);
   const source = pool.limit !== null && pool.explicitLimit === null ? ' (default limit)' : '';
   const pending = pool.pending > 0 ? `, ${pool.pending} pending` : '';
-  return `${pool.name}: ${pool.inUse} / ${limit} in use${source}${pending}`;
+  // Root steps of admitted runs not yet claiming: the root-step hold counts them as taken.
+  const promised = pool.promised > 0 ? `, ${pool.promised} promised` : '';
+  return `${pool.name}: ${pool.inUse} / ${limit} in use${source}${pending}${promised}`;
 }
 
 export async function concurrencyGet(url: string, pool: string | undefined): Promise<CommandOutput> {
@@ -31,10 +34,24 @@ export async function concurrencyGet(url: string, pool: string | undefined): Pro
   }
   const data = await graphql<{
     pools: PoolLine[];
-    concurrencyConfig: { poolGranularity: string; defaultPoolLimit: number | null };
-  }>(url, `{ pools { ${POOL_FIELDS} } concurrencyConfig { poolGranularity defaultPoolLimit } }`);
+    concurrencyConfig: {
+      poolGranularity: string;
+      defaultPoolLimit: number | null;
+      rootStepHold: { enabled: boolean; runBuffer: number; startedRunAllotmentSeconds: number };
+    };
+  }>(
+    url,
+    `{ pools { ${POOL_FIELDS} } concurrencyConfig { poolGranularity defaultPoolLimit rootStepHold { enabled runBuffer startedRunAllotmentSeconds } } }`,
+  );
   const config = data.concurrencyConfig;
-  const header = `pools (granularity ${config.poolGranularity}, default limit ${config.defaultPoolLimit ?? 'none'}):`;
+  const hold = config.rootStepHold;
+  const holdText =
+    config.poolGranularity !== 'OP'
+      ? ''
+      : hold.enabled
+        ? `, root-step hold on (run buffer ${hold.runBuffer})`
+        : ', root-step hold off';
+  const header = `pools (granularity ${config.poolGranularity}, default limit ${config.defaultPoolLimit ?? 'none'}${holdText}):`;
   const json = { ...config, pools: data.pools };
   if (data.pools.length === 0) return output(`${header}\n  (no pools yet)`, json);
   return output([header, ...data.pools.map((p) => `  ${formatPool(p)}`)].join('\n'), json);

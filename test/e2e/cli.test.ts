@@ -45,7 +45,7 @@ describe('sluice concurrency set / get / delete', () => {
     expect(await cli('concurrency', 'set', 'database', '2')).toBe('set database: 0 / 2 in use');
     expect(await cli('concurrency', 'get', 'database')).toBe('database: 0 / 2 in use');
     expect(await cli('concurrency', 'get', '--all')).toBe(
-      'pools (granularity OP, default limit none):\n  database: 0 / 2 in use',
+      'pools (granularity OP, default limit none, root-step hold on (run buffer 0)):\n  database: 0 / 2 in use',
     );
     expect(await cli('concurrency', 'delete', 'database')).toBe(
       'deleted the limit of pool database; now database: 0 / unlimited in use',
@@ -76,8 +76,24 @@ describe('sluice concurrency set / get / delete', () => {
     expect(await cli('concurrency', 'set', 'database', '2')).toBe('set database: 2 / 2 in use');
   });
 
+  it('given OP granularity, when runs are admitted with root steps in a pool, then the pool shows them as promised until they claim', async () => {
+    await mutate(`mutation {
+      setPoolLimit(pool: "database", limit: 2) { __typename }
+      a: enqueueRun(input: {runId: "a", jobName: "j", steps: [{key: "s", pool: "database"}]}) { __typename }
+    }`);
+    expect(await cli('concurrency', 'get', 'database')).toBe('database: 0 / 2 in use, 1 promised');
+    await mutate(
+      'mutation { markRunStarted(runId: "a") { __typename } claimStepSlot(runId: "a", stepKey: "s") { __typename } }',
+    );
+    expect(await cli('concurrency', 'get', 'database')).toBe('database: 1 / 2 in use');
+    await mutate('mutation { changeConcurrencyConfig(change: {rootStepHold: {enabled: false}}) { __typename } }');
+    expect(await cli('concurrency', 'get')).toBe(
+      'pools (granularity OP, default limit none, root-step hold off):\n  database: 1 / 2 in use',
+    );
+  });
+
   it('given no pools yet, when all pools are listed (with or without --all), then it says so', async () => {
-    const expected = 'pools (granularity OP, default limit none):\n  (no pools yet)';
+    const expected = 'pools (granularity OP, default limit none, root-step hold on (run buffer 0)):\n  (no pools yet)';
     expect(await cli('concurrency', 'get', '--all')).toBe(expected);
     expect(await cli('concurrency', 'get')).toBe(expected);
   });

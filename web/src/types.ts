@@ -28,6 +28,7 @@ export interface Config {
   defaultPoolLimit: number | null;
   poolGranularity: 'OP' | 'RUN';
   tagConcurrencyLimits: TagLimit[];
+  rootStepHold: { enabled: boolean; runBuffer: number; startedRunAllotmentSeconds: number };
 }
 
 export interface Pool {
@@ -36,6 +37,8 @@ export interface Pool {
   explicitLimit: number | null;
   inUse: number;
   pending: number;
+  /** Root steps of admitted runs not yet claiming, counted by the root-step hold. */
+  promised: number;
 }
 
 export interface RunSummary {
@@ -62,6 +65,6 @@ export interface Decision {
 
 export const CONSTRAINT = 'kind key value pool perUniqueValue limit inUse message';
 export const CONFIG =
-  'maxConcurrentRuns defaultPoolLimit poolGranularity tagConcurrencyLimits { key value applyLimitPerUniqueValue limit }';
-export const POOL = 'name limit explicitLimit inUse pending';
+  'maxConcurrentRuns defaultPoolLimit poolGranularity tagConcurrencyLimits { key value applyLimitPerUniqueValue limit } rootStepHold { enabled runBuffer startedRunAllotmentSeconds }';
+export const POOL = 'name limit explicitLimit inUse pending promised';
 export const RUN_SUMMARY = `id jobName status priority tags { key value } pools enqueuedAt blockedBy { ${CONSTRAINT} }`;

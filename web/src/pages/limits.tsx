@@ -250,6 +250,9 @@ export function Limits(props: { canEdit: boolean; role: string | null }) {
           </button>
         </Section>
         <Section title={`Pools (granularity ${data.concurrencyConfig.poolGranularity})`}>
+          {data.concurrencyConfig.poolGranularity === 'OP' ? (
+            <HoldNote hold={data.concurrencyConfig.rootStepHold} />
+          ) : null}
           <label class="field">
             default pool limit (empty: pools without their own limit are unlimited)
             <input
@@ -266,7 +269,12 @@ export function Limits(props: { canEdit: boolean; role: string | null }) {
             return (
               <div class="pool-row" key={i}>
                 {usage ? (
-                  <UsageBar label={`pool ${p.pool}`} limit={usage.limit} inUse={usage.inUse} pending={usage.pending} />
+                  <UsageBar
+                    label={`pool ${p.pool}${usage.promised > 0 ? ` · ${usage.promised} promised to starting runs` : ''}`}
+                    limit={usage.limit}
+                    inUse={usage.inUse}
+                    pending={usage.pending}
+                  />
                 ) : (
                   <input
                     placeholder="new pool name"
@@ -358,5 +366,17 @@ export function Limits(props: { canEdit: boolean; role: string | null }) {
         ) : null}
       </Section>
     </div>
+  );
+}
+
+/** The root-step hold's settings, read-only here (changeConcurrencyConfig or dagster.yaml set them). */
+function HoldNote(props: { hold: Config['rootStepHold'] }) {
+  const h = props.hold;
+  return (
+    <Note>
+      {h.enabled
+        ? `Root-step hold on: a run whose root steps all use full pools waits (run buffer ${h.runBuffer}; a started run's unclaimed root steps count for ${h.startedRunAllotmentSeconds} s).`
+        : 'Root-step hold off: runs are admitted whatever their pools; their steps wait for slots.'}
+    </Note>
   );
 }
