@@ -303,8 +303,15 @@ export class Sluice {
       );
     }
     const event = toLoggedEvent(recorded);
-    // While restoring, the rebuilt state takes this event from the log instead.
-    if (recorded.revision > this.state.revision && !this.restoring) evolve(this.state, event);
+    if (this.speculating) {
+      // Another server's event while this server's group is folded in ahead of its append: that
+      // append must lose the race (it expects the log to end before this event), and the live
+      // state is rebuilt from the log then. Folded into the speculative state it would land on
+      // the wrong runs; skipped as "already folded" it would be lost.
+    } else if (recorded.revision > this.state.revision && !this.restoring) {
+      // While restoring, the rebuilt state takes this event from the log instead.
+      evolve(this.state, event);
+    }
     this.durable = recorded.revision;
     this.lastApplied = recorded;
     this.recordHistory(event, recorded);
@@ -413,7 +420,15 @@ export class Sluice {
   private writeCheckpoint(): void {
     const recorded = this.lastApplied;
     // Only a state that is all durable: never one with a group's events folded in ahead of its append.
-    if (!this.checkpoints || this.closed || !recorded || recorded.revision !== this.state.revision) return;
+    if (
+      !this.checkpoints ||
+      this.closed ||
+      !recorded ||
+      this.speculating ||
+      recorded.revision !== this.state.revision
+    ) {
+      return;
+    }
     try {
       this.checkpoints.save({
         revision: recorded.revision,
@@ -648,6 +663,7 @@ export class Sluice {
       const base = this.durable;
       const newEvents: NewEvent[] = [];
       const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
+      this.speculating = true;
       try {
         for (const member of group) {
           const context: DecideContext = { now, newRunId: this.newRunId(), pastRun: this.pastRunFor(member.command) };
@@ -682,15 +698,16 @@ export class Sluice {
         }
       } catch (error) {
         // A fold that throws is a bug; the live state goes back to the log's.
-        await this.restoreLiveState();
+        await this.restoreSpeculation();
         throw error;
       }
       let recorded: RecordedEvent[] = [];
+      if (newEvents.length === 0) this.speculating = false;
       if (newEvents.length > 0) {
         try {
           recorded = (await this.store.append(this.stream, newEvents, base < 0n ? 'no_stream' : base)).events;
         } catch (error) {
-          await this.restoreLiveState();
+          await this.restoreSpeculation();
           if (error instanceof ConcurrencyError) {
             // Retrying at once can lock in step behind a writer that keeps winning (it queues
             // for the store's lock while the loser is still catching up); a short random pause
@@ -700,6 +717,9 @@ export class Sluice {
           }
           throw error;
         }
+        // The append won: no other event came between the base and these, so they are the ones
+        // already folded in.
+        this.speculating = false;
         for (const event of recorded) this.apply(event);
       }
       group.forEach((member, i) => {
@@ -738,6 +758,18 @@ export class Sluice {
 
   /** True while the live state is being rebuilt after a failed append. */
   private restoring = false;
+
+  /** True while a group's events are folded into the live state ahead of their append. */
+  private speculating = false;
+
+  /** Ends a speculation that did not become durable: the live state as the log has it. */
+  private async restoreSpeculation(): Promise<void> {
+    try {
+      await this.restoreLiveState();
+    } finally {
+      this.speculating = false;
+    }
+  }
 
   /** Every durable event from now on, in order. */
   onEvent(listener: (event: LoggedEvent) => void): () => void {

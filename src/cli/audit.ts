@@ -117,7 +117,14 @@ interface Snapshot {
   };
   queue: SnapshotRun[];
   inProgress: SnapshotRun[];
-  pools: Array<{ name: string; limit: number | null; explicitLimit: number | null; inUse: number; pending: number }>;
+  pools: Array<{
+    name: string;
+    limit: number | null;
+    explicitLimit: number | null;
+    inUse: number;
+    pending: number;
+    promised: number;
+  }>;
 }
 
 export function formatSnapshot(s: Snapshot): string {
@@ -158,7 +165,7 @@ export async function snapshot(url: string, options: { at?: string; position?: s
       position at config { maxConcurrentRuns poolGranularity defaultPoolLimit
         tagConcurrencyLimits { key value applyLimitPerUniqueValue limit } }
       queue { ${runFields} } inProgress { ${runFields} }
-      pools { name limit explicitLimit inUse pending }
+      pools { name limit explicitLimit inUse pending promised }
     } }`,
     {
       at: options.at === undefined ? null : new Date(options.at).toISOString(),

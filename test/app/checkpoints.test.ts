@@ -302,7 +302,7 @@ describe('restart from a checkpoint', () => {
         { type: 'SetMaxConcurrentRuns', limit: 5 }, // admits b, then a
       ],
     );
-    expect(first.sluice.state.revision).toBe(10n);
+    expect(first.sluice.state.revision).toBe(12n);
     const before = views(first.sluice.state);
     expect(before.pools[0]?.activeRunIds).toEqual(['b', 'a']);
     await first.sluice.close();
@@ -312,7 +312,7 @@ describe('restart from a checkpoint', () => {
     events = store();
     checkpoints = checkpointStore();
     // The checkpoint is taken after the command that admitted b, then a.
-    expect(checkpoints.atOrBefore(10n, 1)[0]?.revision).toBe(10n);
+    expect(checkpoints.atOrBefore(12n, 1)[0]?.revision).toBe(12n);
     const restarted = await open(events, checkpoints, { every: 3 });
     expect(serializeState(restarted.sluice.state)).toBe((await fullReplay(events)).serialized);
     expect(views(restarted.sluice.state)).toEqual(before);

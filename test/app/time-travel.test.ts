@@ -177,8 +177,9 @@ describe('stateAt', () => {
   it('given runs admitted out of enqueue order at RUN granularity, when a revision that has a checkpoint is asked for, then the pool lists its active runs in the order the live state did', async () => {
     const d = await deployment(3);
     try {
-      // Revisions: 0 granularity, 1 maxRuns 0, 2-3 a enqueued and held, 4-5 b enqueued and held,
-      // 6-8 maxRuns 5 admitting b (priority 5) then a. Checkpoints are written after 3 and 8.
+      // Revisions: 0 granularity, 1-2 maxRuns 0 and its record, 3-5 a enqueued and held (with the
+      // record of its root-step counter), 6-8 b the same, 9-12 maxRuns 5 admitting b (priority 5)
+      // then a, and the record. Checkpoints are written after 2, 5, 8 and 12.
       await attempt(d.sluice, { type: 'SetPoolGranularity', granularity: 'RUN' });
       await attempt(d.sluice, { type: 'SetMaxConcurrentRuns', limit: 0 });
       await attempt(d.sluice, {
@@ -190,16 +191,16 @@ describe('stateAt', () => {
         input: { runId: 'b', jobName: 'j', steps: [{ key: 's', pool: 'db' }], priority: 5 },
       });
       await attempt(d.sluice, { type: 'SetMaxConcurrentRuns', limit: 5 });
-      expect(d.sluice.state.revision).toBe(10n);
+      expect(d.sluice.state.revision).toBe(12n);
       const live = views(d.sluice.state);
       const liveSerialized = serializeState(d.sluice.state);
       expect(live.pools).toEqual([
-        { name: 'db', limit: null, explicitLimit: null, inUse: 2, pending: 0, activeRunIds: ['b', 'a'] },
+        { name: 'db', limit: null, explicitLimit: null, inUse: 2, pending: 0, activeRunIds: ['b', 'a'], promised: 0 },
       ]);
       await attempt(d.sluice, { type: 'EnqueueRun', input: { runId: 'c', jobName: 'j' } });
-      expect(d.checkpoints.atOrBefore(10n, 10).map((c) => c.revision)).toEqual([10n, 6n, 2n]);
+      expect(d.checkpoints.atOrBefore(12n, 10).map((c) => c.revision)).toEqual([12n, 8n, 5n, 2n]);
 
-      const past = await d.sluice.stateAt(10n);
+      const past = await d.sluice.stateAt(12n);
       // The serialized state agrees (it does not record the order of runs in progress)...
       expect(serializeState(past)).toBe(liveSerialized);
       // ...but the pool view, which lists them, must too.

@@ -67,9 +67,11 @@ const position = () => server.sluice.state.revision.toString();
  * slot, gets it and is canceled with force. Returns positions worth a snapshot.
  */
 async function story(): Promise<{ heldByRunLimit: string; heldByTag: string }> {
+  // The root-step hold off: r must be admitted while blocker holds db's one slot, so its step waits.
   await atTime(
     0,
-    `a: setMaxConcurrentRuns(limit: 1) { __typename } b: setPoolLimit(pool: "db", limit: 1) { __typename }`,
+    `a: setMaxConcurrentRuns(limit: 1) { __typename } b: setPoolLimit(pool: "db", limit: 1) { __typename }
+    c: changeConcurrencyConfig(change: {rootStepHold: {enabled: false}}) { __typename }`,
   );
   await atTime(
     1,

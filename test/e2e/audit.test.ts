@@ -343,9 +343,13 @@ describe('simulate', () => {
         ],
       },
       { tagConcurrencyLimits: [{ key: 'env', value: 'prod', limit: 1 }], defaultPoolLimit: 0 },
+      // At OP granularity f's only root step is in gpu, full at its limit (the default, 0): the root-step hold.
       { maxConcurrentRuns: -1, poolGranularity: 'OP' },
       { maxConcurrentRuns: 10, tagConcurrencyLimits: [], poolLimits: [{ pool: 'gpu', limit: null }] },
+      // gpu without any limit: f's root step lets it go.
+      { defaultPoolLimit: null },
     ];
+    const kindsForetold = new Set<string>();
     for (const edit of changes) {
       const revision = sluice.state.revision;
       const decisionsBefore = await allDecisions(gql);
@@ -354,6 +358,7 @@ describe('simulate', () => {
       expect(sluice.state.revision, JSON.stringify(edit)).toBe(revision);
       expect(await allDecisions(gql)).toEqual(decisionsBefore);
       expect(simulation.wouldAdmit.every((r: Json) => r.status === 'QUEUED' && r.blockedBy.length === 0)).toBe(true);
+      for (const run of simulation.stillQueued) for (const reason of run.blockedBy) kindsForetold.add(reason.kind);
 
       const result = await change(edit);
       expect(result.__typename).toBe('ConfigPayload');
@@ -365,6 +370,8 @@ describe('simulate', () => {
         JSON.stringify(edit),
       ).toEqual(simulation.stillQueued.map((r: Json) => ({ id: r.id, blockedBy: r.blockedBy })));
     }
+    // On the way, runs were held by every kind of run limit.
+    expect([...kindsForetold].sort()).toEqual(['MAX_CONCURRENT_RUNS', 'POOL_LIMIT', 'ROOT_STEP_POOLS', 'TAG_LIMIT']);
     // By the end everything got in, step by step.
     expect(await queued()).toEqual([]);
   });
@@ -438,6 +445,8 @@ describe('decisions(pool:)', () => {
   }
 
   async function someSlotDecisions(): Promise<void> {
+    // The root-step hold off: these tests need runs admitted that contend for db's one slot.
+    await mutate(`mutation { changeConcurrencyConfig(change: {rootStepHold: {enabled: false}}) { __typename } }`);
     await mutate('mutation { setPoolLimit(pool: "db", limit: 1) { __typename } }');
     await enqueue({
       runId: 'a',
