@@ -267,7 +267,7 @@ export function describeLimit(c: Omit<Constraint, 'message'>, granularity: 'OP' 
     case 'RUN_STEP_LIMIT':
       return `run's max concurrent steps: ${counted} steps hold slots`;
     case 'ROOT_STEP_POOLS':
-      return `every root step would wait: pool ${c.pool} has ${counted} slots taken (in use, pending, or promised to starting runs; limit plus run buffer)`;
+      return `every root step would wait: pool ${c.pool} has ${counted} slots taken (in use, pending, or promised to admitted runs not yet claiming; limit plus run buffer)`;
   }
 }
 

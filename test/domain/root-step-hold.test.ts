@@ -45,7 +45,7 @@ describe('a run whose root steps all face full pools stays queued', () => {
     expect(summary(events)).toEqual(['RunEnqueued:b', 'RunBlocked:b']);
     expect(brief(s.blockedBy('b'))).toEqual(['ROOT_STEP_POOLS db 1/1']);
     expect(s.blockedBy('b')[0]?.message).toBe(
-      'every root step would wait: pool db has 1 of 1 slots taken (in use, pending, or promised to starting runs; limit plus run buffer)',
+      'every root step would wait: pool db has 1 of 1 slots taken (in use, pending, or promised to admitted runs not yet claiming; limit plus run buffer)',
     );
     expect(limitStates(events)).toEqual(['root steps in pool db: ROOT_STEP_POOLS 1/1']);
   });

@@ -270,7 +270,7 @@ export function Limits(props: { canEdit: boolean; role: string | null }) {
               <div class="pool-row" key={i}>
                 {usage ? (
                   <UsageBar
-                    label={`pool ${p.pool}${usage.promised > 0 ? ` · ${usage.promised} promised to starting runs` : ''}`}
+                    label={`pool ${p.pool}${usage.promised > 0 ? ` · ${usage.promised} promised to runs not yet claiming` : ''}`}
                     limit={usage.limit}
                     inUse={usage.inUse}
                     pending={usage.pending}
