@@ -53,7 +53,13 @@ async function open(logPath: string, historyPath: string) {
     history: openHistoryStore(historyPath),
     clock: () => new Date((t += 1000)),
   });
-  return { sluice, close: async () => (await sluice.close(), await store.close()) };
+  return {
+    sluice,
+    close: async () => {
+      await sluice.close();
+      await store.close();
+    },
+  };
 }
 
 describe('the history read model', () => {

@@ -200,7 +200,7 @@ describe('sluice token create', () => {
 
   it('given a name and role, then it prints a token once and appends only its hash, in a file only its owner reads', async () => {
     const file = join(dir.path, 'tokens');
-    writeFileSync(file, '# tokens\nold viewer ' + 'd'.repeat(64), { mode: 0o600 });
+    writeFileSync(file, `# tokens\nold viewer ${'d'.repeat(64)}`, { mode: 0o600 });
     const token = await runCli(['token', 'create', 'ci', '--role', 'worker', '--file', file], {});
     expect(token).toMatch(/^sluice_/);
     const text = readFileSync(file, 'utf8');

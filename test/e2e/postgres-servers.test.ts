@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunRecord } from '../../projections/state.js';
 import { type Json, observable, waitFor } from '../support/e2e-http.js';
 import {
   type PostgresServer,

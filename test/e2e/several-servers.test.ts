@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunRecord } from '../../projections/state.js';
 import { DEPLOYMENT_STREAM } from '../../src/app/sluice.js';
 import { isInProgress, type RunStatus } from '../../src/domain/run.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
