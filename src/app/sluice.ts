@@ -538,8 +538,14 @@ export class Sluice {
     return found;
   }
 
-  /** Reads every event after the projections' revision and takes it in. */
+  /**
+   * Reads every event after the projections' revision and takes it in. A read that comes while
+   * a group of commands is folded in ahead of its append waits for that append first: until
+   * then the live state holds events that may never be recorded and lacks other servers' events
+   * that arrived meanwhile (see apply), so it is no state to answer from.
+   */
   async catchUp(): Promise<void> {
+    while (this.speculating) await this.speculationEnded;
     for (;;) {
       const batch = await this.store.readStream(this.stream, {
         fromRevision: this.durable + 1n,
@@ -663,7 +669,7 @@ export class Sluice {
       const base = this.durable;
       const newEvents: NewEvent[] = [];
       const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
-      this.speculating = true;
+      this.startSpeculation();
       try {
         for (const member of group) {
           const context: DecideContext = { now, newRunId: this.newRunId(), pastRun: this.pastRunFor(member.command) };
@@ -702,7 +708,7 @@ export class Sluice {
         throw error;
       }
       let recorded: RecordedEvent[] = [];
-      if (newEvents.length === 0) this.speculating = false;
+      if (newEvents.length === 0) this.endSpeculation();
       if (newEvents.length > 0) {
         try {
           recorded = (await this.store.append(this.stream, newEvents, base < 0n ? 'no_stream' : base)).events;
@@ -719,7 +725,7 @@ export class Sluice {
         }
         // The append won: no other event came between the base and these, so they are the ones
         // already folded in.
-        this.speculating = false;
+        this.endSpeculation();
         for (const event of recorded) this.apply(event);
       }
       group.forEach((member, i) => {
@@ -761,13 +767,27 @@ export class Sluice {
 
   /** True while a group's events are folded into the live state ahead of their append. */
   private speculating = false;
+  /** Settles when the current speculation ends (its append made, or the state restored). */
+  private speculationEnded: Promise<void> = Promise.resolve();
+  private settleSpeculation: () => void = () => {};
+
+  private startSpeculation(): void {
+    this.speculating = true;
+    this.speculationEnded = new Promise((done) => (this.settleSpeculation = done));
+  }
+
+  private endSpeculation(): void {
+    if (!this.speculating) return;
+    this.speculating = false;
+    this.settleSpeculation();
+  }
 
   /** Ends a speculation that did not become durable: the live state as the log has it. */
   private async restoreSpeculation(): Promise<void> {
     try {
       await this.restoreLiveState();
     } finally {
-      this.speculating = false;
+      this.endSpeculation();
     }
   }
 

@@ -2,8 +2,9 @@
  * Another server appends while this server's group of commands is folded into its live state
  * ahead of its own append (two Sluice instances on one SQLite file; this one's append held on a
  * gate). The other server's events must not be folded into that speculative state, nor skipped
- * as if already folded: reads meanwhile answer from the log, no checkpoint is written of a state
- * that is not the log's, and the command, having lost the race, is decided again and recorded.
+ * as if already folded: reads meanwhile wait for the append to settle and then answer from the
+ * log, no checkpoint is written of a state that is not the log's, and the command, having lost
+ * the race, is decided again and recorded.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,7 +40,7 @@ function gatedStore(inner: EventStore) {
   return { store, hold: () => (armed = true), held, open };
 }
 
-it("given another server appends during this server's append, then reads answer from the log, no false checkpoint is kept, and the command is recorded after the lost race", async () => {
+it("given another server appends during this server's append, then reads wait for it and answer from the log, no false checkpoint is kept, and the command is recorded after the lost race", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-speculation-'));
   const path = join(dir, 'events.db');
   const innerX = openSqliteStore({ path });
@@ -63,11 +64,18 @@ it("given another server appends during this server's append, then reads answer 
   await gated.held; // x's PoolLimitSet is folded into its live state, its append not made yet
   await y.execute({ type: 'EnqueueRun', input: { runId: 'from-y', jobName: 'j' } }, 'y');
 
-  // A read on x meanwhile takes y's events in from the log and answers.
-  expect((await x.run('from-y'))?.status).toBe('QUEUED');
+  // A read on x meanwhile waits for x's append to settle rather than answer from a state that
+  // holds x's unrecorded event and lacks y's, then answers from the log.
+  let answered = false;
+  const read = x.run('from-y').then((run) => {
+    answered = true;
+    return run;
+  });
   await new Promise((done) => setTimeout(done, 20)); // let any checkpoint due be written
+  expect(answered).toBe(false);
 
   gated.open();
+  expect((await read)?.status).toBe('QUEUED');
   const outcome = await command;
   expect(outcome.events.map((e) => e.type)).toEqual(['PoolLimitSet']);
   const log = await storeY.readStream(x.stream);
