@@ -6,10 +6,10 @@
 import {
   type Constraint,
   counterKey,
-  counterKeyOf,
   countKeysOf,
   heldKeysOf,
   poolCount,
+  runCountersNamedBy,
 } from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
 import { isInProgress, rootStepsOf } from '../src/domain/run.js';
@@ -17,6 +17,7 @@ import { PriorityQueue } from './priority-queue.js';
 import {
   claimKey,
   enqueuedRun,
+  poolOfStep,
   RECENTLY_FINISHED,
   type RunRecord,
   type State,
@@ -96,8 +97,8 @@ function promiseRootSteps(state: State, run: RunRecord): void {
 function endPromises(state: State, run: RunRecord, stepKey: string | null = null): void {
   for (const key of stepKey === null ? [...run.promisedSteps] : [stepKey]) {
     if (!run.promisedSteps.delete(key)) continue;
-    const pool = run.steps.find((s) => s.key === key)?.pool;
-    if (pool) addPromised(state, pool, -1);
+    const pool = poolOfStep(run, key);
+    if (pool !== null) addPromised(state, pool, -1);
   }
 }
 
@@ -193,11 +194,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       // Its reasons are the full limits of the run's counters at that moment: every counter of
       // the run that it does not name had room.
       const run = runOf(state, event.data.runId);
-      // Root-step counters are not set from it: it names them only when all are full, and the
-      // LimitStatesChanged of the same command records them (see admissionPass).
-      const byCounter = new Map<string, Constraint[]>(countKeysOf(run).map((key) => [key, []]));
-      for (const reason of event.data.reasons) byCounter.get(counterKeyOf(reason))?.push(reason);
-      for (const [key, full] of byCounter) setHeld(state, key, full);
+      for (const [key, full] of runCountersNamedBy(countKeysOf(run), event.data.reasons)) setHeld(state, key, full);
       break;
     }
     case 'LimitStatesChanged':

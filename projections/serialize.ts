@@ -8,7 +8,7 @@
 import type { Constraint } from '../src/domain/constraints.js';
 import { countKeysOf, heldKeysOf } from '../src/domain/constraints.js';
 import { PriorityQueue } from './priority-queue.js';
-import { initialState, type RunRecord, type State, type StepClaim } from './state.js';
+import { initialState, poolOfStep, type RunRecord, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
 export const STATE_FORMAT = 4;
@@ -106,8 +106,8 @@ export function deserializeState(text: string): State {
       for (const key of countKeysOf(run)) state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
     }
     for (const stepKey of run.promisedSteps) {
-      const pool = run.steps.find((s) => s.key === stepKey)?.pool;
-      if (pool) state.promisedSlots.set(pool, (state.promisedSlots.get(pool) ?? 0) + 1);
+      const pool = poolOfStep(run, stepKey);
+      if (pool !== null) state.promisedSlots.set(pool, (state.promisedSlots.get(pool) ?? 0) + 1);
     }
   }
   state.knownPools = new Set(json.knownPools);

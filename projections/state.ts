@@ -191,6 +191,11 @@ export function enqueuedRun(data: EventData<'RunEnqueued'>, seq: number, at: str
   };
 }
 
+/** The pool of one of the run's steps; null when it has none or the run declares no such step. */
+export function poolOfStep(run: Pick<RunRecord, 'steps'>, stepKey: string): string | null {
+  return run.steps.find((s) => s.key === stepKey)?.pool ?? null;
+}
+
 /** A pool's root-step count: slots held, claims waiting, and root steps promised a slot. */
 export function rootPoolInUse(state: State, pool: string): number {
   return (

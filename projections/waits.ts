@@ -8,9 +8,8 @@
 import {
   type Constraint,
   constraintIdentity,
-  counterKeyOf,
-  isRootPoolCount,
   reasonsOfCounters,
+  runCountersNamedBy,
 } from '../src/domain/constraints.js';
 import { blockedDecision } from './decisions.js';
 import type { Decision, WaitInterval } from './state.js';
@@ -53,12 +52,7 @@ export function deriveWaits(
   for (let i = 0; i < records.length; i++) {
     const record = records[i] as HoldRecord;
     if (record.kind === 'blocked') {
-      // Its root-step counters come from the records of the same command (see admissionPass).
-      for (const key of counters) if (!isRootPoolCount(key)) held.set(key, []);
-      for (const reason of record.reasons) {
-        const key = counterKeyOf(reason);
-        if (!isRootPoolCount(key)) held.get(key)?.push(reason);
-      }
+      for (const [key, full] of runCountersNamedBy(counters, record.reasons)) held.set(key, full);
     } else if (held.has(record.countKey)) {
       held.set(record.countKey, record.full);
     }

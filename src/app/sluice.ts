@@ -16,10 +16,9 @@ import {
   type Constraint,
   constraintIdentity,
   counterKey,
-  counterKeyOf,
   heldKeysOf,
-  isRootPoolCount,
   reasonsOfCounters,
+  runCountersNamedBy,
 } from '../domain/constraints.js';
 import { type DecideContext, decide, knownRun } from '../domain/decide.js';
 import { DomainError } from '../domain/errors.js';
@@ -850,11 +849,7 @@ export class Sluice {
         return null;
       }
       if (event.type === 'RunBlocked' && event.data.runId === runId) {
-        for (const key of counters) if (!isRootPoolCount(key)) held.set(key, []);
-        for (const reason of event.data.reasons) {
-          const key = counterKeyOf(reason);
-          if (!isRootPoolCount(key)) held.get(key)?.push(reason);
-        }
+        for (const [key, full] of runCountersNamedBy(counters, event.data.reasons)) held.set(key, full);
         current = identity();
         return null;
       }

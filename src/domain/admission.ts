@@ -23,6 +23,7 @@ import {
   ALL_RUNS,
   type ApplicableLimit,
   type Constraint,
+  counterOfKey,
   countKeysOf,
   fullLimitsOn,
   heldKeysOf,
@@ -79,6 +80,14 @@ function inQueueOrder(a: RunRecord, b: RunRecord): number {
   return b.priority - a.priority || a.seq - b.seq;
 }
 
+/** A root-step counter's count in the state (see rootPoolCount). */
+const rootCountNow = (state: State, countKey: string) => rootPoolInUse(state, counterOfKey(countKey).pool as string);
+
+/** The full limits of the run's root-step counters when all are full at these counts, else none. */
+function rootHoldsOf(run: RunRecord, config: ConcurrencyConfig, count: (countKey: string) => number): Constraint[] {
+  return reasonsOfCounters(rootKeysOf(run), (key) => fullLimitsOn(key, config, count(key)));
+}
+
 /** Above this many queued runs under a key that has room again, the key is walked, not listed. */
 const WALK_ABOVE = 64;
 
@@ -113,8 +122,7 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   const promise = (run: RunRecord) => {
     for (const step of rootStepsOf(run.steps)) if (step.pool !== null) add(rootPoolCount(step.pool), 1);
   };
-  const countBefore = (key: string) =>
-    isRootPoolCount(key) ? rootPoolInUse(state, key.slice(2)) : (state.counts.get(key) ?? 0);
+  const countBefore = (key: string) => (isRootPoolCount(key) ? rootCountNow(state, key) : (state.counts.get(key) ?? 0));
   const count = (key: string) => countBefore(key) + (delta.get(key) ?? 0);
 
   for (const run of change.freed ?? []) bump(run, -1);
@@ -187,9 +195,7 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     return limits;
   };
   const globalFull = () => config.maxConcurrentRuns >= 0 && count(ALL_RUNS) >= config.maxConcurrentRuns;
-  /** The full limits of the run's root-step counters when all are full, else none. */
-  const rootHolds = (run: RunRecord) =>
-    reasonsOfCounters(rootKeysOf(run), (key) => fullLimitsOn(key, config, count(key)));
+  const rootHolds = (run: RunRecord) => rootHoldsOf(run, config, count);
 
   const admitted: RunRecord[] = [];
   const admittedIds = new Set<string>();
@@ -262,8 +268,5 @@ export function currentHolds(state: State, run: RunRecord): Constraint[] {
     .map((l) => ({ l, inUse: state.counts.get(l.countKey) ?? 0 }))
     .filter(({ l, inUse }) => inUse >= l.limit)
     .map(({ l, inUse }) => toConstraint(l, inUse));
-  const rootHolds = reasonsOfCounters(rootKeysOf(run), (key) =>
-    fullLimitsOn(key, state.config, rootPoolInUse(state, key.slice(2))),
-  );
-  return [...runHolds, ...rootHolds];
+  return [...runHolds, ...rootHoldsOf(run, state.config, (key) => rootCountNow(state, key))];
 }

@@ -137,6 +137,18 @@ export function reasonsOfCounters(keys: readonly string[], fullOf: (countKey: st
 }
 
 /**
+ * What a RunBlocked tells of the run's counters: the full limits of each of its run counters
+ * (none for a counter it does not name). Not its root-step counters: it names them only when
+ * all are full, and the LimitStatesChanged of the same command records them (see admissionPass).
+ */
+export function runCountersNamedBy(countKeys: readonly string[], reasons: readonly Constraint[]) {
+  const byCounter = new Map<string, Constraint[]>();
+  for (const key of countKeys) if (!isRootPoolCount(key)) byCounter.set(key, []);
+  for (const reason of reasons) byCounter.get(counterKeyOf(reason))?.push(reason);
+  return byCounter;
+}
+
+/**
  * The count at which a pool's root-step counter holds runs: the pool's limit plus the run
  * buffer, at OP granularity with the hold on; null when it never does (no limit, hold off, RUN).
  */

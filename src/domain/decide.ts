@@ -4,7 +4,14 @@
  * capacity runs the admission pass and the slot pass, and appends their decisions with its
  * own events, in one append.
  */
-import { claimKey, enqueuedRun, type RunRecord, type State, type StepClaim } from '../../projections/state.js';
+import {
+  claimKey,
+  enqueuedRun,
+  poolOfStep,
+  type RunRecord,
+  type State,
+  type StepClaim,
+} from '../../projections/state.js';
 import { admissionPass, type CapacityChange } from './admission.js';
 import {
   type Command,
@@ -56,8 +63,8 @@ interface Change {
  */
 function rootDeltaOf(state: State, change: Change): Map<string, number> {
   const delta = new Map<string, number>();
-  const add = (pool: string | null | undefined, by: number) => {
-    if (pool == null) return;
+  const add = (pool: string | null, by: number) => {
+    if (pool === null) return;
     const key = rootPoolCount(pool);
     const next = (delta.get(key) ?? 0) + by;
     if (next === 0) delta.delete(key);
@@ -67,7 +74,7 @@ function rootDeltaOf(state: State, change: Change): Map<string, number> {
   if (claimed && !state.runs.get(claimed.runId)?.promisedSteps.has(claimed.stepKey)) add(claimed.pool, 1);
   for (const claim of change.slots?.released ?? []) add(claim.pool, -1);
   for (const run of change.unpromised ?? []) {
-    for (const stepKey of run.promisedSteps) add(run.steps.find((s) => s.key === stepKey)?.pool, -1);
+    for (const stepKey of run.promisedSteps) add(poolOfStep(run, stepKey), -1);
   }
   return delta;
 }
