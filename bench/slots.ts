@@ -1,7 +1,7 @@
 /**
  * Section 2: step-slot grant cost against the number of claims waiting in a pool, pure core.
  *
- * Pool `gpu` has a limit of 1 (OP granularity); runs (no run limit) have 10 steps each in the
+ * Pool `gpu` has a limit of 1 (OP granularity, root-step hold off); runs (no run limit) have 10 steps each in the
  * pool; one claim holds the slot and W wait. Measured: the holder releases and the next waiting
  * claim is granted. Untimed (and measured separately): the released step claims again and waits
  * at the back, so W stays put.
@@ -17,6 +17,8 @@ function build(waiting: number): Core {
   const core = new Core();
   core.exec({ type: 'SetMaxConcurrentRuns', limit: -1 });
   core.exec({ type: 'SetPoolLimit', pool: 'gpu', limit: 1 });
+  // Admitted runs contending for one slot: the root-step hold would keep all but one queued.
+  core.exec({ type: 'ChangeConcurrencyConfig', change: { rootStepHold: { enabled: false } } });
   const claims = waiting + 1;
   const steps = Array.from({ length: STEPS_PER_RUN }, (_, i) => ({ key: `s${i}`, pool: 'gpu' }));
   for (let r = 0, made = 0; made < claims; r++) {
