@@ -34,6 +34,7 @@ import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, NewEvent, RecordedEvent, Subscription } from '../eventstore/store.js';
 import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
+import { CLOCK_ACTOR, EventClock } from './event-clock.js';
 
 export const DEPLOYMENT_STREAM = 'sluice-deployment';
 
@@ -178,6 +179,7 @@ export class Sluice {
   private replaying = true;
   readonly stream: string;
   private readonly clock: () => Date;
+  private readonly eventClock: EventClock;
   private readonly newRunId: () => string;
   private readonly maxAttempts: number;
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
@@ -197,6 +199,7 @@ export class Sluice {
   ) {
     this.stream = options.stream ?? DEPLOYMENT_STREAM;
     this.clock = options.clock ?? (() => new Date());
+    this.eventClock = new EventClock(this.clock);
     this.newRunId = options.newRunId ?? randomUUID;
     this.maxAttempts = options.maxAttempts ?? 50;
     this.checkpoints = options.checkpoints ?? null;
@@ -664,9 +667,13 @@ export class Sluice {
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       // Every command is decided on a state that includes everything acknowledged before it.
       await this.catchUp();
-      const now = this.clock().toISOString();
+      const { at: now, stepBack } = this.eventClock.stamp(this.lastApplied?.at ?? null);
       const base = this.durable;
       const newEvents: NewEvent[] = [];
+      if (stepBack) {
+        evolve(this.state, { ...stepBack, revision: this.state.revision + 1n, at: now, actor: CLOCK_ACTOR } as LoggedEvent);
+        newEvents.push({ ...stepBack, schemaVersion: CURRENT_SCHEMA_VERSION, actor: CLOCK_ACTOR, at: now });
+      }
       const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
       this.startSpeculation();
       try {
@@ -724,6 +731,7 @@ export class Sluice {
         }
         // The append won: no other event came between the base and these, so they are the ones
         // already folded in.
+        if (stepBack) this.eventClock.recorded();
         this.endSpeculation();
         for (const event of recorded) this.apply(event);
       }

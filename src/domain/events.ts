@@ -135,6 +135,16 @@ export const eventSchemas = {
     /** Default max runtime of STARTED runs without a max-runtime tag; null or absent: none. */
     maxRuntimeSeconds: z.number().int().min(1).nullable().optional(),
   }),
+  /**
+   * The server's wall clock was found behind the log's last event time (an NTP step back, or a
+   * clock behind the other servers'): this event and the following ones carry the log's time
+   * (`loggedAt`) instead, so times never go backwards, until the clock catches up.
+   */
+  ClockSteppedBack: z.object({
+    clockAt: z.iso.datetime(),
+    loggedAt: z.iso.datetime(),
+    byMs: z.number().int().min(0),
+  }),
 } as const;
 
 export type EventType = keyof typeof eventSchemas;
