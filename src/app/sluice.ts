@@ -35,6 +35,7 @@ import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js
 import type { EventStore, NewEvent, RecordedEvent, Subscription } from '../eventstore/store.js';
 import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
 import { CLOCK_ACTOR, EventClock } from './event-clock.js';
+import { formatRaise, SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 
 export const DEPLOYMENT_STREAM = 'sluice-deployment';
 
@@ -104,6 +105,7 @@ export function toLoggedEvent(recorded: RecordedEvent): LoggedEvent {
     recorded.schemaVersion,
     recorded.data,
     `event at position ${recorded.revision} of stream ${recorded.stream}`,
+    SERVER_LOG_FORMAT,
   );
   return { ...event, revision: recorded.revision, at: recorded.at, actor: recorded.actor } as LoggedEvent;
 }
@@ -180,6 +182,8 @@ export class Sluice {
   readonly stream: string;
   private readonly clock: () => Date;
   private readonly eventClock: EventClock;
+  /** The format the log was raised to, as far as this server has read it (1: never raised). */
+  private logFormat = 1;
   private readonly newRunId: () => string;
   private readonly maxAttempts: number;
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
@@ -316,6 +320,7 @@ export class Sluice {
     }
     this.durable = recorded.revision;
     this.lastApplied = recorded;
+    if (event.type === 'LogFormatRaised') this.logFormat = Math.max(this.logFormat, event.data.format);
     this.recordHistory(event, recorded);
     this.maybeCheckpoint();
     for (const listener of this.eventListeners) listener(event);
@@ -670,13 +675,17 @@ export class Sluice {
       const { at: now, stepBack } = this.eventClock.stamp(this.lastApplied?.at ?? null);
       const base = this.durable;
       const newEvents: NewEvent[] = [];
-      if (stepBack) {
-        evolve(this.state, { ...stepBack, revision: this.state.revision + 1n, at: now, actor: CLOCK_ACTOR } as LoggedEvent);
-        newEvents.push({ ...stepBack, schemaVersion: CURRENT_SCHEMA_VERSION, actor: CLOCK_ACTOR, at: now });
-      }
       const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
+      const ahead = stepBack ? [stepBack] : [];
+      const raise = formatRaise(this.logFormat, ahead);
       this.startSpeculation();
       try {
+        // The log's own facts (a raised format, a clock step) go ahead of the commands'.
+        for (const event of raise ? [raise, ...ahead] : ahead) {
+          const actor = event.type === 'ClockSteppedBack' ? CLOCK_ACTOR : SERVER_ACTOR;
+          evolve(this.state, { ...event, revision: this.state.revision + 1n, at: now, actor } as LoggedEvent);
+          newEvents.push({ ...event, schemaVersion: CURRENT_SCHEMA_VERSION, actor, at: now });
+        }
         for (const member of group) {
           const context: DecideContext = { now, newRunId: this.newRunId(), pastRun: this.pastRunFor(member.command) };
           let events: DomainEvent[];
