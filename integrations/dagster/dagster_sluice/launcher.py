@@ -112,6 +112,7 @@ class SluiceLauncher:
             if self._stop.is_set():
                 return
             if decision.kind == DecisionKind.ADMITTED:
+                _log.debug("run %s admitted at %s", decision.run_id, decision.at.isoformat())
                 self._launch_soon(decision.run_id)
 
     def _follow_sluice_status(self, position: str) -> None:
@@ -152,6 +153,7 @@ class SluiceLauncher:
                 self._launching.discard(run_id)
 
     def _launch_queued(self, run: DagsterRun) -> None:
+        _log.debug("launching run %s", run.run_id)
         request = self._workspace.create_request_context()
         try:
             # Records STARTING in Dagster, then hands the run to the instance's run launcher.

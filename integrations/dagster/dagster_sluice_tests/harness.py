@@ -76,13 +76,24 @@ def submit(
 ) -> DagsterRun:
     """Creates the run from the code server's snapshot and submits it through the instance's run
     coordinator: what `dagster job launch` and the UI's Launch button do."""
+    run = create_run(instance, workspace, job_name, tags)
+    return instance.submit_run(run.run_id, workspace.create_request_context())
+
+
+def create_run(
+    instance: DagsterInstance,
+    workspace: WorkspaceProcessContext,
+    job_name: str,
+    tags: Mapping[str, str] | None = None,
+) -> DagsterRun:
+    """The run as Dagster creates it before submitting it (NOT_STARTED)."""
     request = workspace.create_request_context()
     location = request.get_code_location(LOCATION)
     remote_job = _repository(request).get_full_job(job_name)
     plan = location.get_execution_plan(
         remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance
     ).execution_plan_snapshot
-    run = instance.create_run(
+    return instance.create_run(
         job_name=job_name,
         run_id=None,
         run_config={},
@@ -102,7 +113,6 @@ def submit(
         asset_check_selection=None,
         asset_graph=_repository(request).asset_graph,
     )
-    return instance.submit_run(run.run_id, request)
 
 
 class LauncherProcess:
