@@ -83,7 +83,13 @@ class SluiceLauncher:
     def start(self) -> None:
         # Streams follow the log from this position; the reconciliation below covers everything
         # before it. Anything seen by both is handled twice, which changes nothing.
-        position = str(self._client.execute("query { snapshot { position } }")["snapshot"]["position"])
+        position: str | None = str(
+            self._client.execute("query { snapshot { position } }")["snapshot"]["position"]
+        )
+        if position == "-1":
+            # An empty log has no position to resume after: the streams start live, and a run
+            # admitted before they connect is found STARTING in Sluice by the reconciliation.
+            position = None
         self._spawn("sluice-decisions", lambda: self._follow_decisions(position))
         self._spawn("sluice-status", lambda: self._follow_sluice_status(position))
         since = self._reconcile()
@@ -106,7 +112,7 @@ class SluiceLauncher:
 
     # -- Sluice -> Dagster ------------------------------------------------------------------
 
-    def _follow_decisions(self, position: str) -> None:
+    def _follow_decisions(self, position: str | None) -> None:
         client = self._settings.client()
         for decision in client.decisions(after=position):
             if self._stop.is_set():
@@ -115,7 +121,7 @@ class SluiceLauncher:
                 _log.debug("run %s admitted at %s", decision.run_id, decision.at.isoformat())
                 self._launch_soon(decision.run_id)
 
-    def _follow_sluice_status(self, position: str) -> None:
+    def _follow_sluice_status(self, position: str | None) -> None:
         client = self._settings.client()
         for change in client.run_status_changes(after=position):
             if self._stop.is_set():
