@@ -339,8 +339,8 @@ async function main(): Promise<void> {
     }));
     await store.close();
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'events.json'), `${JSON.stringify(events, null, 1)}\n`);
-    writeFileSync(join(out, 'answers.json'), `${JSON.stringify(answers, null, 1)}\n`);
+    writeFileSync(join(out, 'events.json'), `${JSON.stringify(events, null, 2)}\n`);
+    writeFileSync(join(out, 'answers.json'), `${JSON.stringify(answers, null, 2)}\n`);
     console.log(`${formatName}: ${events.length} events, ${answers.answers.length} answers -> ${out}`);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
