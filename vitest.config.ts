@@ -6,6 +6,8 @@ export default defineConfig({
   resolve: { alias: { graphql: 'graphql/index.js' } },
   test: {
     include: ['test/**/*.test.ts'],
+    // FC_SEED=<printed seed> replays a failed property test.
+    setupFiles: ['test/support/fast-check-seed.ts'],
     environment: 'node',
     env: { NODE_ENV: 'test' },
     testTimeout: 20_000,

@@ -236,7 +236,9 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   const recordAnyway = new Set(firstHold ? rootKeysOf(firstHold.run) : []);
   for (const key of recordAnyway) touched.add(key);
   const counters: CounterChange[] = [];
-  for (const countKey of touched) {
+  // Listed by counter key, not by how `touched` was filled: that follows the history of the
+  // state's maps, which a checkpoint does not keep, and the same state must decide the same bytes.
+  for (const countKey of [...touched].sort(byKey)) {
     const inUse = count(countKey);
     const full = fullLimitsOn(countKey, config, inUse);
     if (recordAnyway.has(countKey) || !sameFullLimits(full, state.held.get(countKey) ?? [])) {
@@ -245,6 +247,8 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   }
   return { admitted, firstHold, counters };
 }
+
+const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * The counters an edit of the limits on a count key can change: the key itself and, for a tag
