@@ -7,6 +7,7 @@
 import { type ConcurrencyConfig, defaultConcurrencyConfig } from '../src/domain/config.js';
 import type { Constraint } from '../src/domain/constraints.js';
 import type { EventData, MonitoringReason } from '../src/domain/events.js';
+import { UNRECORDED_RULES } from '../src/domain/rules.js';
 import { type IgnoredTag, poolsOf, type RunStatus, type Step, type Tag } from '../src/domain/run.js';
 import { PriorityQueue } from './priority-queue.js';
 
@@ -136,6 +137,16 @@ export interface State {
   waitingClaims: Map<string, PriorityQueue>;
   nextClaimSeq: number;
   monitoring: RunMonitoring;
+  /**
+   * The version of the rules the log is written under at this point (RulesVersionRecorded);
+   * UNRECORDED_RULES until the log records one (see domain/rules).
+   */
+  rules: number;
+  /**
+   * The rules the events before the log's first RulesVersionRecorded were written under, as
+   * that record says; null until it is folded. Past states before it are read under these.
+   */
+  unrecordedRules: number | null;
 }
 
 export function initialState(): State {
@@ -159,6 +170,8 @@ export function initialState(): State {
     waitingClaims: new Map(),
     nextClaimSeq: 0,
     monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: null },
+    rules: UNRECORDED_RULES,
+    unrecordedRules: null,
   };
 }
 

@@ -7,6 +7,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type GraphiQLOptions, maskError, type YogaServerInstance } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { applyConfigFile } from './app/config-file.js';
+import { recordRulesVersion } from './app/rules-version.js';
 import { startRunMonitor } from './app/run-monitor.js';
 import { Sluice } from './app/sluice.js';
 import { actorOf, ON_BEHALF_OF_HEADER } from './auth/actor.js';
@@ -15,6 +16,7 @@ import { type ConnectionLimits, DEFAULT_SECURITY, type RequestLimits, type Secur
 import { ANY_HOST, isLoopback, type SitePolicy, sitePolicyFor, siteRefusal } from './auth/site.js';
 import { bearerToken, Tokens } from './auth/tokens.js';
 import { readConcurrencyConfigFile } from './config-file.js';
+import { CURRENT_RULES } from './domain/rules.js';
 import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { StoreUnavailableError } from './eventstore/errors.js';
 import { openEventStore } from './eventstore/open.js';
@@ -351,6 +353,8 @@ export async function startServer(
     });
     // Before the config file: the decisions its limit edits cause are counted too.
     stopMetrics = metrics.follow(sluice);
+    // Before any edit: the log says which rules decide from here on.
+    if (await recordRulesVersion(sluice)) logger.info(`the log now records rules version ${CURRENT_RULES}`);
     if (settings.startedRunAllotmentSeconds !== undefined) {
       await sluice.execute(
         {

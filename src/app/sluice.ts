@@ -6,6 +6,7 @@
  * append with the expected revision of the state decided on. A lost race reloads and
  * decides again, which is what keeps two servers from over-admitting.
  */
+
 import { createHash, randomUUID } from 'node:crypto';
 import { blockedDecision, decisionOf } from '../../projections/decisions.js';
 import { evolve } from '../../projections/evolve.js';
@@ -29,6 +30,7 @@ import {
   parseEvent,
   UnreadableEventError,
 } from '../domain/events.js';
+import { UNRECORDED_RULES } from '../domain/rules.js';
 import type { RunStatus } from '../domain/run.js';
 import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
@@ -511,6 +513,8 @@ export class Sluice {
     if (cached) return cached;
     const start = (revision >= 0n ? await this.latestValidCheckpoint(revision) : null) ?? initialState();
     const state = await this.foldUpTo(start, revision);
+    // Before the log recorded its rules, the rules it was written under hold (domain/rules).
+    if (state.rules === UNRECORDED_RULES) state.rules = this.state.unrecordedRules ?? UNRECORDED_RULES;
     this.pastStates.set(revision, state);
     if (this.pastStates.size > 8) this.pastStates.delete(this.pastStates.keys().next().value as bigint);
     return state;

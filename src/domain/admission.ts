@@ -17,6 +17,7 @@
  * holds a run only when every root-step counter of the run is full, so a run whose root steps
  * could take one free slot anywhere goes.
  */
+
 import { type RunRecord, rootPoolInUse, type State } from '../../projections/state.js';
 import type { ConcurrencyConfig } from './config.js';
 import {
@@ -37,6 +38,7 @@ import {
   tagKeyCount,
   toConstraint,
 } from './constraints.js';
+import { hasRootStepHold } from './rules.js';
 import { rootStepsOf } from './run.js';
 
 /** What a command changes before the pass runs. */
@@ -272,5 +274,7 @@ export function currentHolds(state: State, run: RunRecord): Constraint[] {
     .map((l) => ({ l, inUse: state.counts.get(l.countKey) ?? 0 }))
     .filter(({ l, inUse }) => inUse >= l.limit)
     .map(({ l, inUse }) => toConstraint(l, inUse));
+  // Under rules from before the root-step hold no run was held for its root steps.
+  if (!hasRootStepHold(state.rules)) return runHolds;
   return [...runHolds, ...rootHoldsOf(run, state.config, (key) => rootCountNow(state, key))];
 }

@@ -129,6 +129,19 @@ export const eventSchemas = {
   }),
   /** A heartbeat extended the run's lease (recorded at most every third of the lease). */
   RunHeartbeatRecorded: z.object({ runId: name }),
+  /**
+   * The rules and defaults the log is written under from here on (see domain/rules). Recorded
+   * by a server that first opens a log written under older rules, or none: answers about
+   * positions before `from` keep the `previous` rules.
+   */
+  RulesVersionRecorded: z.object({
+    rules: z.number().int().min(1),
+    /** The rules the log was written under before; null for a log that had no events. */
+    previous: z.number().int().min(1).nullable(),
+    /** The first log position (this event's) decided under the new rules. */
+    from: z.string().regex(/^\d+$/),
+    changes: z.array(z.object({ name: z.string().min(1), description: z.string() })),
+  }),
   RunMonitoringSet: z.object({
     startTimeoutSeconds: z.number().int().min(1),
     cancelTimeoutSeconds: z.number().int().min(1),
