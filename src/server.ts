@@ -353,6 +353,10 @@ export async function startServer(
     });
     // Before the config file: the decisions its limit edits cause are counted too.
     stopMetrics = metrics.follow(sluice);
+    // A config file that is refused leaves the log as it was: it is read before anything is appended.
+    const file = settings.concurrencyConfigPath
+      ? readConcurrencyConfigFile(await readFile(settings.concurrencyConfigPath, 'utf8'), settings.concurrencyConfigPath)
+      : null;
     // Before any edit: the log says which rules decide from here on.
     if (await recordRulesVersion(sluice)) logger.info(`the log now records rules version ${CURRENT_RULES}`);
     if (settings.startedRunAllotmentSeconds !== undefined) {
@@ -364,9 +368,7 @@ export async function startServer(
         `environment:${ALLOTMENT_ENV}`,
       );
     }
-    if (settings.concurrencyConfigPath) {
-      const text = await readFile(settings.concurrencyConfigPath, 'utf8');
-      const file = readConcurrencyConfigFile(text, settings.concurrencyConfigPath);
+    if (settings.concurrencyConfigPath && file) {
       const appended = await applyConfigFile(sluice, file.settings, settings.concurrencyConfigPath);
       logger.info(
         { configFile: settings.concurrencyConfigPath, events: appended },
