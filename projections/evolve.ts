@@ -3,7 +3,6 @@
  * long and copying maps per event would make replay quadratic) but is otherwise a plain
  * deterministic function: no I/O, no clock, the same log always gives the same state.
  */
-
 import {
   type Constraint,
   counterKey,
@@ -13,7 +12,6 @@ import {
   runCountersNamedBy,
 } from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
-import { UNRECORDED_RULES } from '../src/domain/rules.js';
 import { isInProgress, rootStepsOf } from '../src/domain/run.js';
 import { PriorityQueue } from './priority-queue.js';
 import {
@@ -307,11 +305,6 @@ export function evolve(state: State, event: LoggedEvent): State {
         cancelTimeoutSeconds: event.data.cancelTimeoutSeconds,
         maxRuntimeSeconds: event.data.maxRuntimeSeconds ?? null,
       };
-      break;
-    case 'RulesVersionRecorded':
-      // A log that had no events had no rules of its own: nothing before this is read under others.
-      if (state.rules === UNRECORDED_RULES) state.unrecordedRules = event.data.previous ?? event.data.rules;
-      state.rules = event.data.rules;
       break;
     case 'RootStepHoldSet':
       state.config = { ...state.config, rootStepHold: { ...event.data } };

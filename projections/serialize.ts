@@ -7,7 +7,6 @@
 
 import type { Constraint } from '../src/domain/constraints.js';
 import { countKeysOf, heldKeysOf } from '../src/domain/constraints.js';
-import { UNRECORDED_RULES } from '../src/domain/rules.js';
 import { PriorityQueue } from './priority-queue.js';
 import { initialState, poolOfStep, type RunRecord, type State, type StepClaim } from './state.js';
 
@@ -35,9 +34,6 @@ interface JsonState {
   /** Kept in their own order (admission order), which reads and timeouts follow. */
   inProgress: string[];
   activeRunsByPool: Array<[string, string[]]>;
-  /** Absent in checkpoints taken before logs recorded their rules: none recorded then. */
-  rules?: number;
-  unrecordedRules?: number | null;
 }
 
 const setEntries = (map: Map<string, Set<string>>): Array<[string, string[]]> =>
@@ -73,8 +69,6 @@ export function serializeState(state: State): string {
     monitoring: state.monitoring,
     inProgress: [...state.inProgress],
     activeRunsByPool: setEntries(state.activeRunsByPool),
-    rules: state.rules,
-    unrecordedRules: state.unrecordedRules,
   };
   return JSON.stringify(json);
 }
@@ -128,7 +122,5 @@ export function deserializeState(text: string): State {
   state.monitoring = json.monitoring;
   state.inProgress = new Set(json.inProgress);
   state.activeRunsByPool = setMap(json.activeRunsByPool);
-  state.rules = json.rules ?? UNRECORDED_RULES;
-  state.unrecordedRules = json.unrecordedRules ?? null;
   return state;
 }

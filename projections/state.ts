@@ -138,15 +138,10 @@ export interface State {
   nextClaimSeq: number;
   monitoring: RunMonitoring;
   /**
-   * The version of the rules the log is written under at this point (RulesVersionRecorded);
-   * UNRECORDED_RULES until the log records one (see domain/rules).
+   * The version of the rules this state is read under (see domain/rules): set on past states
+   * from the log's record of its rules; UNRECORDED_RULES (today's rules) on the live state.
    */
   rules: number;
-  /**
-   * The rules the events before the log's first RulesVersionRecorded were written under, as
-   * that record says; null until it is folded. Past states before it are read under these.
-   */
-  unrecordedRules: number | null;
 }
 
 export function initialState(): State {
@@ -171,7 +166,6 @@ export function initialState(): State {
     nextClaimSeq: 0,
     monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: null },
     rules: UNRECORDED_RULES,
-    unrecordedRules: null,
   };
 }
 

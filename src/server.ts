@@ -355,7 +355,10 @@ export async function startServer(
     stopMetrics = metrics.follow(sluice);
     // A config file that is refused leaves the log as it was: it is read before anything is appended.
     const file = settings.concurrencyConfigPath
-      ? readConcurrencyConfigFile(await readFile(settings.concurrencyConfigPath, 'utf8'), settings.concurrencyConfigPath)
+      ? readConcurrencyConfigFile(
+          await readFile(settings.concurrencyConfigPath, 'utf8'),
+          settings.concurrencyConfigPath,
+        )
       : null;
     // Before any edit: the log says which rules decide from here on.
     if (await recordRulesVersion(sluice)) logger.info(`the log now records rules version ${CURRENT_RULES}`);

@@ -30,12 +30,12 @@ import {
   parseEvent,
   UnreadableEventError,
 } from '../domain/events.js';
-import { UNRECORDED_RULES } from '../domain/rules.js';
 import type { RunStatus } from '../domain/run.js';
 import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, NewEvent, RecordedEvent, Subscription } from '../eventstore/store.js';
 import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
+import type { RulesRecord } from './rules-version.js';
 
 export const DEPLOYMENT_STREAM = 'sluice-deployment';
 
@@ -179,6 +179,8 @@ export class Sluice {
   private checkpointScheduled = false;
   private replaying = true;
   readonly stream: string;
+  /** The log's record of the rules it is written under, once read (see app/rules-version). */
+  rulesRecord: RulesRecord | null = null;
   private readonly clock: () => Date;
   private readonly newRunId: () => string;
   private readonly maxAttempts: number;
@@ -509,12 +511,15 @@ export class Sluice {
   async stateAt(revision: bigint): Promise<State> {
     await this.catchUp();
     if (revision >= this.durable && this.state.revision === this.durable) return this.state;
+    // Read under the rules the log was written under at that position (app/rules-version).
+    const underItsRules = (past: State) => {
+      if (this.rulesRecord) past.rules = this.rulesRecord.rulesAt(revision);
+      return past;
+    };
     const cached = this.pastStates.get(revision);
-    if (cached) return cached;
+    if (cached) return underItsRules(cached);
     const start = (revision >= 0n ? await this.latestValidCheckpoint(revision) : null) ?? initialState();
-    const state = await this.foldUpTo(start, revision);
-    // Before the log recorded its rules, the rules it was written under hold (domain/rules).
-    if (state.rules === UNRECORDED_RULES) state.rules = this.state.unrecordedRules ?? UNRECORDED_RULES;
+    const state = underItsRules(await this.foldUpTo(start, revision));
     this.pastStates.set(revision, state);
     if (this.pastStates.size > 8) this.pastStates.delete(this.pastStates.keys().next().value as bigint);
     return state;

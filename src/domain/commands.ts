@@ -48,11 +48,6 @@ export type Command =
   | { type: 'Heartbeat'; runId: string }
   /** Ends every in-progress run whose deadline has passed at the context's `now`. */
   | { type: 'ExpireDeadlines' }
-  /**
-   * Records the rules this server decides by, when the log is not written under them yet.
-   * `found`: the rules a log that records none was written under (domain/rules), null if empty.
-   */
-  | { type: 'RecordRules'; found: number | null }
   | {
       type: 'SetRunMonitoring';
       startTimeoutSeconds: number;

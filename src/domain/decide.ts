@@ -35,7 +35,6 @@ import { ALL_RUNS, counterOfKey, poolCount, rootPoolCount, tagKeyCount, tagValue
 import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent, MonitoringReason } from './events.js';
-import { CURRENT_RULES, changesBetween, UNRECORDED_RULES } from './rules.js';
 import { type FinalStatus, isFinished, isInProgress, priorityOf, type Step } from './run.js';
 import { ALL_POOLS, type SlotChange, slotPass } from './slots.js';
 
@@ -504,17 +503,6 @@ export function decide(command: Command, state: State, context: DecideContext): 
         else if ((allotmentEndOf(run, allotment) ?? Number.POSITIVE_INFINITY) <= now) allotmentEnded.push(run);
       }
       return endings.length === 0 && allotmentEnded.length === 0 ? [] : finish(state, endings, allotmentEnded);
-    }
-    case 'RecordRules': {
-      if (state.rules >= CURRENT_RULES) return [];
-      const previous = state.rules !== UNRECORDED_RULES ? state.rules : state.revision < 0n ? null : command.found;
-      const data = {
-        rules: CURRENT_RULES,
-        previous,
-        from: String(state.revision + 1n),
-        changes: previous === null ? [] : changesBetween(previous, CURRENT_RULES),
-      };
-      return [{ type: 'RulesVersionRecorded', data }];
     }
     case 'SetRunMonitoring': {
       const startTimeoutSeconds = validateTimeout(command.startTimeoutSeconds, 'startTimeoutSeconds');

@@ -11,8 +11,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
+import { rulesStream } from '../../src/app/rules-version.js';
 import { DEPLOYMENT_STREAM } from '../../src/app/sluice.js';
 import { snapshot, why } from '../../src/cli/audit.js';
+import { CURRENT_RULES } from '../../src/domain/rules.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import { startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
@@ -31,17 +33,14 @@ function load(format: string): { events: CorpusEvent[]; answers: CorpusAnswers }
   return { events: read('events.json'), answers: read('answers.json') };
 }
 
-/** Writes the log into a new SQLite file, event for event, at the same positions. */
+/** Writes the log into a new SQLite file, event for event, at the same positions (its rules record included). */
 async function writeLog(path: string, events: CorpusEvent[]): Promise<void> {
   const store = openSqliteStore({ path });
   try {
-    expect(events.every((e) => e.stream === DEPLOYMENT_STREAM)).toBe(true);
-    const recorded = await store.append(
-      DEPLOYMENT_STREAM,
-      events.map(({ type, schemaVersion, data, actor, at }) => ({ type, schemaVersion, data, actor, at })),
-      'no_stream',
-    );
-    expect(recorded.events.map((e) => String(e.position))).toEqual(events.map((e) => e.position));
+    for (const { stream, type, schemaVersion, data, actor, at, position } of events) {
+      const [recorded] = (await store.append(stream, [{ type, schemaVersion, data, actor, at }], 'any')).events;
+      expect(String(recorded?.position)).toBe(position);
+    }
   } finally {
     await store.close();
   }
@@ -99,6 +98,12 @@ describe.each(formats)('the log written by %s', (format) => {
         () => {},
       );
       try {
+        // The log now records the rules it is written under, beside it: its own positions stay.
+        const rules = await server.store.readStream(rulesStream(DEPLOYMENT_STREAM));
+        expect(rules.at(-1)?.data).toMatchObject({ rules: CURRENT_RULES });
+        expect(await server.store.streamRevision(DEPLOYMENT_STREAM)).toBe(
+          BigInt(events.filter((e) => e.stream === DEPLOYMENT_STREAM).length - 1),
+        );
         const gql = new Gql(server.url);
         const differ: string[] = [];
         for (const answer of answers.answers) {
@@ -106,7 +111,10 @@ describe.each(formats)('the log written by %s', (format) => {
           const found = differences(recordedOf(answer), again, '');
           if (found.length) differ.push(`${answer.name}:\n  ${found.slice(0, 6).join('\n  ')}`);
         }
-        expect(differ.slice(0, Number(process.env.CORPUS_SHOW ?? 8)).join('\n'), `${differ.length} answers differ`).toBe('');
+        expect(
+          differ.slice(0, Number(process.env.CORPUS_SHOW ?? 8)).join('\n'),
+          `${differ.length} answers differ`,
+        ).toBe('');
       } finally {
         await server.close();
       }

@@ -3,14 +3,15 @@
  * default is on) is opened by a server that has it: the server records RulesVersionRecorded,
  * naming the hold and the position it applies from. Snapshots of moments before that position
  * stay as the old server answered them (no run held for its root steps, nothing promised),
- * decisions after it follow the hold, and a restart records nothing more.
+ * decisions after it follow the hold, and a restart records nothing more. The record is kept
+ * beside the log, in a stream of its own: no position of the log moves.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { poolViews } from '../../projections/pools.js';
 import type { RunRecord } from '../../projections/state.js';
-import { recordRulesVersion } from '../../src/app/rules-version.js';
+import { recordRulesVersion, rulesStream } from '../../src/app/rules-version.js';
 import { DEPLOYMENT_STREAM, Sluice } from '../../src/app/sluice.js';
 import { currentHolds } from '../../src/domain/admission.js';
 import { CURRENT_RULES, ROOT_STEP_HOLD_RULES } from '../../src/domain/rules.js';
@@ -51,7 +52,9 @@ describe('the rules a log is written under', () => {
     try {
       const last = BigInt(events.length - 1);
       expect(await recordRulesVersion(sluice)).toBe(true);
-      const [recorded] = await store.readStream(DEPLOYMENT_STREAM, { fromRevision: last + 1n });
+      // Beside the log, which it leaves as it was.
+      expect(await store.streamRevision(DEPLOYMENT_STREAM)).toBe(last);
+      const [recorded] = await store.readStream(rulesStream(DEPLOYMENT_STREAM));
       expect(recorded).toMatchObject({
         type: 'RulesVersionRecorded',
         actor: 'sluice:rules',
@@ -97,9 +100,9 @@ describe('the rules a log is written under', () => {
     // A restart (from a checkpoint taken after the record) records nothing more and answers the same.
     const again = await Sluice.open({ store, checkpoints });
     try {
-      expect(again.state.rules).toBe(CURRENT_RULES);
-      expect(again.state.unrecordedRules).toBe(1);
       expect(await recordRulesVersion(again)).toBe(false);
+      expect(again.rulesRecord?.rulesAt(0n)).toBe(1);
+      expect(again.rulesRecord?.rulesAt(BigInt(events.length))).toBe(CURRENT_RULES);
       const before = await snapshotAt(again, BigInt(events.length - 1));
       expect(before.queue.flatMap((r) => r.blockedBy).some((c) => c.kind === 'ROOT_STEP_POOLS')).toBe(false);
     } finally {
@@ -114,8 +117,8 @@ describe('the rules a log is written under', () => {
     const sluice = await Sluice.open({ store });
     try {
       expect(await recordRulesVersion(sluice)).toBe(true);
-      expect(sluice.state.unrecordedRules).toBe(ROOT_STEP_HOLD_RULES);
-      const events = await store.readStream(DEPLOYMENT_STREAM);
+      expect(sluice.rulesRecord?.rulesAt(0n)).toBe(ROOT_STEP_HOLD_RULES);
+      const events = await store.readStream(rulesStream(DEPLOYMENT_STREAM));
       expect(events.at(-1)?.data).toMatchObject({ rules: CURRENT_RULES, previous: ROOT_STEP_HOLD_RULES, changes: [] });
     } finally {
       await sluice.close();
@@ -123,12 +126,13 @@ describe('the rules a log is written under', () => {
     }
   });
 
-  it('given an empty log, when a server opens it, then the log starts with the rules it is written under', async () => {
+  it('given an empty log, when a server opens it, then the record beside the log says the rules it is written under from its first position', async () => {
     const store = await storeWith([]);
     const sluice = await Sluice.open({ store });
     try {
       expect(await recordRulesVersion(sluice)).toBe(true);
-      const [first] = await store.readStream(DEPLOYMENT_STREAM);
+      expect(await store.streamRevision(DEPLOYMENT_STREAM)).toBe(-1n);
+      const [first] = await store.readStream(rulesStream(DEPLOYMENT_STREAM));
       expect(first).toMatchObject({
         type: 'RulesVersionRecorded',
         revision: 0n,
