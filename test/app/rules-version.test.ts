@@ -60,7 +60,9 @@ describe('the rules a log is written under', () => {
         actor: 'sluice:rules',
         data: { rules: CURRENT_RULES, previous: 1, from: String(last + 1n) },
       });
-      expect((recorded?.data as Recorded).changes.map((c: Recorded) => c.name)).toEqual(['ROOT_STEP_HOLD']);
+      expect(((recorded as { data: Recorded }).data.changes as Recorded[]).map((c) => c.name)).toEqual([
+        'ROOT_STEP_HOLD',
+      ]);
 
       // Every recorded snapshot of the old server, position by position, is what the state gives now.
       let compared = 0;

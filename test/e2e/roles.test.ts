@@ -39,7 +39,12 @@ const OPERATIONS: Operation[] = [
   { field: 'pools', kind: 'query', query: '{ pools { name inUse limit } }', appends: false },
   { field: 'pool', kind: 'query', query: '{ pool(name: "db") { name } }', appends: false },
   { field: 'concurrencyConfig', kind: 'query', query: '{ concurrencyConfig { maxConcurrentRuns } }', appends: false },
-  { field: 'decisions', kind: 'query', query: '{ decisions(first: 5) { totalCount edges { cursor } } }', appends: false },
+  {
+    field: 'decisions',
+    kind: 'query',
+    query: '{ decisions(first: 5) { totalCount edges { cursor } } }',
+    appends: false,
+  },
   { field: 'snapshot', kind: 'query', query: '{ snapshot { position queue { id } } }', appends: false },
   {
     field: 'simulate',
