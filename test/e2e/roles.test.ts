@@ -63,6 +63,13 @@ const OPERATIONS: Operation[] = [
     appends: false,
   },
   {
+    field: 'replayWhatIf',
+    kind: 'query',
+    query:
+      '{ replayWhatIf(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z", change: { maxConcurrentRuns: 5 }) { actualWaitSeconds replayedWaitSeconds assumptions } }',
+    appends: false,
+  },
+  {
     field: 'limitChanges',
     kind: 'query',
     query: '{ limitChanges(first: 5) { edges { node { actor description } } } }',
