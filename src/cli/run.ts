@@ -17,6 +17,7 @@ import {
   concurrencyHistory,
   concurrencySet,
 } from './concurrency.js';
+import { report } from './report.js';
 import { queue, runs } from './runs.js';
 import { tokenCreate } from './token.js';
 import { graceOption, verify } from './verify.js';
@@ -122,6 +123,19 @@ export const COMMANDS: CliCommand[] = [
       }
       return snapshot(url, { at: str(options.at), position: str(options.position) });
     },
+  },
+  {
+    words: ['report'],
+    args: '[--from TIME] [--to TIME]',
+    minArgs: 0,
+    maxArgs: 0,
+    options: {
+      from: { type: 'string', help: 'start of the window (default: a day before --to)' },
+      to: { type: 'string', help: 'end of the window (default: now)' },
+    },
+    summary: "where the waiting went in a window: run-seconds queued and each limit's share",
+    details: 'held: the limit was among those holding a run; alone: it alone held it (what raising it alone frees).',
+    run: ({ url, options }) => report(url, str(options.from), str(options.to)),
   },
   {
     words: ['token', 'create'],

@@ -119,13 +119,13 @@ export async function allDecisions(gql: Gql, runId?: string): Promise<Json[]> {
   }
 }
 
-/** Every run, following the pages to the end. */
+/** Every run, following the pages to the end (pages of 200: the field cost prices waits and decisions per run). */
 export async function allRuns(gql: Gql): Promise<Json[]> {
   const out: Json[] = [];
   let after: string | null = null;
   for (;;) {
     const data: Json = await gql.data(
-      `query($after: String) { runs(first: 1000, after: $after) {
+      `query($after: String) { runs(first: 200, after: $after) {
         edges { cursor node { ${RUN_FIELDS} } } pageInfo { hasNextPage endCursor } } }`,
       { after },
     );
