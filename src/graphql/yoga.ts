@@ -17,6 +17,7 @@ import { useMetricsRoute, useSubscriptionCount } from '../metrics/plugins.js';
 import type { SluiceMetrics } from '../metrics/sluice-metrics.js';
 import { builtDashboardDir } from '../settings.js';
 import type { GraphQLContext } from './builder.js';
+import { storeUnavailableExtensions } from './errors.js';
 import {
   GRAPHIQL_ASSETS_PREFIX,
   GRAPHIQL_DEFAULT_QUERY,
@@ -134,7 +135,7 @@ export function createSluiceYoga(
         if (original instanceof StoreUnavailableError) {
           return new GraphQLError(`${original.message}; try again`, {
             ...(error instanceof GraphQLError ? { nodes: error.nodes, path: error.path } : {}),
-            extensions: { code: 'STORE_UNAVAILABLE' },
+            extensions: storeUnavailableExtensions(original),
           });
         }
         return maskError(error, message, false);
@@ -155,7 +156,7 @@ export function createSluiceYoga(
     },
     plugins: [
       useSiteChecks(site),
-      useReadinessRoute({ notReadyBecause: () => sluice.notReadyBecause() }),
+      useReadinessRoute({ notReadyBecause: () => sluice.notReadyBecause(), details: () => historyDetails(sluice) }),
       ...(metrics
         ? [
             useMetricsRoute({ registry: metrics.registry, authorize: authorizeMetrics }),
@@ -184,6 +185,15 @@ export function createSluiceYoga(
     ],
     logging: logger ? yogaLogging(logger) : process.env.NODE_ENV === 'test' ? false : 'info',
   });
+}
+
+/** How far the history read model is: it catches up in the background after a start. */
+function historyDetails(sluice: Sluice): Record<string, unknown> {
+  const { position, logPosition, catchingUp } = sluice.historyStatus();
+  const behind = logPosition > position ? logPosition - position : 0n;
+  return {
+    history: { position: position.toString(), logPosition: logPosition.toString(), behind: Number(behind), catchingUp },
+  };
 }
 
 /** The options a caller set (an explicit undefined keeps the default). */
