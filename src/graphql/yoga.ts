@@ -187,12 +187,20 @@ export function createSluiceYoga(
   });
 }
 
-/** How far the history read model is: it catches up in the background after a start. */
+/**
+ * While the history read model catches up in the background after a start, how far it is (the
+ * server answers meanwhile: only reads of the history wait). Nothing once it has caught up.
+ */
 function historyDetails(sluice: Sluice): Record<string, unknown> {
   const { position, logPosition, catchingUp } = sluice.historyStatus();
-  const behind = logPosition > position ? logPosition - position : 0n;
+  if (!catchingUp) return {};
   return {
-    history: { position: position.toString(), logPosition: logPosition.toString(), behind: Number(behind), catchingUp },
+    history: {
+      catchingUp,
+      position: position.toString(),
+      logPosition: logPosition.toString(),
+      behind: Number(logPosition - position),
+    },
   };
 }
 

@@ -11,6 +11,7 @@ import { HistoryBehindError, Sluice } from '../../src/app/sluice.js';
 import type { Command } from '../../src/domain/commands.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import { openHistoryStore } from '../../src/history/history-store.js';
+import { createSluiceYoga } from '../../src/server.js';
 import { tempDir } from '../support/e2e-http.js';
 
 let dir: ReturnType<typeof tempDir>;
@@ -117,6 +118,13 @@ describe('answering first, history after', () => {
     const behind = refused as HistoryBehindError;
     expect(behind.logPosition).toBe(head);
     expect(behind.historyPosition).toBeLessThan(head);
+
+    // /ready: ready (the server answers), and how far the history is.
+    const ready = await createSluiceYoga(server.sluice).fetch('http://127.0.0.1/ready');
+    expect(ready.status).toBe(200);
+    const body = (await ready.json()) as { status: string; history: { logPosition: string; behind: number } };
+    expect(body).toMatchObject({ status: 'ready', history: { catchingUp: true, logPosition: head.toString() } });
+    expect(body.history.behind).toBeGreaterThan(0);
 
     // A command about the live state answers while the history is still catching up.
     const enqueued = await server.sluice.execute({ type: 'EnqueueRun', input: { jobName: 'j' } }, 'test');
