@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -124,12 +124,14 @@ class AsyncSluiceClient:
     async def run(self, run_id: str) -> Run | None:
         return await self._call(ops.run(run_id))
 
-    async def runs(self, statuses: Sequence[RunStatus | str] | None = None) -> list[Run]:
+    async def runs(
+        self, statuses: Sequence[RunStatus | str] | None = None, *, page_size: int = ops.RUNS_PAGE
+    ) -> list[Run]:
         """Every run (with one of ``statuses``, if given) in enqueue order, all pages."""
         found: list[Run] = []
         after: str | None = None
         while True:
-            page, after = await self._call(ops.runs_page(statuses, after))
+            page, after = await self._call(ops.runs_page(statuses, after, page_size))
             found.extend(page)
             if after is None:
                 return found
@@ -207,7 +209,7 @@ class AsyncSluiceClient:
         run_id: str | None = None,
         step_key: str | None = None,
         wait_timeout: float | None = None,
-    ) -> AsyncIterator[StepSlot]:
+    ) -> AsyncGenerator[StepSlot, None]:
         """Holds a step's slot for the ``with`` block: claims, waits until granted, always releases.
 
         ``run_id`` defaults to ``$SLUICE_RUN_ID``; ``step_key`` to the pool's name and a random

@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -146,12 +146,14 @@ class SluiceClient:
     def run(self, run_id: str) -> Run | None:
         return self._call(ops.run(run_id))
 
-    def runs(self, statuses: Sequence[RunStatus | str] | None = None) -> list[Run]:
+    def runs(
+        self, statuses: Sequence[RunStatus | str] | None = None, *, page_size: int = ops.RUNS_PAGE
+    ) -> list[Run]:
         """Every run (with one of ``statuses``, if given) in enqueue order, all pages."""
         found: list[Run] = []
         after: str | None = None
         while True:
-            page, after = self._call(ops.runs_page(statuses, after))
+            page, after = self._call(ops.runs_page(statuses, after, page_size))
             found.extend(page)
             if after is None:
                 return found
@@ -229,7 +231,7 @@ class SluiceClient:
         run_id: str | None = None,
         step_key: str | None = None,
         wait_timeout: float | None = None,
-    ) -> Iterator[StepSlot]:
+    ) -> Generator[StepSlot, None, None]:
         """Holds a step's slot for the ``with`` block: claims, waits until granted, always releases.
 
         ``run_id`` defaults to ``$SLUICE_RUN_ID``; ``step_key`` to the pool's name and a random

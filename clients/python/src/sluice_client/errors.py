@@ -9,7 +9,7 @@ error whose ``extensions.code`` names the reason (``UNAUTHENTICATED``, ``FORBIDD
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 
 class SluiceError(Exception):
@@ -152,9 +152,11 @@ def error_for(
 
 def error_from_graphql(errors: Sequence[Mapping[str, Any]], *, http_status: int | None = None) -> SluiceError:
     """The first GraphQL error of an answer as an exception (the others are in its message)."""
-    first = errors[0] if errors else {}
-    extensions_value = first.get("extensions")
-    extensions: Mapping[str, Any] = extensions_value if isinstance(extensions_value, Mapping) else {}
+    first: Mapping[str, Any] = errors[0] if errors else {}
+    extensions_value: Any = first.get("extensions")
+    extensions: Mapping[str, Any] = (
+        cast(Mapping[str, Any], extensions_value) if isinstance(extensions_value, Mapping) else {}
+    )
     code = extensions.get("code")
     if not isinstance(code, str):
         code = _code_for_status(http_status)

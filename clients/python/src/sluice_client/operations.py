@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import error_from_union
 from .models import (
@@ -83,7 +83,9 @@ TagsArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
 def tags_input(tags: TagsArg) -> list[dict[str, str]] | None:
     if tags is None:
         return None
-    pairs: Iterable[tuple[str, str]] = tags.items() if isinstance(tags, Mapping) else tags
+    pairs: Iterable[tuple[str, str]] = (
+        cast(Mapping[str, str], tags).items() if isinstance(tags, Mapping) else tags
+    )
     return [{"key": key, "value": value} for key, value in pairs]
 
 
@@ -196,7 +198,7 @@ def why(run_id: str) -> Operation[Why | None]:
 
 
 def runs_page(
-    statuses: Sequence[RunStatus | str] | None, after: str | None
+    statuses: Sequence[RunStatus | str] | None, after: str | None, first: int = RUNS_PAGE
 ) -> Operation[tuple[list[Run], str | None]]:
     document = (
         "query($statuses: [RunStatus!], $after: String, $first: Int) "
@@ -211,7 +213,7 @@ def runs_page(
         return runs, info["endCursor"] if info["hasNextPage"] else None
 
     status_values = None if statuses is None else [RunStatus(s).value for s in statuses]
-    return Operation(document, {"statuses": status_values, "after": after, "first": RUNS_PAGE}, read)
+    return Operation(document, {"statuses": status_values, "after": after, "first": first}, read)
 
 
 def queue() -> Operation[list[Run]]:
