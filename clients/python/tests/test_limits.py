@@ -12,7 +12,10 @@ def test_config_edits(client: SluiceClient, name: str) -> None:
     try:
         assert client.set_max_concurrent_runs(7).max_concurrent_runs == 7
         limits = client.set_tag_concurrency_limits(
-            [TagConcurrencyLimit(name, 2), TagConcurrencyLimit(f"{name}-v", 1, apply_limit_per_unique_value=True)]
+            [
+                TagConcurrencyLimit(name, 2),
+                TagConcurrencyLimit(f"{name}-v", 1, apply_limit_per_unique_value=True),
+            ]
         ).tag_concurrency_limits
         assert limits == (
             TagConcurrencyLimit(name, 2),
@@ -47,7 +50,9 @@ def test_pool_limits(client: SluiceClient, name: str) -> None:
 
 
 @pytest.mark.parametrize("limit", [-1, 10_000_000])
-def test_an_invalid_pool_limit_is_refused_and_changes_nothing(client: SluiceClient, name: str, limit: int) -> None:
+def test_an_invalid_pool_limit_is_refused_and_changes_nothing(
+    client: SluiceClient, name: str, limit: int
+) -> None:
     client.set_pool_limit(name, 3)
     with pytest.raises(InvalidInput) as raised:
         client.set_pool_limit(name, limit)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -236,22 +236,26 @@ class AsyncSluiceClient:
 
     # -- streams ----------------------------------------------------------------------------
 
-    async def _stream(self, subscription: Subscription[T], after: str | None) -> AsyncIterator[T]:
+    async def _stream(self, subscription: Subscription[T], after: str | None) -> AsyncGenerator[T, None]:
         if after is None:
             after = start_position(await self._call(ops.log_position()))
-        async for item in resumable(self.url, self.token, subscription, after, self.reconnect, self.timeout):
-            yield item
+        return resumable(self.url, self.token, subscription, after, self.reconnect, self.timeout)
 
-    def decisions(
+    async def decisions(
         self, after: str | None = None, run_id: str | None = None, pool: str | None = None
-    ) -> AsyncIterator[Decision]:
-        """Every decision after ``after`` (None: from now on), then live; reconnects and resumes
-        after the last decision it gave, so none is lost or repeated. Never ends by itself."""
-        return self._stream(subscriptions.decisions(run_id, pool), after)
+    ) -> AsyncGenerator[Decision, None]:
+        """Every decision after ``after`` (None: from the moment of the await), then live;
+        reconnects and resumes after the last decision it gave, so none is lost or repeated.
+        Never ends by itself: ``await stream.aclose()`` or leave the ``async for``.
 
-    def run_status_changes(
+            stream = await client.decisions(run_id=run.id)
+            async for decision in stream: ...
+        """
+        return await self._stream(subscriptions.decisions(run_id, pool), after)
+
+    async def run_status_changes(
         self, after: str | None = None, run_id: str | None = None
-    ) -> AsyncIterator[RunStatusChange]:
-        """Every run status change after ``after`` (None: from now on), of one run or all; resumes
-        like ``decisions``. With ``run_id`` it ends after the change that finishes the run."""
-        return self._stream(subscriptions.run_status_changes(run_id), after)
+    ) -> AsyncGenerator[RunStatusChange, None]:
+        """Every run status change after ``after`` (None: from the moment of the await), of one
+        run or all; resumes like ``decisions``. With ``run_id`` it ends once the run finishes."""
+        return await self._stream(subscriptions.run_status_changes(run_id), after)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -54,7 +54,7 @@ def next_wait(claim: StepSlot, attempt: int) -> float:
 
 def start_position(position: str | None) -> str | None:
     """Where a stream 'from now' resumes from when no item came before its connection dropped."""
-    return None if position in (None, "-1") else position
+    return position
 
 
 class SluiceClient:
@@ -258,21 +258,21 @@ class SluiceClient:
 
     # -- streams ----------------------------------------------------------------------------
 
-    def _stream(self, subscription: Subscription[T], after: str | None) -> Iterator[T]:
+    def _stream(self, subscription: Subscription[T], after: str | None) -> Generator[T, None, None]:
         if after is None:
             after = start_position(self._call(ops.log_position()))
         return blocking(resumable(self.url, self.token, subscription, after, self.reconnect, self.timeout))
 
     def decisions(
         self, after: str | None = None, run_id: str | None = None, pool: str | None = None
-    ) -> Iterator[Decision]:
+    ) -> Generator[Decision, None, None]:
         """Every decision after ``after`` (None: from now on), then live; reconnects and resumes
         after the last decision it gave, so none is lost or repeated. Never ends by itself."""
         return self._stream(subscriptions.decisions(run_id, pool), after)
 
     def run_status_changes(
         self, after: str | None = None, run_id: str | None = None
-    ) -> Iterator[RunStatusChange]:
+    ) -> Generator[RunStatusChange, None, None]:
         """Every run status change after ``after`` (None: from now on), of one run or all; resumes
         like ``decisions``. With ``run_id`` it ends after the change that finishes the run."""
         return self._stream(subscriptions.run_status_changes(run_id), after)

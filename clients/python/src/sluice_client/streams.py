@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +26,7 @@ from gql.transport.exceptions import (
     TransportServerError,
 )
 from gql.transport.websockets import WebsocketsTransport
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from .errors import SluiceConnectionError, SluiceError, SubscriberBehind, Unauthorized, error_from_graphql
 from .models import Json
@@ -80,7 +82,7 @@ async def resumable(
     after: str | None,
     reconnect: Reconnect,
     connect_timeout: float,
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Items of the subscription after ``after``, reconnecting and resuming until it ends."""
     failures = 0
     while True:
@@ -134,38 +136,96 @@ async def resumable(
 
 
 def _auth_refusal(error: BaseException) -> SluiceError | None:
-    """A connection refused for its token, which no reconnect will mend."""
-    code = getattr(error, "code", None)
-    if code == _FORBIDDEN_CLOSE or "4403" in str(error):
-        return Unauthorized(
-            "UNAUTHENTICATED", "the server refused the stream's token (graphql-ws 4403 Forbidden)"
-        )
-    if isinstance(error, InvalidStatus) and error.response.status_code in (401, 403):
-        return Unauthorized(
-            "UNAUTHENTICATED", f"the server refused the stream: HTTP {error.response.status_code}"
-        )
+    """A connection refused for its token, which no reconnect will mend.
+
+    gql reports the websocket's close as a generic connection failure; the close code (4403
+    from graphql-ws's connection_init check) is on the websockets exception it was raised from.
+    """
+    cause: BaseException | None = error
+    for _ in range(5):
+        if cause is None:
+            break
+        if (
+            isinstance(cause, ConnectionClosed)
+            and cause.rcvd is not None
+            and cause.rcvd.code == _FORBIDDEN_CLOSE
+        ):
+            return Unauthorized(
+                "UNAUTHENTICATED", "the server refused the stream's token (graphql-ws close 4403)"
+            )
+        if isinstance(cause, InvalidStatus) and cause.response.status_code in (401, 403):
+            return Unauthorized(
+                "UNAUTHENTICATED", f"the server refused the stream: HTTP {cause.response.status_code}"
+            )
+        cause = cause.__cause__ or cause.__context__
     return None
 
 
-def blocking(stream: AsyncIterator[T]) -> Iterator[T]:
-    """An async stream as a plain iterator, on an event loop of its own (any thread, no loop needed).
+class _End:
+    """What the stream's thread puts last: why it ended (None: the stream completed)."""
 
-    Closing the iterator (``close()``, ``break`` out of a for loop, garbage collection) closes
-    the subscription.
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+def blocking(stream: AsyncIterator[T], buffer: int = 1000) -> Generator[T, None, None]:
+    """An async stream as a plain iterator, run by a thread of its own on its own event loop.
+
+    The thread keeps the connection alive (answers pings, notices a close, reconnects) even while
+    the caller is busy between items; it stops reading when ``buffer`` items wait unread, which
+    is safe because the stream resumes from its last position if the server drops it meanwhile.
+    Closing the iterator (``close()``, leaving a for loop, garbage collection) ends the thread.
     """
+    items: queue.Queue[T | _End] = queue.Queue(maxsize=buffer)
     loop = asyncio.new_event_loop()
+    # gql's cleanup of a connection that already broke reports errors nobody awaits: not ours.
+    loop.set_exception_handler(lambda _loop, _context: None)
+    stopping = threading.Event()
+
+    async def pump() -> None:
+        try:
+            async for item in stream:
+                while not stopping.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        await asyncio.sleep(0)
+                if stopping.is_set():
+                    return
+            items.put(_End(None))
+        except asyncio.CancelledError:
+            pass
+        except BaseException as error:
+            items.put(_End(error))
+        finally:
+            closing = getattr(stream, "aclose", None)
+            if closing is not None:
+                with contextlib.suppress(BaseException):
+                    await closing()
+
+    task = loop.create_task(pump())
+
+    def run() -> None:
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(task)
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="sluice-stream", daemon=True)
+    thread.start()
     try:
         while True:
-            try:
-                item = loop.run_until_complete(stream.__anext__())
-            except StopAsyncIteration:
+            item = items.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
                 return
             yield item
     finally:
-        closing = getattr(stream, "aclose", None)
-        if closing is not None:
-            # Closing a broken stream must not hide why it ended.
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(closing())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        stopping.set()
+        if thread.is_alive():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+            thread.join(timeout=10)
