@@ -1,5 +1,5 @@
 /**
- * A bounded cost per request (issue 13): graphql-armor's limits on tokens, depth, aliases,
+ * A bounded cost per request: graphql-armor's limits on tokens, depth, aliases,
  * directives and structural cost; ours on bracket nesting, expensive fields and variables; and a
  * parse cache bounded in bytes.
  */

@@ -6,8 +6,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { configCommands } from '../../src/app/config-file.js';
-import { parseConcurrencyConfigFile } from '../../src/config-file.js';
+import { configCommands } from '../../src/app/apply-dagster-yaml.js';
+import { parseConcurrencyConfigFile } from '../../src/dagster-yaml.js';
 import { decide, nextDeadline } from '../../src/domain/decide.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../../src/domain/errors.js';
 import type { DomainEvent } from '../../src/domain/events.js';

@@ -1,6 +1,6 @@
 /**
  * Every operation of the API under every role and anonymous, in token mode and in open mode
- * (issue 13): allowed ones run and record the token's name as the actor; the others answer
+ *: allowed ones run and record the token's name as the actor; the others answer
  * FORBIDDEN (or 401 without a token) and append nothing.
  */
 import { type GraphQLObjectType, getNamedType } from 'graphql';

@@ -5,7 +5,7 @@ import {
   type ConfigFileSettings,
   parseConcurrencyConfigFile,
   readConcurrencyConfigFile,
-} from '../src/config-file.js';
+} from '../src/dagster-yaml.js';
 import { LIMITS } from '../src/domain/config.js';
 
 const FILE = 'dagster.yaml';

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigFileError, readConcurrencyConfigFile } from '../src/config-file.js';
+import { ConfigFileError, readConcurrencyConfigFile } from '../src/dagster-yaml.js';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/dagster/${name}`, import.meta.url), 'utf8');
 const read = (name: string, env: Record<string, string> = {}) => readConcurrencyConfigFile(fixture(name), name, env);
