@@ -60,7 +60,9 @@ class OpSlots:
 
     # -- claims ------------------------------------------------------------------------------
 
-    def claim(self, instance: DagsterInstance | None, pool: str, run_id: str, step_key: str) -> ConcurrencyClaimStatus:
+    def claim(
+        self, instance: DagsterInstance | None, pool: str, run_id: str, step_key: str
+    ) -> ConcurrencyClaimStatus:
         try:
             slot = self.client.claim_step_slot(run_id, step_key, pool)
         except NotFound:
@@ -75,7 +77,9 @@ class OpSlots:
     def _claim_when_admitted(self, pool: str, run_id: str, step_key: str) -> ConcurrencyClaimStatus:
         run = self.client.run(run_id)
         if run is None or run.status.finished:
-            raise Conflict(f"run {run_id} has ended in Sluice: step {step_key} cannot claim a slot of {pool}")
+            raise Conflict(
+                "CONFLICT", f"run {run_id} has ended in Sluice: step {step_key} cannot claim a slot of {pool}"
+            )
         if run.status == RunStatus.QUEUED:
             return ConcurrencyClaimStatus(
                 concurrency_key=pool,
@@ -148,7 +152,7 @@ class OpSlots:
             self._heartbeats.start()
 
     def _beat(self) -> None:
-        # Every third of the lease: Sluice's rule is that a run renewed at least every two thirds never expires.
+        # Every third of the lease: a run renewed at least every two thirds of it never expires.
         while not self._stop.wait(self.lease_seconds / 3):
             with self._lock:
                 runs = list(self._leased)
@@ -177,7 +181,9 @@ class OpSlots:
         known = {limit.name for limit in limits}
         # Pools Sluice has not seen yet still have the default limit there: name those Dagster asked about.
         if default is not None:
-            limits += [PoolLimit(name=n, limit=default, from_default=True) for n in sorted(initialized - known)]
+            limits += [
+                PoolLimit(name=n, limit=default, from_default=True) for n in sorted(initialized - known)
+            ]
         return limits
 
     def concurrency_info(self, pool: str, default_limit: int | None) -> ConcurrencyKeyInfo:
@@ -195,7 +201,9 @@ class OpSlots:
         return ConcurrencyKeyInfo(
             concurrency_key=pool,
             slot_count=found["limit"] or 0,
-            claimed_slots=[ClaimedSlotInfo(run_id=c["runId"], step_key=c["stepKey"]) for c in claims if c["granted"]],
+            claimed_slots=[
+                ClaimedSlotInfo(run_id=c["runId"], step_key=c["stepKey"]) for c in claims if c["granted"]
+            ],
             # As Dagster's own storages list them: every claim, with an assigned time once granted.
             pending_steps=[
                 PendingStepInfo(

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from dagster import DagsterEventType, DagsterInstance, Field, IntSource, Noneable, StringSource
 from dagster._config.config_schema import UserConfigSchema
-from dagster._core.event_api import EventLogEntry
+from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.config import PoolConfig, PoolGranularity
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.storage.event_log.base import EventLogStorage, PoolLimit
@@ -80,7 +80,9 @@ class SluiceEventLogStorage(EventLogStorage, ConfigurableClass):
     @classmethod
     def config_type(cls) -> UserConfigSchema:
         return {
-            "url": Field(StringSource, description="Sluice's GraphQL endpoint (a URL without a path gets /graphql)."),
+            "url": Field(
+                StringSource, description="Sluice's GraphQL endpoint (a URL without a path gets /graphql)."
+            ),
             "token": Field(
                 Noneable(StringSource),
                 is_required=False,
@@ -190,7 +192,9 @@ class SluiceEventLogStorage(EventLogStorage, ConfigurableClass):
         # run, which is what Dagster passes here: `priority` adds nothing.
         return self._slots.claim(self._instance_or_none(), concurrency_key, run_id, step_key)
 
-    def check_concurrency_claim(self, concurrency_key: str, run_id: str, step_key: str) -> ConcurrencyClaimStatus:
+    def check_concurrency_claim(
+        self, concurrency_key: str, run_id: str, step_key: str
+    ) -> ConcurrencyClaimStatus:
         return self._slots.check(concurrency_key, run_id, step_key)
 
     def get_concurrency_run_ids(self) -> set[str]:

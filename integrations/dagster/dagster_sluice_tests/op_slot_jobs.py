@@ -61,7 +61,9 @@ EXECUTORS = {
 def main(argv: list[str]) -> int:
     job_name, executor = argv
     with DagsterInstance.get() as instance:
-        result = execute_job(reconstructable(JOBS[job_name]), instance=instance, run_config=EXECUTORS[executor])
+        result = execute_job(
+            reconstructable(JOBS[job_name]), instance=instance, run_config=EXECUTORS[executor]
+        )
         print(result.run_id, result.dagster_run.status.value, flush=True)
         return 0 if result.success else 1
 

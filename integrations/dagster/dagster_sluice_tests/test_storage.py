@@ -36,7 +36,9 @@ def test_wraps_the_storage_it_names_and_stores_events_there(storage_instance: Da
     # The events went to the wrapped SQLite storage, read back through the wrapper and directly.
     through_wrapper = storage_instance.all_logs(result.run_id)
     assert len(through_wrapper) == len(storage.inner.get_logs_for_run(result.run_id))
-    assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS" for e in through_wrapper)
+    assert any(
+        e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS" for e in through_wrapper
+    )
 
 
 def test_limits_are_sluices(storage_instance: DagsterInstance, sluice_client: SluiceClient) -> None:
@@ -45,7 +47,10 @@ def test_limits_are_sluices(storage_instance: DagsterInstance, sluice_client: Sl
     assert sluice_client.pool(POOL).explicit_limit == 2  # type: ignore[union-attr]
     sluice_client.set_pool_limit("db", 5)
     assert storage.get_concurrency_keys() == {POOL, "db"}
-    assert {(p.name, p.limit, p.from_default) for p in storage.get_pool_limits()} == {(POOL, 2, False), ("db", 5, False)}
+    assert {(p.name, p.limit, p.from_default) for p in storage.get_pool_limits()} == {
+        (POOL, 2, False),
+        ("db", 5, False),
+    }
     storage.delete_concurrency_limit("db")
     assert sluice_client.pool("db").explicit_limit is None  # type: ignore[union-attr]
     assert storage.get_concurrency_keys() == {POOL}
@@ -111,7 +116,10 @@ def test_claims_wait_reclaims_are_idempotent_and_a_release_hands_the_slot_on(
     ]
     assert info.pending_step_count == 1 and info.slot_count == 1
     assert storage.get_concurrency_run_ids() == {a.run_id, b.run_id}
-    assert storage.check_concurrency_claim(POOL, b.run_id, "load_orders").slot_status == ConcurrencySlotStatus.BLOCKED
+    assert (
+        storage.check_concurrency_claim(POOL, b.run_id, "load_orders").slot_status
+        == ConcurrencySlotStatus.BLOCKED
+    )
 
     storage.free_concurrency_slot_for_step(a.run_id, "load_orders")
     assert storage.check_concurrency_claim(POOL, b.run_id, "load_orders").is_claimed

@@ -5,6 +5,7 @@ and the pool is empty at the end."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -54,16 +55,17 @@ def test_runs_sharing_a_pool_never_run_two_of_its_steps_at_once(
     sluice_client.set_pool_limit("warehouse", 1)
     workers = [start_run_worker(storage_home, "warehouse_loads", executor) for _ in range(RUNS)]
     outputs = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs, strict=True):
+    for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-4000:]
     run_ids = [out.split()[0] for out, _ in outputs]
 
     with DagsterInstance.from_config(str(storage_home)) as instance:
         intervals = sorted(i for run_id in run_ids for i in pool_step_intervals(instance, run_id))
     assert len(intervals) == RUNS * len(POOL_STEPS)
-    for (_, end, step), (start, _, next_step) in zip(intervals, intervals[1:]):
+    for (_, end, step), (start, _, next_step) in itertools.pairwise(intervals):
         assert end <= start, (
-            f"{step} ran until {datetime.fromtimestamp(end)} but {next_step} started at {datetime.fromtimestamp(start)}"
+            f"{step} ran until {datetime.fromtimestamp(end)}, "
+            f"but {next_step} started at {datetime.fromtimestamp(start)}"
         )
 
     pool = sluice_client.pool("warehouse")
