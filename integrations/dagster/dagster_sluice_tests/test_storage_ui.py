@@ -4,7 +4,7 @@ show Sluice's slot holders and waiting steps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -28,7 +28,8 @@ SET_LIMIT = (
     """mutation($key: String!, $limit: Int!) { setConcurrencyLimit(concurrencyKey: $key, limit: $limit) }"""
 )
 DELETE_LIMIT = """mutation($key: String!) { deleteConcurrencyLimit(concurrencyKey: $key) }"""
-FREE_SLOTS = """mutation($runId: String!, $stepKey: String) { freeConcurrencySlots(runId: $runId, stepKey: $stepKey) }"""
+FREE_SLOTS = """mutation($runId: String!, $stepKey: String) {
+  freeConcurrencySlots(runId: $runId, stepKey: $stepKey) }"""
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def ui(storage_instance: DagsterInstance) -> Iterator[WorkspaceRequestContext]:
         yield process_context.create_request_context()
 
 
-def dagster_graphql(context: WorkspaceRequestContext, query: str, **variables: Any) -> dict[str, Any]:
+def dagster_graphql(context: WorkspaceRequestContext, query: str, **variables: Any) -> Mapping[str, Any]:
     result = execute_dagster_graphql(context, query, variables=variables)
     assert not result.errors, result.errors
     return result.data
