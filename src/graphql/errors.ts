@@ -5,6 +5,7 @@
  */
 import { GraphQLError } from 'graphql';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../domain/errors.js';
+import { NewerLogFormatError } from '../domain/events.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
 import { builder } from './builder.js';
 
@@ -40,7 +41,8 @@ export async function storeErrorsExplicit<T>(work: () => Promise<T>): Promise<T>
   try {
     return await work();
   } catch (error) {
-    if (error instanceof StoreUnavailableError) {
+    // A log raised to a newer format is unusable to this server as a store outage is: refused.
+    if (error instanceof StoreUnavailableError || error instanceof NewerLogFormatError) {
       throw new GraphQLError(`${error.message}; nothing was recorded, try again`, {
         extensions: { code: 'STORE_UNAVAILABLE' },
       });

@@ -101,6 +101,18 @@ describe('the field cost', () => {
     );
   });
 
+  it("prices a run's waits and decisions once per run of the list they are in: a page's size, or the live queue's", () => {
+    const perRun = '{ waits { from } decisions { kind } }';
+    expect(cost(`{ run(id: "a") ${perRun} }`)).toBe(2);
+    expect(cost(`{ runs(first: 1000) { edges { node ${perRun} } } }`)).toBe(100 + 1000 * 2);
+    expect(cost(`{ runs(first: 20) { edges { node { id ...W } } } } fragment W on Run ${perRun}`)).toBe(2 + 20 * 2);
+    const queue = `{ queue ${perRun} snapshot { inProgress ${perRun} } }`;
+    expect(fieldCost(schema, parse(queue), null, {}, { queued: 3000, inProgress: 2 })).toBe(
+      10 + 3000 * 2 + 100 + 2 * 2,
+    );
+    expect(cost('{ runs(first: 1000) { edges { node { id blockedBy { message } } } } }')).toBe(100);
+  });
+
   it('measures bracket nesting outside strings and comments', () => {
     expect(bracketDepth('{ a { b(c: [1, [2]]) } }')).toBe(5);
     expect(bracketDepth('{ a(s: "{{{{[[[(((") # {{{{{\n }')).toBe(2);
