@@ -16,14 +16,15 @@ A launch is recorded in Dagster before it happens: `DagsterInstance.launch_run` 
 from QUEUED to STARTING first, and only QUEUED runs are launched, so a second decision, a
 reconnect that replays decisions, or a restart never launches a run twice. After the run launcher
 has accepted the run, the launcher tags it `sluice/launched`. A launcher killed between the two
-leaves a STARTING run without the tag: on restart it is launched again only when the run
-launcher's own trace shows it never reached a code server (DefaultRunLauncher tags a run with
-the code server's address before it asks that server to start it); otherwise it is left to the
-run worker, or to Sluice's start timeout, which ends it in both records.
+leaves a STARTING run without the tag: on restart it is launched again only when it certainly
+never reached a run worker (DefaultRunLauncher tags a run with its code server's address before
+it asks that server to start it, and the server lists the runs it runs); when that cannot be
+known, it is left to the run worker, or to Sluice's start timeout, which ends it in both records.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -36,6 +37,9 @@ from dagster._core.launcher import LaunchRunContext
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._core.workspace.context import IWorkspaceProcessContext
+from dagster._grpc.client import DagsterGrpcClient
+from dagster._grpc.types import GetCurrentRunsResult
+from dagster._serdes import deserialize_value
 from sluice_client import SluiceError
 from sluice_client.models import DecisionKind, RunStatus
 
@@ -160,16 +164,25 @@ class SluiceLauncher:
         _log.info("launched run %s (%s)", run.run_id, run.job_name)
 
     def _relaunch_if_never_started(self, run: DagsterRun) -> None:
+        """A run a stopped launcher had begun to launch: launched again only when it certainly
+        never reached a run worker, so that no run is launched twice."""
         launcher = self._instance.run_launcher
-        if not (isinstance(launcher, DefaultRunLauncher) and GRPC_INFO_TAG not in run.tags):
+        reached = _reached_code_server(run) if isinstance(launcher, DefaultRunLauncher) else None
+        if reached is None:
             _log.warning(
                 "run %s was being launched when a launcher stopped; whether it reached its run "
                 "worker is unknown, so it is left to the worker or to Sluice's start timeout",
                 run.run_id,
             )
             return
+        if reached:
+            self._instance.add_run_tags(run.run_id, {SLUICE_LAUNCHED_TAG: _now_iso()})
+            return
+        current = self._instance.get_run_by_id(run.run_id)
+        if current is None or current.status != DagsterRunStatus.STARTING:
+            return  # its worker has begun after all
         request = self._workspace.create_request_context()
-        launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=request))
+        launcher.launch_run(LaunchRunContext(dagster_run=current, workspace=request))
         self._instance.add_run_tags(run.run_id, {SLUICE_LAUNCHED_TAG: _now_iso()})
         _log.info("launched run %s, whose launch a stopped launcher had begun", run.run_id)
 
@@ -290,6 +303,30 @@ class SluiceLauncher:
             fn(*args)
         except Exception:
             _log.exception("%s failed", what)
+
+
+def _reached_code_server(run: DagsterRun) -> bool | None:
+    """Whether DefaultRunLauncher's launch of the run reached a code server: False when it never
+    asked one (it tags the run with the server's address first) or the server it asked is not
+    running the run; True when the server runs it; None when that server cannot be asked.
+
+    A restarted launcher asks this seconds after the old one stopped, long after a request the
+    old one had sent has been taken up, so a server that does not list the run never got it."""
+    raw = run.tags.get(GRPC_INFO_TAG)
+    if raw is None:
+        return False
+    try:
+        info = json.loads(raw)
+        server = DagsterGrpcClient(
+            port=info.get("port"),
+            socket=info.get("socket"),
+            host=info.get("host", "localhost"),
+            use_ssl=bool(info.get("use_ssl", False)),
+        )
+        current = deserialize_value(server.get_current_runs(), GetCurrentRunsResult).current_runs
+    except Exception:
+        return None
+    return run.run_id in current
 
 
 def _now_iso() -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,10 +14,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
-from dagster._core.remote_representation.external import RemoteJob, RemoteRepository
-from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.remote_representation.external import RemoteJob, RemoteRepository
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget, WorkspaceFileTarget
 from dagster._utils.merger import merge_dicts
 
@@ -146,10 +147,8 @@ class LauncherProcess:
                 process.kill()
                 process.wait()
         # The code server it started, should it outlive it.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process = None
 
     def log_tail(self, chars: int = 6000) -> str:

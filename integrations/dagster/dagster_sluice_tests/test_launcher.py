@@ -104,6 +104,11 @@ def _most_at_once(intervals: list[tuple[float, float]]) -> int:
     return most
 
 
+def _in_sluice(client: SluiceClient, run_id: str) -> RunStatus | None:
+    run = client.run(run_id)
+    return None if run is None else run.status
+
+
 def _event_count(instance: DagsterInstance, run_id: str, event_type: DagsterEventType) -> int:
     return len(instance.get_records_for_run(run_id, of_type=event_type).records)
 
@@ -132,8 +137,8 @@ def test_twelve_runs_stay_within_every_limit(two_runs: Deployment) -> None:
     assert set(statuses(d.instance, run_ids).values()) == {DagsterRunStatus.SUCCESS}
     # Sluice hears every end: each run's capacity is given back.
     wait_until(
-        lambda: all(d.client.run(r).status == RunStatus.SUCCESS for r in run_ids),
-        30,  # type: ignore[union-attr]
+        lambda: all(_in_sluice(d.client, r) == RunStatus.SUCCESS for r in run_ids),
+        30,
         "Sluice to record every run SUCCESS",
     )
 
@@ -143,7 +148,7 @@ def test_twelve_runs_stay_within_every_limit(two_runs: Deployment) -> None:
     spans = {r: (by_id[r].start_time or 0.0, by_id[r].end_time or 0.0) for r in run_ids}
     assert _most_at_once(list(spans.values())) <= 2
     for team in "abc":
-        team_runs = [r for r, (_, t) in zip(run_ids, plan) if t == team]
+        team_runs = [r for r, (_, t) in zip(run_ids, plan, strict=True) if t == team]
         assert _most_at_once([spans[r] for r in team_runs]) <= 1, f"team {team} over its limit"
 
     # Dagster's step events: never two steps of the warehouse pool at once.
@@ -189,7 +194,7 @@ def test_terminate_in_sluice_and_cancel_in_dagster(two_runs: Deployment) -> None
         120,
         "both runs to start",
     )
-    assert d.client.run(third).status == RunStatus.QUEUED  # type: ignore[union-attr]
+    assert _in_sluice(d.client, third) == RunStatus.QUEUED
 
     # Terminate from Sluice (its dashboard or CLI): the run worker is stopped in Dagster.
     d.client.terminate_run(first)
@@ -199,8 +204,8 @@ def test_terminate_in_sluice_and_cancel_in_dagster(two_runs: Deployment) -> None
         "Dagster to cancel the run Sluice terminated",
     )
     wait_until(
-        lambda: d.client.run(first).status == RunStatus.CANCELED,
-        30,  # type: ignore[union-attr]
+        lambda: _in_sluice(d.client, first) == RunStatus.CANCELED,
+        30,
         "Sluice to record it CANCELED",
     )
 
@@ -210,15 +215,15 @@ def test_terminate_in_sluice_and_cancel_in_dagster(two_runs: Deployment) -> None
     # Cancel in Dagster (the UI's Terminate on a started run): Sluice ends it too.
     d.instance.run_launcher.terminate(second)
     wait_until(
-        lambda: d.client.run(second).status == RunStatus.CANCELED,
-        60,  # type: ignore[union-attr]
+        lambda: _in_sluice(d.client, second) == RunStatus.CANCELED,
+        60,
         "Sluice to record the run Dagster canceled",
     )
     # And through the coordinator, as Dagster's UI does for a queued run and the GraphQL API for any.
     assert d.instance.run_coordinator.cancel_run(third)
     wait_until(
-        lambda: d.client.run(third).status == RunStatus.CANCELED,
-        60,  # type: ignore[union-attr]
+        lambda: _in_sluice(d.client, third) == RunStatus.CANCELED,
+        60,
         "Sluice to record the third run canceled",
     )
     assert statuses(d.instance, [second, third]) == {
@@ -248,7 +253,7 @@ def test_launcher_killed_mid_queue_loses_nothing_and_launches_nothing_twice(four
     assert DagsterRunStatus.QUEUED not in final.values()
     assert set(final.values()) == {DagsterRunStatus.SUCCESS}, final
     wait_until(
-        lambda: all(d.client.run(r).status == RunStatus.SUCCESS for r in run_ids),
-        60,  # type: ignore[union-attr]
+        lambda: all(_in_sluice(d.client, r) == RunStatus.SUCCESS for r in run_ids),
+        60,
         "Sluice to record every run SUCCESS",
     )
