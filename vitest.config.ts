@@ -8,6 +8,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // FC_SEED=<printed seed> replays a failed property test.
     setupFiles: ['test/support/fast-check-seed.ts'],
+    // Every log the tests leave is checked by `sluice verify` at the end.
+    globalSetup: ['test/verify-logs.setup.ts'],
     environment: 'node',
     env: { NODE_ENV: 'test' },
     testTimeout: 20_000,

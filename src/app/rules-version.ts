@@ -76,7 +76,8 @@ export async function recordRulesVersion(sluice: Sluice): Promise<boolean> {
       schemaVersion: CURRENT_SCHEMA_VERSION,
       data,
       actor: RULES_ACTOR,
-      at: sluice.now().toISOString(),
+      // Never before the log's last event, whatever the clock says (event times never go back).
+      at: [sluice.now().toISOString(), sluice.state.lastEventAt ?? ''].sort().at(-1) as string,
     };
     try {
       await sluice.store.append(stream, [event], latest ? BigInt(records.length - 1) : 'no_stream');
