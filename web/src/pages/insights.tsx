@@ -210,7 +210,7 @@ function WhatIfForm(props: { from: string; to: string }) {
         ) : null}
         <label>
           New value{' '}
-          <input type="number" min={-1} value={limit} onInput={(e) => setLimit(e.currentTarget.value)} required />
+          <input type="number" value={limit} onInput={(e) => setLimit(e.currentTarget.value)} required />
         </label>
         <button type="submit" disabled={busy}>
           {busy ? 'Replaying…' : 'Replay the window'}
