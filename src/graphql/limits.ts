@@ -91,6 +91,8 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   // Every queued run, with what holds it.
   'Query.queue': () => 10,
   'QueueSnapshot.queue': () => 10,
+  // Every step holding or waiting for the pool's slots.
+  'Pool.claims': () => 10,
   // A page of runs or decisions: one unit per 10 items (default page 100).
   'Query.runs': (args) => Math.ceil(pageSize(args.first) / 10),
   'Query.decisions': (args) => Math.ceil(pageSize(args.first) / 10),
