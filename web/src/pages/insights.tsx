@@ -209,8 +209,7 @@ function WhatIfForm(props: { from: string; to: string }) {
           </label>
         ) : null}
         <label>
-          New value{' '}
-          <input type="number" value={limit} onInput={(e) => setLimit(e.currentTarget.value)} required />
+          New value <input type="number" value={limit} onInput={(e) => setLimit(e.currentTarget.value)} required />
         </label>
         <button type="submit" disabled={busy}>
           {busy ? 'Replaying…' : 'Replay the window'}
