@@ -27,6 +27,7 @@ import { e2eSection } from './e2e.js';
 import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
 import { memorySection, readySection } from './history.js';
+import { inProgressSection } from './in-progress.js';
 import { postgresSection } from './postgres.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
@@ -53,5 +54,6 @@ if (sectionEnabled(10)) await memorySection();
 if (sectionEnabled(11)) await readySection();
 if (sectionEnabled(12)) await postgresSection();
 if (sectionEnabled(13)) await rootStepHoldSection();
+if (sectionEnabled(14)) inProgressSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
