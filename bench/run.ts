@@ -24,6 +24,7 @@
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
 import { e2eSection } from './e2e.js';
+import { stallsSection, subscribersSection } from './fan-out.js';
 import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
 import { memorySection, readySection } from './history.js';
@@ -55,5 +56,7 @@ if (sectionEnabled(11)) await readySection();
 if (sectionEnabled(12)) await postgresSection();
 if (sectionEnabled(13)) await rootStepHoldSection();
 if (sectionEnabled(14)) inProgressSection();
+if (sectionEnabled(15)) await subscribersSection();
+if (sectionEnabled(16)) await stallsSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
