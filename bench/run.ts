@@ -20,6 +20,7 @@
  *   11  time to ready on a long log: BENCH_READY_EVENTS (1000000)
  *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
  *   12  several servers on PostgreSQL beside one SQLite file: BENCH_PG_COMMANDS
+ *   14  waitReport over a week of finished runs: BENCH_REPORT_RUNS (1000000)
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
@@ -29,6 +30,7 @@ import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
 import { memorySection, readySection } from './history.js';
 import { inProgressSection } from './in-progress.js';
+import { waitReportSection } from './insight.js';
 import { postgresSection } from './postgres.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
@@ -55,8 +57,9 @@ if (sectionEnabled(10)) await memorySection();
 if (sectionEnabled(11)) await readySection();
 if (sectionEnabled(12)) await postgresSection();
 if (sectionEnabled(13)) await rootStepHoldSection();
-if (sectionEnabled(14)) inProgressSection();
-if (sectionEnabled(15)) await subscribersSection();
-if (sectionEnabled(16)) await stallsSection();
+if (sectionEnabled(14)) waitReportSection();
+if (sectionEnabled(15)) inProgressSection();
+if (sectionEnabled(16)) await subscribersSection();
+if (sectionEnabled(17)) await stallsSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);

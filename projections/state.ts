@@ -83,6 +83,10 @@ export interface StepClaim {
   status: 'GRANTED' | 'PENDING' | 'RELEASED';
   /** What holds it back while PENDING, as last recorded. */
   reasons: Constraint[];
+  /** When the step first claimed (the claim's first StepSlotPending or StepSlotGranted); absent on a draft not yet recorded. */
+  claimedAt?: string;
+  /** When it was granted its slot; null while it waits, absent on a draft not yet recorded. */
+  grantedAt?: string | null;
 }
 
 export const claimKey = (runId: string, stepKey: string): string => `${runId}\u0000${stepKey}`;

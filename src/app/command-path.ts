@@ -12,7 +12,9 @@ import { DomainError } from '../domain/errors.js';
 import { CURRENT_SCHEMA_VERSION, type DomainEvent, type LoggedEvent } from '../domain/events.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, NewEvent, RecordedEvent } from '../eventstore/store.js';
+import { CLOCK_ACTOR, type EventClock } from './event-clock.js';
 import type { GroupMember } from './group-commit.js';
+import { formatRaise, SERVER_ACTOR } from './log-format.js';
 import { toLoggedEvent } from './recorded-events.js';
 import type { Speculation } from './speculation.js';
 
@@ -44,7 +46,12 @@ export class TooMuchContentionError extends StoreUnavailableError {}
 export interface CommandPathOptions {
   store: EventStore;
   stream: string;
-  clock: () => Date;
+  /** Event times: the clock, never going backwards (see event-clock.ts). */
+  eventClock: EventClock;
+  /** The time of the last event taken in, null for an empty log. */
+  lastLoggedAt: () => string | null;
+  /** The format the log was raised to (see LogFormatRaised). */
+  logFormat: () => number;
   newRunId: () => string;
   /** How many lost races a group may retry before giving up. */
   maxAttempts: number;
@@ -55,6 +62,13 @@ export interface CommandPathOptions {
   catchUp: () => Promise<void>;
   /** Takes one stored event in (the group's own, after its append). */
   apply: (recorded: RecordedEvent) => void;
+  /**
+   * Resolves once the history has caught up with the live state after a start, or has been
+   * waited for long enough (then pastRun throws HistoryBehindError).
+   */
+  awaitHistory: () => Promise<void>;
+  /** False while the history catches up after a start. */
+  historyCaughtUp: () => boolean;
   /** A finished run from the history, for a command naming a run the live state no longer has. */
   pastRun: (runId: string) => RunRecord | null;
   /** The live state again as the log has it, after an append that failed. */
@@ -63,21 +77,36 @@ export interface CommandPathOptions {
 
 /** Decides and appends one group of commands, answering each (see Sluice.execute). */
 export async function commitGroup(path: CommandPathOptions, group: GroupMember[]): Promise<void> {
-  const { store, stream, clock, newRunId, speculation } = path;
+  const { store, stream, eventClock, newRunId, speculation } = path;
   for (let attempt = 1; attempt <= path.maxAttempts; attempt++) {
     // Every command is decided on a state that includes everything acknowledged before it.
     await path.catchUp();
-    const now = clock().toISOString();
+    // A command naming a run the live state does not hold may name one that finished long ago,
+    // which only the history knows: right after a start, it waits for the history to catch up.
+    if (!path.historyCaughtUp() && group.some((member) => namesPastRun(path, member.command))) {
+      await path.awaitHistory();
+      await path.catchUp();
+    }
+    const { at: now, stepBack } = eventClock.stamp(path.lastLoggedAt());
     const base = path.durable();
     const newEvents: NewEvent[] = [];
     const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
+    const ahead = stepBack ? [stepBack] : [];
+    const raise = formatRaise(path.logFormat(), ahead);
     speculation.start();
     const state = path.state();
     try {
+      // The log's own facts (a raised format, a clock step) go ahead of the commands'.
+      for (const event of raise ? [raise, ...ahead] : ahead) {
+        const actor = event.type === 'ClockSteppedBack' ? CLOCK_ACTOR : SERVER_ACTOR;
+        evolve(state, { ...event, revision: state.revision + 1n, at: now, actor } as LoggedEvent);
+        newEvents.push({ ...event, schemaVersion: CURRENT_SCHEMA_VERSION, actor, at: now });
+      }
       for (const member of group) {
-        const context: DecideContext = { now, newRunId: newRunId(), pastRun: pastRunFor(path, member.command) };
+        let context: DecideContext;
         let events: DomainEvent[];
         try {
+          context = { now, newRunId: newRunId(), pastRun: pastRunFor(path, member.command) };
           events = decide(member.command, state, context);
         } catch (error) {
           outcomes.push({ error });
@@ -128,6 +157,7 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
       }
       // The append won: no other event came between the base and these, so they are the ones
       // already folded in.
+      if (stepBack) eventClock.recorded();
       speculation.end();
       for (const event of recorded) path.apply(event);
     }
@@ -147,8 +177,8 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
   );
 }
 
-/** The finished run a command names when the live state no longer has it. */
-function pastRunFor(path: CommandPathOptions, command: Command): RunRecord | null {
+/** The run a command names, when the live state does not hold it (it may be a past run). */
+function pastRunId(path: CommandPathOptions, command: Command): string | null {
   const runId =
     command.type === 'EnqueueRun'
       ? (command.input as { runId?: unknown }).runId
@@ -156,7 +186,17 @@ function pastRunFor(path: CommandPathOptions, command: Command): RunRecord | nul
         ? command.runId
         : null;
   if (typeof runId !== 'string' || knownRun(path.state(), runId, {})) return null;
-  return path.pastRun(runId);
+  return runId;
+}
+
+function namesPastRun(path: CommandPathOptions, command: Command): boolean {
+  return pastRunId(path, command) !== null;
+}
+
+/** The finished run a command names when the live state no longer has it. */
+function pastRunFor(path: CommandPathOptions, command: Command): RunRecord | null {
+  const runId = pastRunId(path, command);
+  return runId === null ? null : path.pastRun(runId);
 }
 
 function runIdOf(command: Command, events: readonly DomainEvent[], context: DecideContext): string | null {

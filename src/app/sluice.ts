@@ -27,8 +27,9 @@ import { type HistoryStore, openHistoryStore } from '../history/history-store.js
 import { Checkpointing } from './checkpointing.js';
 import { type CommandOutcome, type CommandRecord, commitGroup, reported } from './command-path.js';
 import { type DecisionFilter, DecisionStream } from './decision-streams.js';
+import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
-import { HistoryFeed } from './history-feed.js';
+import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
@@ -40,6 +41,7 @@ export {
   TooMuchContentionError,
 } from './command-path.js';
 export { type DecisionFilter, matchesDecision, SubscriberBehindError } from './decision-streams.js';
+export { HistoryBehindError, type HistoryStatus } from './history-feed.js';
 export { DEPLOYMENT_STREAM, eventHash, toLoggedEvent } from './recorded-events.js';
 export { UnreadableEventError };
 
@@ -70,6 +72,11 @@ export interface SluiceOptions {
   history?: HistoryStore;
   /** How many checkpoints to keep; older ones are deleted. Default 3. */
   checkpointsKept?: number;
+  /**
+   * How long a read of the history waits for it to catch up after a start before it answers
+   * HistoryBehindError (saying how far it is). Default 5000 ms.
+   */
+  historyWaitMs?: number;
 }
 
 export class Sluice {
@@ -77,6 +84,8 @@ export class Sluice {
   /** Revision of the last event known durable and handed to history and listeners. */
   private durable = -1n;
   private lastApplied: RecordedEvent | null = null;
+  /** The format the log was raised to, as far as this server has read it (1: never raised). */
+  private logFormat = 1;
   private replaying = true;
   private closed = false;
   readonly stream: string;
@@ -89,6 +98,7 @@ export class Sluice {
   private readonly follower: LogFollower;
   private readonly commands: GroupCommit;
   private readonly past: PastStates;
+  private readonly historyWaitMs: number;
 
   private constructor(
     readonly store: EventStore,
@@ -111,7 +121,9 @@ export class Sluice {
           ? null
           : { state: this.current, recorded: this.lastApplied },
     });
-    this.history = new HistoryFeed(store, stream, options.history ?? openHistoryStore(':memory:'), warn);
+    const info = options.info ?? (() => {});
+    this.history = new HistoryFeed(store, stream, options.history ?? openHistoryStore(':memory:'), warn, info);
+    this.historyWaitMs = options.historyWaitMs ?? 5_000;
     this.follower = new LogFollower({
       store,
       stream,
@@ -119,13 +131,15 @@ export class Sluice {
       apply: (recorded) => this.apply(recorded),
       closed: () => this.closed,
       warn,
-      info: options.info ?? (() => {}),
+      info,
     });
     const newRunId = options.newRunId ?? randomUUID;
     const path = {
       store,
       stream,
-      clock: this.clock,
+      eventClock: new EventClock(this.clock),
+      lastLoggedAt: () => this.lastApplied?.at ?? null,
+      logFormat: () => this.logFormat,
       newRunId,
       maxAttempts: options.maxAttempts ?? 50,
       speculation: this.speculation,
@@ -133,7 +147,15 @@ export class Sluice {
       durable: () => this.durable,
       catchUp: () => this.catchUp(),
       apply: (recorded: RecordedEvent) => this.apply(recorded),
-      pastRun: (runId: string) => this.history.read().run(runId),
+      historyCaughtUp: () => !this.history.status().catchingUp,
+      awaitHistory: async () => {
+        await this.history.readAt(this.durable, this.historyWaitMs).catch(() => undefined);
+      },
+      pastRun: (runId: string) => {
+        const history = this.history.readNow();
+        if (!history) throw new HistoryBehindError(this.history.status().position, this.durable);
+        return history.run(runId);
+      },
       restoreLiveState: () => this.restoreLiveState(),
     };
     this.commands = new GroupCommit(
@@ -145,7 +167,8 @@ export class Sluice {
 
   /**
    * Start-up, in order: bind the history to this log, choose the latest checkpoint that matches
-   * the log, bring the history up to it, replay the log after it, then follow the log.
+   * the log, replay the log after it into the live state, follow the log; then the history
+   * catches up in the background while the server answers (reads of it wait for it, bounded).
    */
   static async open(options: SluiceOptions): Promise<Sluice> {
     const sluice = new Sluice(options.store, options);
@@ -155,13 +178,11 @@ export class Sluice {
       sluice.current = start;
       sluice.checkpointing.lastCheckpoint = start.revision;
       sluice.durable = start.revision;
-      await sluice.history.rebuildTo(start.revision);
     }
     await sluice.catchUp();
-    sluice.history.flush();
     sluice.replaying = false;
-    sluice.history.replaying = false;
     await sluice.follower.start();
+    sluice.history.catchUpInBackground(() => sluice.durable);
     return sluice;
   }
 
@@ -206,6 +227,7 @@ export class Sluice {
     }
     this.durable = recorded.revision;
     this.lastApplied = recorded;
+    if (event.type === 'LogFormatRaised') this.logFormat = Math.max(this.logFormat, event.data.format);
     this.history.record(event, recorded);
     this.checkpointing.maybeCheckpoint(this.durable, this.replaying);
     for (const listener of this.eventListeners) listener(event);
@@ -257,10 +279,28 @@ export class Sluice {
     return reported(this.onCommand, command, actor, () => this.commands.enqueue(command, actor));
   }
 
-  /** The history read model, with every durable event written to it. */
+  /**
+   * The history read model, with every durable event written to it. Right after a start, while
+   * it catches up, this waits for it (at most historyWaitMs), then throws HistoryBehindError.
+   */
   async readHistory(): Promise<HistoryStore> {
     await this.catchUp();
-    return this.history.read();
+    return this.history.readAt(this.durable, this.historyWaitMs);
+  }
+
+  /** How far the history read model is, against the log the live state holds. */
+  historyStatus(): HistoryStatus & { logPosition: bigint } {
+    return { ...this.history.status(), logPosition: this.durable };
+  }
+
+  /** Resolves once the history read model has caught up with the live state after a start. */
+  historyCaughtUp(): Promise<void> {
+    return new Promise((resolve) => this.history.whenLive(resolve));
+  }
+
+  /** Calls back once the history has caught up with the live state, in the same step (see metrics). */
+  whenHistoryCaughtUp(callback: () => void): void {
+    this.history.whenLive(callback);
   }
 
   /** A run by id: live, recently finished, or from the history. */
@@ -271,19 +311,26 @@ export class Sluice {
     return (await this.readHistory()).run(id);
   }
 
-  /** The pools of a run, live or past, for filtering decisions by pool. */
+  /**
+   * The pools of a run, live or past, for filtering decisions by pool. A decision is about a run
+   * the live state holds (queued, in progress or just finished); the history is asked only for
+   * others, and while it catches up they have none.
+   */
   runPools(runId: string): readonly string[] {
     const live = knownRun(this.current, runId, {});
     if (live) return live.pools;
-    return this.history.read().run(runId)?.pools ?? [];
+    return this.history.readNow()?.run(runId)?.pools ?? [];
   }
 
   /**
    * How many runs the log holds in each status, finished ones included, as of every durable
-   * event taken in so far (from the history read model), for metrics.
+   * event taken in so far (from the history read model), for metrics. Throws HistoryBehindError
+   * while the history catches up after a start (see whenHistoryCaughtUp).
    */
   runCountsByStatus(): Record<RunStatus, number> {
-    const counts = this.history.read().countsByStatus();
+    const history = this.history.readNow();
+    if (!history) throw new HistoryBehindError(this.history.status().position, this.durable);
+    const counts = history.countsByStatus();
     const statuses: RunStatus[] = ['QUEUED', 'STARTING', 'STARTED', 'CANCELING', 'SUCCESS', 'FAILURE', 'CANCELED'];
     return Object.fromEntries(statuses.map((status) => [status, counts.get(status) ?? 0])) as Record<RunStatus, number>;
   }

@@ -84,9 +84,15 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   'Query.snapshot': () => 100,
   // Runs an admission pass over the whole queue.
   'Query.simulate': () => 100,
+  // A wait report reads prefix sums and the runs its edges cut through.
+  'Query.waitReport': () => 10,
+  // Replays every arrival of the window through the decider.
+  'Query.replayWhatIf': () => 100,
   // Every queued run, with what holds it.
   'Query.queue': () => 10,
   'QueueSnapshot.queue': () => 10,
+  // Every step holding or waiting for the pool's slots.
+  'Pool.claims': () => 10,
   // A page of runs or decisions: one unit per 10 items (default page 100).
   'Query.runs': (args) => Math.ceil(pageSize(args.first) / 10),
   'Query.decisions': (args) => Math.ceil(pageSize(args.first) / 10),
@@ -192,7 +198,7 @@ export function useFieldCost(maxFieldCost: number): Plugin {
     stop({
       errors: [
         new GraphQLError(
-          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot and simulate cost 100, queue 10, a page of runs or decisions 1 per 10 items, a run's waits or decisions 1 per run listed; GRAPHQL_MAX_FIELD_COST)`,
+          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot, simulate and replayWhatIf cost 100, queue and waitReport 10, a page of runs or decisions 1 per 10 items, a run's waits or decisions 1 per run listed; GRAPHQL_MAX_FIELD_COST)`,
           { extensions: { code: 'COST_LIMIT', http: { status: 400 } } },
         ),
       ],

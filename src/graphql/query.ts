@@ -14,6 +14,8 @@ import {
 } from './types.js';
 
 export const positionArg = z.string().regex(/^\d{1,19}$/, 'must be a position or cursor returned by this API');
+/** Like positionArg, plus -1 (before the first event), as `snapshot` reports an empty log's position. */
+export const logPositionArg = z.string().regex(/^(-1|\d{1,19})$/, 'must be -1 or a position returned by this API');
 export const pageSize = z.number().int().min(0, 'must be from 0 to 1000').max(1000, 'must be from 0 to 1000');
 
 function page<T>(items: Iterable<T>, first: number, cursorOf: (item: T) => string) {

@@ -56,6 +56,20 @@ const OPERATIONS: Operation[] = [
     appends: false,
   },
   {
+    field: 'waitReport',
+    kind: 'query',
+    query:
+      '{ waitReport(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") { runs waitSeconds byLimit { kind heldSeconds } } }',
+    appends: false,
+  },
+  {
+    field: 'replayWhatIf',
+    kind: 'query',
+    query:
+      '{ replayWhatIf(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z", change: { maxConcurrentRuns: 5 }) { actualWaitSeconds replayedWaitSeconds assumptions } }',
+    appends: false,
+  },
+  {
     field: 'limitChanges',
     kind: 'query',
     query: '{ limitChanges(first: 5) { edges { node { actor description } } } }',
