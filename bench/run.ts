@@ -21,6 +21,9 @@
  *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
  *   12  several servers on PostgreSQL beside one SQLite file: BENCH_PG_COMMANDS
  *   14  waitReport over a week of finished runs: BENCH_REPORT_RUNS (1000000)
+ *   15  commands with many runs in progress: BENCH_IN_PROGRESS_SIZES (100,100000)
+ *   16  enqueues with many SSE subscribers: BENCH_SUBSCRIBERS (1,1000), BENCH_FANOUT_ENQUEUES (1000)
+ *   17  stalls (longest /health wait) while the log grows, under 50 clients, behind a large read: BENCH_STALL_MS
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
