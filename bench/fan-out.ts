@@ -152,7 +152,7 @@ export async function stallsSection(): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const row = (what: string, pings: number[]) => {
     const s = stats(pings);
-    rows.push([what, s.n, fmt(s.p99), fmt(s.max)]);
+    rows.push([what, String(s.n), fmt(s.p99), fmt(s.max)]);
   };
   try {
     const idle = startPinger(health, 5);
