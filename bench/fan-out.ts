@@ -1,11 +1,11 @@
 /**
- * Sections 16 and 17, against the real server in a process of its own (serve-child.ts, SQLite):
+ * Sections 17 and 18, against the real server in a process of its own (serve-child.ts, SQLite):
  *
- * 16: live subscribers. 1,000 enqueues from 10 clients with S `dequeueDecisions` subscribers
+ * 17: live subscribers. 1,000 enqueues from 10 clients with S `dequeueDecisions` subscribers
  *     over SSE (S = 1, then 1,000 on the same server): enqueue p50 and p99, the time until every
  *     subscriber has every decision, side by side.
  *     BENCH_SUBSCRIBERS (1,1000), BENCH_FANOUT_ENQUEUES (1000)
- * 17: stalls: the longest a /health request polled every 5 ms waited (the longest gap in its
+ * 18: stalls: the longest a /health request polled every 5 ms waited (the longest gap in its
  *     answers) while 50 clients enqueue, and while the costliest read of runs with their waits
  *     and decisions that the cost limits let through is answered, over a queue held by limits.
  *     BENCH_STALL_MS (5000)
@@ -89,7 +89,7 @@ async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boo
 }
 
 export async function subscribersSection(): Promise<void> {
-  heading('16. Enqueues with many live subscribers (dequeueDecisions over SSE)');
+  heading('17. Enqueues with many live subscribers (dequeueDecisions over SSE)');
   const counts = sizes('BENCH_SUBSCRIBERS', [1, 1000]);
   const enqueues = size('BENCH_FANOUT_ENQUEUES', 1000);
   const dir = tempDir();
@@ -143,7 +143,7 @@ const gql = (url: string, agent: Agent, query: string) =>
   });
 
 export async function stallsSection(): Promise<void> {
-  heading('17. Stalls: the longest wait of a /health polled every 5 ms');
+  heading('18. Stalls: the longest wait of a /health polled every 5 ms');
   const durationMs = size('BENCH_STALL_MS', 5000);
   const dir = tempDir();
   const server = await startSluice(dir, 'stalls');

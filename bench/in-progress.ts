@@ -1,5 +1,5 @@
 /**
- * Section 15: what a command costs as the runs in progress grow (STARTING and STARTED, with and
+ * Section 16: what a command costs as the runs in progress grow (STARTING and STARTED, with and
  * without leases), after an edit of max concurrent runs, on the pure core: decide, evolve, and
  * the run monitor's next wake-up (which it reads after every event). Side by side, the next
  * wake-up found by computing every in-progress run's deadlines (what the deadline index
@@ -38,7 +38,7 @@ function build(inProgress: number): Core {
 }
 
 export function inProgressSection(): void {
-  heading('15. Commands with many runs in progress (deadline index)');
+  heading('16. Commands with many runs in progress (deadline index)');
   const counts = sizes('BENCH_IN_PROGRESS_SIZES', [100, 100_000], 10);
   const rows: Array<Array<string | number>> = [];
   const p50s: Record<string, number[]> = { enqueue: [], heartbeat: [], expire: [], scan: [] };
