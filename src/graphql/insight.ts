@@ -6,6 +6,7 @@ import { GraphQLError } from 'graphql';
 import { ReplayTooLargeError, type WhatIf, whatIf } from '../app/what-if.js';
 import { validateConfigChange } from '../domain/commands.js';
 import { InvalidInputError } from '../domain/errors.js';
+import type { JobWaitData } from '../history/wait-by-job.js';
 import type { WaitReportData, WaitShareData } from '../history/wait-report.js';
 import { ConfigChangeInput } from './audit.js';
 import { builder } from './builder.js';
@@ -30,6 +31,23 @@ export const WaitShareType = builder.objectRef<WaitShareData>('WaitShare').imple
   }),
 });
 
+const JobWaitType = builder.objectRef<JobWaitData>('JobWait').implement({
+  description: "One job's waiting in a window: its runs' waits there, each clipped to the window.",
+  fields: (t) => ({
+    jobName: t.exposeString('jobName'),
+    runs: t.exposeInt('runs', { description: "The job's runs that waited at some moment of the window." }),
+    waitSeconds: t.exposeFloat('waitSeconds', {
+      description: "Run-seconds the job's runs spent queued inside the window.",
+    }),
+    p50Seconds: t.exposeFloat('p50Seconds', {
+      description: "Median of the job's runs' waits inside the window (nearest rank).",
+    }),
+    p95Seconds: t.exposeFloat('p95Seconds', {
+      description: "95th percentile of the job's runs' waits inside the window (nearest rank).",
+    }),
+  }),
+});
+
 const WaitReportType = builder.objectRef<WaitReportData>('WaitReport').implement({
   description: 'Waiting in a window of time, from the record.',
   fields: (t) => ({
@@ -41,6 +59,16 @@ const WaitReportType = builder.objectRef<WaitReportData>('WaitReport').implement
       type: [WaitShareType],
       description: 'Largest first.',
       resolve: (r) => r.byLimit,
+    }),
+    byJob: t.field({
+      type: [JobWaitType],
+      description:
+        "Per job, most waiting first, with the p50 and p95 of its runs' waits. Reads one row per run that waited in the window.",
+      resolve: (r, _args, ctx) =>
+        storeErrorsExplicit(async () => {
+          const history = await ctx.sluice.readHistory();
+          return history.waitByJob(Date.parse(r.from), Date.parse(r.to), ctx.sluice.now().getTime());
+        }),
     }),
   }),
 });

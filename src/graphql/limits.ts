@@ -86,6 +86,8 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   'Query.simulate': () => 100,
   // A wait report reads prefix sums and the runs its edges cut through.
   'Query.waitReport': () => 10,
+  // Reads one row per run that waited in the window, for exact percentiles.
+  'WaitReport.byJob': () => 10,
   // Replays every arrival of the window through the decider.
   'Query.replayWhatIf': () => 100,
   // Every queued run, with what holds it.
@@ -201,7 +203,7 @@ export function useFieldCost(maxFieldCost: number): Plugin {
     stop({
       errors: [
         new GraphQLError(
-          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot, simulate and replayWhatIf cost 100, queue and waitReport 10, a page of runs or decisions 1 per 10 items, a run's waits or decisions 1 per run listed; GRAPHQL_MAX_FIELD_COST)`,
+          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot, simulate and replayWhatIf cost 100, queue, waitReport and its byJob 10, a page of runs or decisions 1 per 10 items, a run's waits or decisions 1 per run listed; GRAPHQL_MAX_FIELD_COST)`,
           { extensions: { code: 'COST_LIMIT', http: { status: 400 } } },
         ),
       ],

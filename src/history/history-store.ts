@@ -19,11 +19,12 @@ import type { EventData, LoggedEvent } from '../domain/events.js';
 import { LIMIT_EDIT_TYPES, poolOfEdit } from '../domain/limit-changes.js';
 import { poolsOf, type RunStatus } from '../domain/run.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
-import { WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
+import { type JobWaitData, waitByJob } from './wait-by-job.js';
+import { type Stretch, WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
 import { type WaitReportData, waitReport } from './wait-report.js';
 
 /** Bumped when the tables change; a file of another format is rebuilt from the log. */
-const HISTORY_FORMAT = 3;
+const HISTORY_FORMAT = 4;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -130,6 +131,11 @@ export interface HistoryStore {
    * still queued count up to `nowMs` when it comes before `to`.
    */
   waitReport(fromMs: number, toMs: number, nowMs?: number): WaitReportData;
+  /**
+   * Each job's waiting in the window, with the p50 and p95 of its runs' waits there. Reads every
+   * run that waited in the window (one index range plus the runs queued at `to`).
+   */
+  waitByJob(fromMs: number, toMs: number, nowMs?: number): JobWaitData[];
   close(): void;
 }
 
@@ -372,16 +378,37 @@ class SqliteHistory implements HistoryStore {
   private leave(at: string, position: bigint, runId: string): void {
     if (this.statements.leave.run(at, position, runId).changes === 0) return;
     if (this.statements.hasBlocked.get(runId) === undefined) return;
-    this.waits.recordLeft(runId, this.waitsOf(runId));
+    // Derived afresh: the cache is keyed by the position before this batch, and may hold the
+    // run's waits from a read made while it was still queued (its last stretch still open).
+    this.waits.recordLeft(runId, this.jobNameOf(runId), this.deriveNow(runId, null)?.waits ?? []);
+  }
+
+  private jobNameOf(runId: string): string {
+    const enqueued = this.statements.runPools.get(runId) as string | undefined;
+    return enqueued ? (JSON.parse(enqueued) as Enqueued).jobName : '';
+  }
+
+  /** The stretches of the runs still queued, their open stretch ending now. */
+  private stillQueued(nowMs: number): Array<{ jobName: string; stretches: Stretch[] }> {
+    return (this.statements.queuedIds.all() as string[]).map((id) => ({
+      jobName: this.jobNameOf(id),
+      stretches: this.waits
+        .stretchesOfWaits(this.waitsOf(id))
+        .map((s) => ({ ...s, toMs: Number.isFinite(s.toMs) ? s.toMs : Math.max(s.fromMs, nowMs) })),
+    }));
   }
 
   waitReport(fromMs: number, toMs: number, nowMs = toMs): WaitReportData {
-    const queued = (this.statements.queuedIds.all() as string[]).map((id) =>
-      this.waits
-        .stretchesOfWaits(this.waitsOf(id))
-        .map((s) => ({ ...s, toMs: Number.isFinite(s.toMs) ? s.toMs : Math.max(s.fromMs, nowMs) })),
+    return waitReport(
+      this.waits,
+      fromMs,
+      toMs,
+      this.stillQueued(nowMs).map((q) => q.stretches),
     );
-    return waitReport(this.waits, fromMs, toMs, queued);
+  }
+
+  waitByJob(fromMs: number, toMs: number, nowMs = toMs): JobWaitData[] {
+    return waitByJob(this.waits, fromMs, toMs, this.stillQueued(nowMs));
   }
 
   run(id: string): RunRecord | null {

@@ -32,6 +32,7 @@ export const WAIT_LEDGER_SCHEMA = `
   CREATE TABLE IF NOT EXISTS wait_runs (
     ord INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
+    job_name TEXT NOT NULL,
     first_ms INTEGER NOT NULL,
     left_ms INTEGER NOT NULL,
     waited_ms INTEGER NOT NULL,
@@ -111,7 +112,7 @@ export class WaitLedger {
       allLimits: plain('SELECT id, kind, key, value, pool, per_unique FROM wait_limits'),
       lastRun: plain('SELECT ord, cum_ms FROM wait_runs ORDER BY ord DESC LIMIT 1'),
       insertRun: plain(
-        'INSERT INTO wait_runs (ord, run_id, first_ms, left_ms, waited_ms, cum_ms) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO wait_runs (ord, run_id, job_name, first_ms, left_ms, waited_ms, cum_ms) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       lastHold: plain(
         'SELECT cum_runs, cum_held, cum_sole FROM wait_holds WHERE limit_id = ? ORDER BY left_ms DESC, ord DESC LIMIT 1',
@@ -130,6 +131,10 @@ export class WaitLedger {
          WHERE c.bucket_ms = ? AND r.left_ms > ?`,
       ),
       arrivedBetween: plain('SELECT ord, left_ms FROM wait_runs WHERE first_ms >= ? AND first_ms < ? AND left_ms > ?'),
+      leftBetween: plain(
+        'SELECT ord, job_name, first_ms, waited_ms FROM wait_runs WHERE left_ms > ? AND left_ms <= ? ORDER BY left_ms, ord',
+      ),
+      jobOf: plain('SELECT job_name FROM wait_runs WHERE ord = ?').pluck(),
       stretchesOf: plain('SELECT from_ms, to_ms, limits FROM wait_stretches WHERE ord = ? ORDER BY from_ms'),
       holdLimitIds: plain('SELECT DISTINCT limit_id FROM wait_holds').pluck(),
     };
@@ -171,7 +176,7 @@ export class WaitLedger {
   }
 
   /** Records the waits of a run that has just left the queue (admitted, or canceled while queued). */
-  recordLeft(runId: string, waits: readonly WaitInterval[]): void {
+  recordLeft(runId: string, jobName: string, waits: readonly WaitInterval[]): void {
     const stretches = this.stretchesOfWaits(waits).filter((s) => Number.isFinite(s.toMs));
     if (stretches.length === 0) return;
     const last = this.s.lastRun.get() as { ord: number; cum_ms: number } | undefined;
@@ -191,7 +196,7 @@ export class WaitLedger {
       }
       this.s.insertStretch.run(ord, stretch.fromMs, stretch.toMs, stretch.limits.join(','));
     }
-    this.s.insertRun.run(ord, runId, firstMs, leftMs, waitedMs, (last?.cum_ms ?? 0) + waitedMs);
+    this.s.insertRun.run(ord, runId, jobName, firstMs, leftMs, waitedMs, (last?.cum_ms ?? 0) + waitedMs);
     for (const [id, totals] of byLimit) {
       const prev = this.s.lastHold.get(id) as { cum_runs: number; cum_held: number; cum_sole: number } | undefined;
       this.s.insertHold.run(
@@ -243,6 +248,24 @@ export class WaitLedger {
       ...(this.s.arrivedBetween.all(bucket, ms, ms) as Array<{ ord: number; left_ms: number }>),
     ];
     return rows.map((r) => ({ ord: r.ord, leftMs: r.left_ms }));
+  }
+
+  /** Runs whose waiting ended inside (fromMs, toMs], in the order they left: one index range. */
+  leftBetween(
+    fromMs: number,
+    toMs: number,
+  ): Array<{ ord: number; jobName: string; firstMs: number; waitedMs: number }> {
+    const rows = this.s.leftBetween.all(fromMs, toMs) as Array<{
+      ord: number;
+      job_name: string;
+      first_ms: number;
+      waited_ms: number;
+    }>;
+    return rows.map((r) => ({ ord: r.ord, jobName: r.job_name, firstMs: r.first_ms, waitedMs: r.waited_ms }));
+  }
+
+  jobOf(ord: number): string {
+    return this.s.jobOf.get(ord) as string;
   }
 
   stretchesOf(ord: number): Stretch[] {

@@ -104,6 +104,68 @@ describe('a wait report over a hand-built history', () => {
   });
 });
 
+/** `job: runs wait p50 p95` for each job, in the report's order. */
+const jobs = (rows: ReturnType<Scenario['history']['waitByJob']>) =>
+  rows.map((j) => `${j.jobName}: ${j.runs} ${j.waitSeconds} ${j.p50Seconds} ${j.p95Seconds}`);
+
+describe("each job's waiting in a window", () => {
+  /** No room; x1 queues at 0 s, x2 at 10 s (job x), y1 at 20 s (job y); all admitted at 100 s. */
+  function threeRuns(): Scenario {
+    const s = new Scenario().given(cmd.maxRuns(0), cmd.enqueue('x1', { jobName: 'x' }));
+    s.advance(10).given(cmd.enqueue('x2', { jobName: 'x' }));
+    s.advance(10).given(cmd.enqueue('y1', { jobName: 'y' }));
+    return s;
+  }
+
+  it('gives per job the runs, the waiting and nearest-rank p50 and p95, clipped to the window', () => {
+    const s = threeRuns();
+    s.advance(40);
+    // Still queued at 60 s: counted up to now.
+    expect(jobs(s.history.waitByJob(at(0), at(100), at(60)))).toEqual(['x: 2 110 50 60', 'y: 1 40 40 40']);
+    s.advance(40).given(cmd.maxRuns(5));
+    expect(s.statuses('x1', 'x2', 'y1')).toEqual({ x1: 'STARTING', x2: 'STARTING', y1: 'STARTING' });
+    // Waits 100, 90 and 80 s, whole.
+    expect(jobs(s.history.waitByJob(at(0), at(200)))).toEqual(['x: 2 190 90 100', 'y: 1 80 80 80']);
+    // The window's start cuts through every wait.
+    expect(jobs(s.history.waitByJob(at(50), at(200)))).toEqual(['x: 2 100 50 50', 'y: 1 50 50 50']);
+    // The window's end cuts through every wait: x1 50 s, x2 40 s, y1 30 s.
+    expect(jobs(s.history.waitByJob(at(0), at(50)))).toEqual(['x: 2 90 40 50', 'y: 1 30 30 30']);
+    // Both edges: y1 had not queued yet.
+    expect(jobs(s.history.waitByJob(at(5), at(15)))).toEqual(['x: 2 15 5 10']);
+    expect(s.history.waitByJob(at(100), at(200))).toEqual([]);
+  });
+
+  it('takes the 95th percentile of twenty runs as the nineteenth longest wait', () => {
+    const s = new Scenario().given(cmd.maxRuns(0));
+    for (let i = 1; i <= 20; i++) s.given(cmd.enqueue(`z${i}`, { jobName: 'z' }));
+    // One more slot each second: z1 waits 1 s, z20 20 s.
+    for (let i = 1; i <= 20; i++) s.advance(1).given(cmd.maxRuns(i));
+    expect(s.status('z20')).toBe('STARTING');
+    expect(jobs(s.history.waitByJob(at(0), at(100)))).toEqual(['z: 20 210 10 19']);
+  });
+});
+
+/** The reference per job: each run's waits clipped to the window, nearest-rank percentiles. */
+function referenceByJob(
+  runs: Array<{ jobName: string; waits: ReturnType<Scenario['waits']> }>,
+  fromMs: number,
+  toMs: number,
+  nowMs: number,
+) {
+  const byJob = new Map<string, number[]>();
+  for (const { jobName, waits } of runs) {
+    const inside = referenceWaitReport([waits], fromMs, toMs, nowMs).waitMs;
+    if (inside > 0) byJob.set(jobName, [...(byJob.get(jobName) ?? []), inside]);
+  }
+  return new Map(
+    [...byJob].map(([job, ms]) => {
+      const sorted = [...ms].sort((a, b) => a - b);
+      const rank = (p: number) => (sorted[Math.max(1, Math.ceil(p * sorted.length)) - 1] as number) / 1000;
+      return [job, { runs: ms.length, wait: ms.reduce((a, b) => a + b, 0) / 1000, p50: rank(0.5), p95: rank(0.95) }];
+    }),
+  );
+}
+
 describe('a wait report over random histories', () => {
   it('equals the sum of every run’s waits (Run.waits) clipped to the window', () => {
     const seed = Number(process.env.SEED ?? Date.now() % 1_000_000);
@@ -148,6 +210,22 @@ describe('a wait report over random histories', () => {
               ]),
             );
             expect(mine).toEqual(theirs);
+            const byJob = s.history.waitByJob(fromMs, toMs, nowMs);
+            expect(
+              new Map(
+                byJob.map((j) => [
+                  j.jobName,
+                  { runs: j.runs, wait: j.waitSeconds, p50: j.p50Seconds, p95: j.p95Seconds },
+                ]),
+              ),
+            ).toEqual(
+              referenceByJob(
+                s.runIds.map((id, i) => ({ jobName: s.history.run(id)?.jobName ?? '', waits: waits[i] ?? [] })),
+                fromMs,
+                toMs,
+                nowMs,
+              ),
+            );
             if (report.byLimit.length > 1) shared++;
             if (report.waitSeconds > 0 && (fromMs > T0 || toMs < nowMs)) cut++;
             const held = report.byLimit.map((l) => l.heldSeconds);

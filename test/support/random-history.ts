@@ -73,6 +73,8 @@ function commandOf(s: Scenario, o: Op): Command | null {
   }
   if (o.kind === 'enqueue') {
     return cmd.enqueue(null, {
+      // Runs of a team share a job name, so that wait reports per job have several runs each.
+      jobName: `job-${o.team ?? 'none'}`,
       tags: o.team === null ? {} : { team: o.team },
       // One step per pool; step keys s0, s1 (see EnqueueOptions.pools).
       pools: o.pools,
