@@ -45,6 +45,9 @@ const JobWaitType = builder.objectRef<JobWaitData>('JobWait').implement({
     p95Seconds: t.exposeFloat('p95Seconds', {
       description: "95th percentile of the job's runs' waits inside the window (nearest rank).",
     }),
+    longestRunIds: t.exposeStringList('longestRunIds', {
+      description: 'The ids of the (at most 5) runs of the job that waited longest in the window, longest first.',
+    }),
   }),
 });
 

@@ -389,8 +389,9 @@ class SqliteHistory implements HistoryStore {
   }
 
   /** The stretches of the runs still queued, their open stretch ending now. */
-  private stillQueued(nowMs: number): Array<{ jobName: string; stretches: Stretch[] }> {
+  private stillQueued(nowMs: number): Array<{ runId: string; jobName: string; stretches: Stretch[] }> {
     return (this.statements.queuedIds.all() as string[]).map((id) => ({
+      runId: id,
       jobName: this.jobNameOf(id),
       stretches: this.waits
         .stretchesOfWaits(this.waitsOf(id))

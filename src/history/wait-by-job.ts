@@ -17,7 +17,11 @@ export interface JobWaitData {
   waitSeconds: number;
   p50Seconds: number;
   p95Seconds: number;
+  /** The runs that waited longest in the window, longest first (at most LONGEST_RUNS). */
+  longestRunIds: string[];
 }
+
+export const LONGEST_RUNS = 5;
 
 /** Nearest rank: the smallest wait with at least `p` of the runs waiting no longer. */
 export function percentile(sortedMs: readonly number[], p: number): number {
@@ -33,37 +37,44 @@ export function waitByJob(
   ledger: WaitLedger,
   fromMs: number,
   toMs: number,
-  stillQueued: ReadonlyArray<{ jobName: string; stretches: readonly Stretch[] }>,
+  stillQueued: ReadonlyArray<{ runId: string; jobName: string; stretches: readonly Stretch[] }>,
 ): JobWaitData[] {
-  const waitsByJob = new Map<string, number[]>();
-  const add = (jobName: string, waitedMs: number) => {
-    if (waitedMs <= 0) return;
+  const waitsByJob = new Map<string, Array<{ runId: string; ms: number }>>();
+  const add = (runId: string, jobName: string, ms: number) => {
+    if (ms <= 0) return;
     const waits = waitsByJob.get(jobName) ?? [];
-    waits.push(waitedMs);
+    waits.push({ runId, ms });
     waitsByJob.set(jobName, waits);
   };
   // Left inside (from, to]: whole, unless the window's start cuts through the wait.
   for (const run of ledger.leftBetween(fromMs, toMs)) {
     add(
+      run.runId,
       run.jobName,
       run.firstMs >= fromMs ? run.waitedMs : clipStretches(ledger.stretchesOf(run.ord), fromMs, toMs).waitedMs,
     );
   }
   // Still queued at `to` (left since, or not yet): the part inside.
   for (const { ord } of ledger.queuedAt(toMs)) {
-    add(ledger.jobOf(ord), clipStretches(ledger.stretchesOf(ord), fromMs, toMs).waitedMs);
+    const { runId, jobName } = ledger.runOf(ord);
+    add(runId, jobName, clipStretches(ledger.stretchesOf(ord), fromMs, toMs).waitedMs);
   }
-  for (const run of stillQueued) add(run.jobName, clipStretches(run.stretches, fromMs, toMs).waitedMs);
+  for (const run of stillQueued) add(run.runId, run.jobName, clipStretches(run.stretches, fromMs, toMs).waitedMs);
 
   const jobs: JobWaitData[] = [];
   for (const [jobName, waits] of waitsByJob) {
-    waits.sort((a, b) => a - b);
+    const sorted = waits.map((w) => w.ms).sort((a, b) => a - b);
+    const longest = waits
+      .sort((a, b) => b.ms - a.ms || a.runId.localeCompare(b.runId))
+      .slice(0, LONGEST_RUNS)
+      .map((w) => w.runId);
     jobs.push({
       jobName,
-      runs: waits.length,
-      waitSeconds: waits.reduce((sum, ms) => sum + ms, 0) / 1000,
-      p50Seconds: percentile(waits, 0.5) / 1000,
-      p95Seconds: percentile(waits, 0.95) / 1000,
+      runs: sorted.length,
+      waitSeconds: sorted.reduce((sum, ms) => sum + ms, 0) / 1000,
+      p50Seconds: percentile(sorted, 0.5) / 1000,
+      p95Seconds: percentile(sorted, 0.95) / 1000,
+      longestRunIds: longest,
     });
   }
   return jobs.sort((a, b) => b.waitSeconds - a.waitSeconds || a.jobName.localeCompare(b.jobName));

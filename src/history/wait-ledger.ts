@@ -132,9 +132,9 @@ export class WaitLedger {
       ),
       arrivedBetween: plain('SELECT ord, left_ms FROM wait_runs WHERE first_ms >= ? AND first_ms < ? AND left_ms > ?'),
       leftBetween: plain(
-        'SELECT ord, job_name, first_ms, waited_ms FROM wait_runs WHERE left_ms > ? AND left_ms <= ? ORDER BY left_ms, ord',
+        'SELECT ord, run_id, job_name, first_ms, waited_ms FROM wait_runs WHERE left_ms > ? AND left_ms <= ? ORDER BY left_ms, ord',
       ),
-      jobOf: plain('SELECT job_name FROM wait_runs WHERE ord = ?').pluck(),
+      runOf: plain('SELECT run_id, job_name FROM wait_runs WHERE ord = ?'),
       stretchesOf: plain('SELECT from_ms, to_ms, limits FROM wait_stretches WHERE ord = ? ORDER BY from_ms'),
       holdLimitIds: plain('SELECT DISTINCT limit_id FROM wait_holds').pluck(),
     };
@@ -254,18 +254,26 @@ export class WaitLedger {
   leftBetween(
     fromMs: number,
     toMs: number,
-  ): Array<{ ord: number; jobName: string; firstMs: number; waitedMs: number }> {
+  ): Array<{ ord: number; runId: string; jobName: string; firstMs: number; waitedMs: number }> {
     const rows = this.s.leftBetween.all(fromMs, toMs) as Array<{
       ord: number;
+      run_id: string;
       job_name: string;
       first_ms: number;
       waited_ms: number;
     }>;
-    return rows.map((r) => ({ ord: r.ord, jobName: r.job_name, firstMs: r.first_ms, waitedMs: r.waited_ms }));
+    return rows.map((r) => ({
+      ord: r.ord,
+      runId: r.run_id,
+      jobName: r.job_name,
+      firstMs: r.first_ms,
+      waitedMs: r.waited_ms,
+    }));
   }
 
-  jobOf(ord: number): string {
-    return this.s.jobOf.get(ord) as string;
+  runOf(ord: number): { runId: string; jobName: string } {
+    const row = this.s.runOf.get(ord) as { run_id: string; job_name: string };
+    return { runId: row.run_id, jobName: row.job_name };
   }
 
   stretchesOf(ord: number): Stretch[] {

@@ -132,6 +132,7 @@ describe("each job's waiting in a window", () => {
     expect(jobs(s.history.waitByJob(at(0), at(50)))).toEqual(['x: 2 90 40 50', 'y: 1 30 30 30']);
     // Both edges: y1 had not queued yet.
     expect(jobs(s.history.waitByJob(at(5), at(15)))).toEqual(['x: 2 15 5 10']);
+    expect(s.history.waitByJob(at(0), at(50)).map((j) => j.longestRunIds)).toEqual([['x1', 'x2'], ['y1']]);
     expect(s.history.waitByJob(at(100), at(200))).toEqual([]);
   });
 
@@ -141,7 +142,9 @@ describe("each job's waiting in a window", () => {
     // One more slot each second: z1 waits 1 s, z20 20 s.
     for (let i = 1; i <= 20; i++) s.advance(1).given(cmd.maxRuns(i));
     expect(s.status('z20')).toBe('STARTING');
-    expect(jobs(s.history.waitByJob(at(0), at(100)))).toEqual(['z: 20 210 10 19']);
+    const [z] = s.history.waitByJob(at(0), at(100));
+    expect(jobs(z ? [z] : [])).toEqual(['z: 20 210 10 19']);
+    expect(z?.longestRunIds).toEqual(['z20', 'z19', 'z18', 'z17', 'z16']);
   });
 });
 
