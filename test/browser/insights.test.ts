@@ -98,6 +98,27 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
     await screenshot('insights');
   });
 
+  it("shows each job's runs, waiting, p50 and p95, and links to the runs that waited longest", async () => {
+    await page.goto(`${origin}/insights`);
+    const jobs = page.getByTestId('jobs');
+    await poll(() => jobs.textContent()).toContain('nightly_etl');
+    const rows = await jobs.locator('tbody tr').allTextContents();
+    // b (nightly_etl) and c (train) each waited about a second; a never waited.
+    expect(rows).toHaveLength(2);
+    expect(rows.join('|')).toMatch(/nightly_etl1/);
+    expect(rows.join('|')).toMatch(/train1/);
+    const data = await gql.data(
+      '{ waitReport(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") { byJob { jobName runs p95Seconds } } }',
+    );
+    const byJob = data.waitReport.byJob as Array<{ jobName: string; runs: number }>;
+    expect(byJob.map((j) => [j.jobName, j.runs]).sort()).toEqual([
+      ['nightly_etl', 1],
+      ['train', 1],
+    ]);
+    await jobs.getByRole('link', { name: 'run b of nightly_etl' }).click();
+    await poll(() => page.url()).toMatch(/\/runs\/b$/);
+  });
+
   it('replays the window with max concurrent runs raised: before and after side by side, by keyboard alone', async () => {
     await page.goto(`${origin}/insights`);
     await page.getByTestId('shares').waitFor();

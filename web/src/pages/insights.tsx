@@ -20,10 +20,20 @@ interface Share {
   runs: number;
 }
 
+interface JobWait {
+  jobName: string;
+  runs: number;
+  waitSeconds: number;
+  p50Seconds: number;
+  p95Seconds: number;
+  longestRunIds: string[];
+}
+
 interface Report {
   runs: number;
   waitSeconds: number;
   byLimit: Share[];
+  byJob: JobWait[];
 }
 
 interface WhatIf {
@@ -37,7 +47,8 @@ interface WhatIf {
 }
 
 const SHARE = 'kind key value pool heldSeconds soleSeconds runs';
-const REPORT = `query($from: DateTime!, $to: DateTime!) { waitReport(from: $from, to: $to) { runs waitSeconds byLimit { ${SHARE} } } }`;
+const REPORT = `query($from: DateTime!, $to: DateTime!) { waitReport(from: $from, to: $to) { runs waitSeconds byLimit { ${SHARE} }
+  byJob { jobName runs waitSeconds p50Seconds p95Seconds longestRunIds } } }`;
 const WHAT_IF = `query($from: DateTime!, $to: DateTime!, $change: ConfigChangeInput!) {
   replayWhatIf(from: $from, to: $to, change: $change) {
     actualWaitSeconds replayedWaitSeconds runs actualRuns assumptions
@@ -93,6 +104,47 @@ function ShareTable(props: { shares: Share[]; total: number; caption: string; te
             <td>{props.total > 0 ? `${Math.round((s.heldSeconds / props.total) * 100)}%` : '-'}</td>
             <td>{duration(s.soleSeconds)}</td>
             <td>{s.runs}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** Per job: its runs' waits in the window, with links to the runs that waited longest. */
+function JobTable(props: { jobs: JobWait[] }) {
+  if (props.jobs.length === 0) return <p class="muted">No run waited.</p>;
+  return (
+    <table class="table" data-testid="jobs">
+      <caption class="sr-only">waiting per job</caption>
+      <thead>
+        <tr>
+          <th scope="col">Job</th>
+          <th scope="col">Runs</th>
+          <th scope="col">Waited</th>
+          <th scope="col">p50</th>
+          <th scope="col">p95</th>
+          <th scope="col">Longest waits</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.jobs.map((j) => (
+          <tr key={j.jobName}>
+            <th scope="row">{j.jobName}</th>
+            <td>{j.runs}</td>
+            <td>{duration(j.waitSeconds)}</td>
+            <td>{duration(j.p50Seconds)}</td>
+            <td>{duration(j.p95Seconds)}</td>
+            <td>
+              {j.longestRunIds.map((id, i) => (
+                <span key={id}>
+                  {i > 0 ? ', ' : null}
+                  <a href={`/runs/${encodeURIComponent(id)}`} aria-label={`run ${id} of ${j.jobName}`}>
+                    {id}
+                  </a>
+                </span>
+              ))}
+            </td>
           </tr>
         ))}
       </tbody>
@@ -317,6 +369,15 @@ export function Insights() {
           </>
         ) : null}
       </Section>
+      {r ? (
+        <Section title="Waiting per job">
+          <p class="muted">
+            p50 and p95: of the job's runs that waited in the window, half waited no longer than p50 and 95% no longer
+            than p95 (each run's wait counted inside the window only).
+          </p>
+          <JobTable jobs={r.byJob} />
+        </Section>
+      ) : null}
       {valid ? (
         <Section title="Waiting over time, by limit">
           <WaitingChart fromMs={fromMs} toMs={toMs} />
