@@ -6,14 +6,20 @@ import { GraphQLError } from 'graphql';
 import { ReplayTooLargeError, type WhatIf, whatIf } from '../app/what-if.js';
 import { validateConfigChange } from '../domain/commands.js';
 import { InvalidInputError } from '../domain/errors.js';
-import type { JobWaitData } from '../history/wait-by-job.js';
+import { type JobWaitData, shareKey } from '../history/wait-by-job.js';
 import type { WaitReportData, WaitShareData } from '../history/wait-report.js';
 import { ConfigChangeInput } from './audit.js';
 import { builder } from './builder.js';
 import { storeErrorsExplicit } from './errors.js';
 import { ConstraintKindEnum } from './types.js';
 
-export const WaitShareType = builder.objectRef<WaitShareData>('WaitShare').implement({
+/** A share as a wait report lists it: with its window, so that the runs behind it can be found. */
+type ListedShare = WaitShareData & { window?: { fromMs: number; toMs: number } };
+
+/** The runs each limit held longest, read once per request and window however many shares ask. */
+const heldLongestByRequest = new WeakMap<object, Map<string, Promise<Map<string, string[]>>>>();
+
+export const WaitShareType = builder.objectRef<ListedShare>('WaitShare').implement({
   description: "One limit's share of the waiting in a window: a limit, without the counts of any one moment.",
   fields: (t) => ({
     kind: t.expose('kind', { type: ConstraintKindEnum }),
@@ -28,6 +34,31 @@ export const WaitShareType = builder.objectRef<WaitShareData>('WaitShare').imple
         'Run-seconds during which this limit alone held the run: what raising it alone would have freed at once.',
     }),
     runs: t.exposeInt('runs', { description: 'Runs it held at least once in the window.' }),
+    longestRunIds: t.stringList({
+      nullable: true,
+      description:
+        "In a wait report, the ids of the (at most 5) runs this limit held longest in the window, longest first; null in a replay's shares (replayed runs are not runs of the record).",
+      resolve: (share, _args, ctx) => {
+        const window = share.window;
+        if (!window) return null;
+        return storeErrorsExplicit(async () => {
+          let byWindow = heldLongestByRequest.get(ctx);
+          if (!byWindow) {
+            byWindow = new Map();
+            heldLongestByRequest.set(ctx, byWindow);
+          }
+          const key = `${window.fromMs}|${window.toMs}`;
+          let longest = byWindow.get(key);
+          if (!longest) {
+            longest = ctx.sluice
+              .readHistory()
+              .then((history) => history.runsHeldLongest(window.fromMs, window.toMs, ctx.sluice.now().getTime()));
+            byWindow.set(key, longest);
+          }
+          return (await longest).get(shareKey(share)) ?? [];
+        });
+      },
+    }),
   }),
 });
 
@@ -61,7 +92,10 @@ const WaitReportType = builder.objectRef<WaitReportData>('WaitReport').implement
     byLimit: t.field({
       type: [WaitShareType],
       description: 'Largest first.',
-      resolve: (r) => r.byLimit,
+      resolve: (r) => {
+        const window = { fromMs: Date.parse(r.from), toMs: Date.parse(r.to) };
+        return r.byLimit.map((share) => ({ ...share, window }));
+      },
     }),
     byJob: t.field({
       type: [JobWaitType],

@@ -88,6 +88,8 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   'Query.waitReport': () => 10,
   // Reads one row per run that waited in the window, for exact percentiles.
   'WaitReport.byJob': () => 10,
+  // The same reads, and each run's stretches; once per request and window, however many shares.
+  'WaitShare.longestRunIds': () => 10,
   // Replays every arrival of the window through the decider.
   'Query.replayWhatIf': () => 100,
   // Every queued run, with what holds it.

@@ -19,7 +19,7 @@ import type { EventData, LoggedEvent } from '../domain/events.js';
 import { LIMIT_EDIT_TYPES, poolOfEdit } from '../domain/limit-changes.js';
 import { poolsOf, type RunStatus } from '../domain/run.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
-import { type JobWaitData, waitByJob } from './wait-by-job.js';
+import { type JobWaitData, runsHeldLongest, waitByJob } from './wait-by-job.js';
 import { type Stretch, WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
 import { type WaitReportData, waitReport } from './wait-report.js';
 
@@ -136,6 +136,8 @@ export interface HistoryStore {
    * run that waited in the window (one index range plus the runs queued at `to`).
    */
   waitByJob(fromMs: number, toMs: number, nowMs?: number): JobWaitData[];
+  /** Per limit (by shareKey), the runs it held longest in the window: the same reads as waitByJob. */
+  runsHeldLongest(fromMs: number, toMs: number, nowMs?: number): Map<string, string[]>;
   close(): void;
 }
 
@@ -410,6 +412,10 @@ class SqliteHistory implements HistoryStore {
 
   waitByJob(fromMs: number, toMs: number, nowMs = toMs): JobWaitData[] {
     return waitByJob(this.waits, fromMs, toMs, this.stillQueued(nowMs));
+  }
+
+  runsHeldLongest(fromMs: number, toMs: number, nowMs = toMs): Map<string, string[]> {
+    return runsHeldLongest(this.waits, fromMs, toMs, this.stillQueued(nowMs));
   }
 
   run(id: string): RunRecord | null {

@@ -92,6 +92,9 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
     const shares = page.getByTestId('shares');
     await poll(() => shares.textContent()).toContain('max concurrent runs');
     await poll(() => page.getByTestId('wait-total').textContent()).toMatch(/2 runs waited/);
+    // The limit's row links to the runs it held (b and c, about a second each).
+    const held = shares.getByRole('link', { name: /held by max concurrent runs/ });
+    expect((await held.allTextContents()).sort()).toEqual(['b', 'c']);
     await page.getByTestId('waiting-chart').locator('canvas').waitFor();
     await page.getByLabel('Last hour').check();
     await poll(() => page.getByTestId('wait-total').textContent()).toMatch(/2 runs waited/);

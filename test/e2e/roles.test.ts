@@ -64,7 +64,7 @@ const OPERATIONS: Operation[] = [
     field: 'waitReport',
     kind: 'query',
     query:
-      '{ waitReport(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") { runs waitSeconds byLimit { kind heldSeconds } byJob { jobName p50Seconds p95Seconds } } }',
+      '{ waitReport(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") { runs waitSeconds byLimit { kind heldSeconds longestRunIds } byJob { jobName p50Seconds p95Seconds } } }',
     appends: false,
   },
   {

@@ -51,6 +51,16 @@ describe('a wait report over a hand-built history', () => {
     expect(shares(report)).toEqual(['tag team=a: 30/20 1', 'runs: 20/10 2']);
   });
 
+  it('names the runs each limit held longest in the window', () => {
+    const s = overlapping();
+    const longest = (fromMs: number, toMs: number) =>
+      Object.fromEntries([...s.history.runsHeldLongest(fromMs, toMs)].map(([k, ids]) => [k.split('|')[0], ids]));
+    // b: tag 30 s, runs 10 s; c: runs 10 s (equal: by id).
+    expect(longest(at(0), at(60))).toEqual({ TAG_LIMIT: ['b'], MAX_CONCURRENT_RUNS: ['b', 'c'] });
+    expect(longest(at(12), at(60))).toEqual({ TAG_LIMIT: ['b'] });
+    expect(longest(at(30), at(60))).toEqual({});
+  });
+
   it('counts only the part of a wait inside a window that cuts through it', () => {
     const s = overlapping();
     const middle = s.history.waitReport(at(5), at(15));
@@ -145,6 +155,9 @@ describe("each job's waiting in a window", () => {
     const [z] = s.history.waitByJob(at(0), at(100));
     expect(jobs(z ? [z] : [])).toEqual(['z: 20 210 10 19']);
     expect(z?.longestRunIds).toEqual(['z20', 'z19', 'z18', 'z17', 'z16']);
+    expect([...s.history.runsHeldLongest(at(0), at(100)).values()]).toEqual([['z20', 'z19', 'z18', 'z17', 'z16']]);
+    // A window that ends at 5 s: z5 to z20 all waited 5 s in it.
+    expect([...s.history.runsHeldLongest(at(0), at(5)).values()]).toEqual([['z10', 'z11', 'z12', 'z13', 'z14']]);
   });
 });
 

@@ -18,6 +18,8 @@ interface Share {
   heldSeconds: number;
   soleSeconds: number;
   runs: number;
+  /** In the window's report: the runs the limit held longest. */
+  longestRunIds?: string[] | null;
 }
 
 interface JobWait {
@@ -47,7 +49,7 @@ interface WhatIf {
 }
 
 const SHARE = 'kind key value pool heldSeconds soleSeconds runs';
-const REPORT = `query($from: DateTime!, $to: DateTime!) { waitReport(from: $from, to: $to) { runs waitSeconds byLimit { ${SHARE} }
+const REPORT = `query($from: DateTime!, $to: DateTime!) { waitReport(from: $from, to: $to) { runs waitSeconds byLimit { ${SHARE} longestRunIds }
   byJob { jobName runs waitSeconds p50Seconds p95Seconds longestRunIds } } }`;
 const WHAT_IF = `query($from: DateTime!, $to: DateTime!, $change: ConfigChangeInput!) {
   replayWhatIf(from: $from, to: $to, change: $change) {
@@ -82,7 +84,24 @@ function localInput(ms: number): string {
   return new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
 }
 
+/** Links to the runs a limit held longest. */
+function RunLinks(props: { ids: readonly string[]; of: string }) {
+  return (
+    <>
+      {props.ids.map((id, i) => (
+        <span key={id}>
+          {i > 0 ? ', ' : null}
+          <a href={`/runs/${encodeURIComponent(id)}`} aria-label={`run ${id}, held by ${props.of}`}>
+            {id}
+          </a>
+        </span>
+      ))}
+    </>
+  );
+}
+
 function ShareTable(props: { shares: Share[]; total: number; caption: string; testid: string }) {
+  const withRuns = props.shares.some((s) => s.longestRunIds);
   if (props.shares.length === 0) return <p class="muted">Nothing waited.</p>;
   return (
     <table class="table" data-testid={props.testid}>
@@ -94,6 +113,7 @@ function ShareTable(props: { shares: Share[]; total: number; caption: string; te
           <th scope="col">Share</th>
           <th scope="col">Alone</th>
           <th scope="col">Runs</th>
+          {withRuns ? <th scope="col">Held longest</th> : null}
         </tr>
       </thead>
       <tbody>
@@ -104,6 +124,11 @@ function ShareTable(props: { shares: Share[]; total: number; caption: string; te
             <td>{props.total > 0 ? `${Math.round((s.heldSeconds / props.total) * 100)}%` : '-'}</td>
             <td>{duration(s.soleSeconds)}</td>
             <td>{s.runs}</td>
+            {withRuns ? (
+              <td>
+                <RunLinks ids={s.longestRunIds ?? []} of={limitLabel(s)} />
+              </td>
+            ) : null}
           </tr>
         ))}
       </tbody>
