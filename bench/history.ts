@@ -118,7 +118,7 @@ export async function memorySection(): Promise<void> {
       : '"ready s": Sluice.open until it follows the log (replay only).',
   );
   note('"> N": not ready within the time allowed (BENCH_CHILD_TIMEOUT_S), process stopped.');
-  note('Goal (issue 8): after 1,000,000 finished runs, heap and RSS within 1.5× of the figures after 10,000.');
+  note('Goal: after 1,000,000 finished runs, heap and RSS within 1.5× of the figures after 10,000.');
 }
 
 export async function readySection(): Promise<void> {
@@ -170,6 +170,6 @@ export async function readySection(): Promise<void> {
   note('the background ("history caught up", from the start of the open). "history events/s": the rebuild of a');
   note('history from nothing, after ready; a history kept beside the log is behind only by what was appended since.');
   note(`checkpoint file after both starts: ${bytes(fileSize(path.replace(/\.db$/, '.checkpoints.db')))}.`);
-  note('Goals (issue 8): ready within 3 s from a checkpoint; from scratch within 1.5× of the raw read.');
+  note('Goals: ready within 3 s from a checkpoint; from scratch within 1.5× of the raw read.');
   removeLog(path);
 }

@@ -170,7 +170,29 @@ export function describeReasons(reasons: readonly Constraint[]): string {
   return reasons.map((r) => r.message).join('; ');
 }
 
+/** The events that move an in-progress run's deadlines (see DeadlineIndex). */
+const MOVES_DEADLINES: ReadonlySet<LoggedEvent['type']> = new Set([
+  'RunAdmitted',
+  'RunStarted',
+  'RunCancellationRequested',
+  'RunFinished',
+  'RunHeartbeatRecorded',
+  'StepSlotGranted',
+  'StepSlotPending',
+  'RootStepAllotmentEnded',
+]);
+
 export function evolve(state: State, event: LoggedEvent): State {
+  foldEvent(state, event);
+  if (MOVES_DEADLINES.has(event.type)) {
+    const runId = (event.data as { runId: string }).runId;
+    const run = state.runs.get(runId) ?? state.recentlyFinished.get(runId);
+    if (run) state.deadlines.track(run);
+  }
+  return state;
+}
+
+function foldEvent(state: State, event: LoggedEvent): void {
   state.revision = event.revision;
   state.lastEventAt = event.at;
   switch (event.type) {
@@ -322,5 +344,4 @@ export function evolve(state: State, event: LoggedEvent): State {
       break;
     }
   }
-  return state;
 }

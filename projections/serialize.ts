@@ -122,5 +122,6 @@ export function deserializeState(text: string): State {
   state.monitoring = json.monitoring;
   state.inProgress = new Set(json.inProgress);
   state.activeRunsByPool = setMap(json.activeRunsByPool);
+  for (const runId of state.inProgress) state.deadlines.track(state.runs.get(runId) as RunRecord);
   return state;
 }

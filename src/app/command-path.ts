@@ -12,7 +12,9 @@ import { DomainError } from '../domain/errors.js';
 import { CURRENT_SCHEMA_VERSION, type DomainEvent, type LoggedEvent } from '../domain/events.js';
 import { ConcurrencyError, StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, NewEvent, RecordedEvent } from '../eventstore/store.js';
+import { CLOCK_ACTOR, type EventClock } from './event-clock.js';
 import type { GroupMember } from './group-commit.js';
+import { formatRaise, SERVER_ACTOR } from './log-format.js';
 import { toLoggedEvent } from './recorded-events.js';
 import type { Speculation } from './speculation.js';
 
@@ -44,7 +46,12 @@ export class TooMuchContentionError extends StoreUnavailableError {}
 export interface CommandPathOptions {
   store: EventStore;
   stream: string;
-  clock: () => Date;
+  /** Event times: the clock, never going backwards (see event-clock.ts). */
+  eventClock: EventClock;
+  /** The time of the last event taken in, null for an empty log. */
+  lastLoggedAt: () => string | null;
+  /** The format the log was raised to (see LogFormatRaised). */
+  logFormat: () => number;
   newRunId: () => string;
   /** How many lost races a group may retry before giving up. */
   maxAttempts: number;
@@ -70,7 +77,7 @@ export interface CommandPathOptions {
 
 /** Decides and appends one group of commands, answering each (see Sluice.execute). */
 export async function commitGroup(path: CommandPathOptions, group: GroupMember[]): Promise<void> {
-  const { store, stream, clock, newRunId, speculation } = path;
+  const { store, stream, eventClock, newRunId, speculation } = path;
   for (let attempt = 1; attempt <= path.maxAttempts; attempt++) {
     // Every command is decided on a state that includes everything acknowledged before it.
     await path.catchUp();
@@ -80,13 +87,21 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
       await path.awaitHistory();
       await path.catchUp();
     }
-    const now = clock().toISOString();
+    const { at: now, stepBack } = eventClock.stamp(path.lastLoggedAt());
     const base = path.durable();
     const newEvents: NewEvent[] = [];
     const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
+    const ahead = stepBack ? [stepBack] : [];
+    const raise = formatRaise(path.logFormat(), ahead);
     speculation.start();
     const state = path.state();
     try {
+      // The log's own facts (a raised format, a clock step) go ahead of the commands'.
+      for (const event of raise ? [raise, ...ahead] : ahead) {
+        const actor = event.type === 'ClockSteppedBack' ? CLOCK_ACTOR : SERVER_ACTOR;
+        evolve(state, { ...event, revision: state.revision + 1n, at: now, actor } as LoggedEvent);
+        newEvents.push({ ...event, schemaVersion: CURRENT_SCHEMA_VERSION, actor, at: now });
+      }
       for (const member of group) {
         let context: DecideContext;
         let events: DomainEvent[];
@@ -142,6 +157,7 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
       }
       // The append won: no other event came between the base and these, so they are the ones
       // already folded in.
+      if (stepBack) eventClock.recorded();
       speculation.end();
       for (const event of recorded) path.apply(event);
     }

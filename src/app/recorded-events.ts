@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { type LoggedEvent, parseEvent } from '../domain/events.js';
 import type { RecordedEvent } from '../eventstore/store.js';
+import { SERVER_LOG_FORMAT } from './log-format.js';
 
 export const DEPLOYMENT_STREAM = 'sluice-deployment';
 
@@ -11,6 +12,7 @@ export function toLoggedEvent(recorded: RecordedEvent): LoggedEvent {
     recorded.schemaVersion,
     recorded.data,
     `event at position ${recorded.revision} of stream ${recorded.stream}`,
+    SERVER_LOG_FORMAT,
   );
   return { ...event, revision: recorded.revision, at: recorded.at, actor: recorded.actor } as LoggedEvent;
 }

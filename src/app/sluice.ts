@@ -27,6 +27,7 @@ import { type HistoryStore, openHistoryStore } from '../history/history-store.js
 import { Checkpointing } from './checkpointing.js';
 import { type CommandOutcome, type CommandRecord, commitGroup, reported } from './command-path.js';
 import { type DecisionFilter, DecisionStream } from './decision-streams.js';
+import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
 import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
@@ -83,6 +84,8 @@ export class Sluice {
   /** Revision of the last event known durable and handed to history and listeners. */
   private durable = -1n;
   private lastApplied: RecordedEvent | null = null;
+  /** The format the log was raised to, as far as this server has read it (1: never raised). */
+  private logFormat = 1;
   private replaying = true;
   private closed = false;
   readonly stream: string;
@@ -134,7 +137,9 @@ export class Sluice {
     const path = {
       store,
       stream,
-      clock: this.clock,
+      eventClock: new EventClock(this.clock),
+      lastLoggedAt: () => this.lastApplied?.at ?? null,
+      logFormat: () => this.logFormat,
       newRunId,
       maxAttempts: options.maxAttempts ?? 50,
       speculation: this.speculation,
@@ -222,6 +227,7 @@ export class Sluice {
     }
     this.durable = recorded.revision;
     this.lastApplied = recorded;
+    if (event.type === 'LogFormatRaised') this.logFormat = Math.max(this.logFormat, event.data.format);
     this.history.record(event, recorded);
     this.checkpointing.maybeCheckpoint(this.durable, this.replaying);
     for (const listener of this.eventListeners) listener(event);

@@ -28,7 +28,7 @@ const RootStepHoldInput = builder.inputType('RootStepHoldInput', {
   }),
 });
 
-const ConfigChangeInput = builder.inputType('ConfigChangeInput', {
+export const ConfigChangeInput = builder.inputType('ConfigChangeInput', {
   fields: (t) => ({
     maxConcurrentRuns: t.int(),
     tagConcurrencyLimits: t.field({ type: [TagConcurrencyLimitInput] }),

@@ -6,6 +6,7 @@
 import { GraphQLError } from 'graphql';
 import { HistoryBehindError } from '../app/history-feed.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../domain/errors.js';
+import { NewerLogFormatError } from '../domain/events.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
 import { builder } from './builder.js';
 
@@ -41,7 +42,8 @@ export async function storeErrorsExplicit<T>(work: () => Promise<T>): Promise<T>
   try {
     return await work();
   } catch (error) {
-    if (error instanceof StoreUnavailableError) {
+    // A log raised to a newer format is unusable to this server as a store outage is: refused.
+    if (error instanceof StoreUnavailableError || error instanceof NewerLogFormatError) {
       throw new GraphQLError(`${error.message}; nothing was recorded, try again`, {
         extensions: storeUnavailableExtensions(error),
       });
@@ -54,7 +56,7 @@ export async function storeErrorsExplicit<T>(work: () => Promise<T>): Promise<T>
  * STORE_UNAVAILABLE: try again. Right after a start, when the history read model has not yet
  * reached the log, the extensions say so and how far it is (reason HISTORY_CATCHING_UP).
  */
-export function storeUnavailableExtensions(error: StoreUnavailableError): Record<string, unknown> {
+export function storeUnavailableExtensions(error: Error): Record<string, unknown> {
   if (!(error instanceof HistoryBehindError)) return { code: 'STORE_UNAVAILABLE' };
   return {
     code: 'STORE_UNAVAILABLE',

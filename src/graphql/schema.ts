@@ -13,5 +13,6 @@ import './audit.js';
 import './limit-changes.js';
 import './log-events.js';
 import './viewer.js';
+import './insight.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());
