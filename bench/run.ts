@@ -21,6 +21,7 @@
  *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
  *   12  several servers on PostgreSQL beside one SQLite file: BENCH_PG_COMMANDS
  *   14  waitReport over a week of finished runs: BENCH_REPORT_RUNS (1000000)
+ *   15  replayWhatIf over a window of runs: BENCH_REPLAY_RUNS (100000)
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
@@ -35,6 +36,7 @@ import { replaySections } from './replay.js';
 import { rootStepHoldSection } from './root-step-hold.js';
 import { slotsSection } from './slots.js';
 import { throughputSection } from './throughput.js';
+import { whatIfSection } from './what-if.js';
 
 const started = performance.now();
 console.log('# Sluice benchmarks');
@@ -56,5 +58,6 @@ if (sectionEnabled(11)) await readySection();
 if (sectionEnabled(12)) await postgresSection();
 if (sectionEnabled(13)) await rootStepHoldSection();
 if (sectionEnabled(14)) waitReportSection();
+if (sectionEnabled(15)) whatIfSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);

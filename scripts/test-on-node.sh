@@ -27,7 +27,8 @@ work="${base}/work"
 rm -rf "${work}"
 mkdir -p "${work}"
 # The project without its git data, its build output and this folder; node_modules as hard links.
-tar --exclude=./.git --exclude=./.ci/node* --exclude=./node_modules --exclude=./dist -cf - . | tar -xf - -C "${work}"
+tar --exclude=./.git --exclude=./.ci/node* --exclude=./node_modules --exclude=./dist --exclude=.venv \
+  --exclude=__pycache__ -cf - . | tar -xf - -C "${work}"
 cp -al node_modules "${work}/node_modules"
 # A copy of its own (not links), so rebuilding leaves the machine's Node build as it was.
 rm -rf "${work}/node_modules/better-sqlite3"

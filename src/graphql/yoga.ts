@@ -35,6 +35,7 @@ import {
 import { boundedParseCache, requestLimitPlugins } from './limits.js';
 import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './plugins.js';
 import { schema } from './schema.js';
+import { useSharedSubscriptionResults } from './shared-subscriptions.js';
 import { useStaticFiles } from './static-files.js';
 
 /** What the GraphQL layer enforces; `startServer` derives it from the settings. */
@@ -168,6 +169,8 @@ export function createSluiceYoga(
       useAuthentication(tokens, '/graphql'),
       ...requestLimitPlugins(limits),
       useRoles(),
+      // Before the budget, which wraps whatever subscribe function is set when it runs.
+      useSharedSubscriptionResults(),
       useSubscriptionBudget(security.maxSubscriptionsPerToken),
       useBadRequestStatus(),
       useQuietErrors(),

@@ -3,12 +3,12 @@
  * SSE and graphql-ws subscription collectors, polling with a deadline, temp dirs, free ports.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { keepLogsForVerify } from './verify-logs.js';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { keepLogsForVerify } from './verify-logs.js';
 
 /** Loose JSON as the tests read it back. */
 // biome-ignore lint/suspicious/noExplicitAny: answers are checked field by field by the tests
