@@ -199,6 +199,11 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
 
     const client = async (slot: Slot) => {
       while (Date.now() < until) {
+        if (!slot.server) {
+          // Killed and starting again: wait for it (a loop of settled promises would starve the timers).
+          await new Promise((done) => setTimeout(done, 200));
+          continue;
+        }
         const roll = random();
         const known = [...slot.runs.entries()];
         if (roll < 0.35 || known.length === 0) {
