@@ -147,7 +147,7 @@ function waitFor(state: State, claim: StepClaim, waiting: boolean): void {
 }
 
 /** The claim an event is about; a new one (with the next claim order) if the step has none active. */
-function claimFor(state: State, runId: string, stepKey: string, pool: string | null): StepClaim {
+function claimFor(state: State, runId: string, stepKey: string, pool: string | null, at: string): StepClaim {
   const key = claimKey(runId, stepKey);
   const existing = state.claims.get(key);
   if (existing && existing.status !== 'RELEASED') return existing;
@@ -161,6 +161,8 @@ function claimFor(state: State, runId: string, stepKey: string, pool: string | n
     seq: state.nextClaimSeq++,
     status: 'PENDING',
     reasons: [],
+    claimedAt: at,
+    grantedAt: null,
   };
   state.claims.set(key, claim);
   return claim;
@@ -288,11 +290,12 @@ function foldEvent(state: State, event: LoggedEvent): void {
       break;
     }
     case 'StepSlotGranted': {
-      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
+      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool, event.at);
       const key = claimKey(claim.runId, claim.stepKey);
       waitFor(state, claim, false);
       if (claim.pool !== null) setMember(state.slotHolders, claim.pool, key, true);
       claim.status = 'GRANTED';
+      claim.grantedAt = event.at;
       claim.reasons = [];
       const run = runOf(state, claim.runId);
       run.stepsHolding++;
@@ -301,7 +304,7 @@ function foldEvent(state: State, event: LoggedEvent): void {
       break;
     }
     case 'StepSlotPending': {
-      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
+      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool, event.at);
       const key = claimKey(claim.runId, claim.stepKey);
       waitFor(state, claim, true);
       claim.reasons = event.data.reasons;

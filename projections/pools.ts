@@ -1,6 +1,8 @@
 /** Pool views: what a pool allows, what it has in use and who waits, from the state. */
+
 import { poolCount, poolLimitOf } from '../src/domain/constraints.js';
-import type { State } from './state.js';
+import { hasRootStepHold } from '../src/domain/rules.js';
+import { type State, type StepClaim, waitingKey } from './state.js';
 
 export interface PoolView {
   name: string;
@@ -38,8 +40,23 @@ export function poolView(state: State, name: string): PoolView {
     inUse: holders.length,
     pending: state.waitingClaims.get(name)?.size ?? 0,
     activeRunIds: [...new Set(holders)],
-    promised: state.promisedSlots.get(name) ?? 0,
+    // Nothing was promised under rules from before the root-step hold.
+    promised: hasRootStepHold(state.rules) ? (state.promisedSlots.get(name) ?? 0) : 0,
   };
+}
+
+/**
+ * OP granularity: the claims holding a slot of the pool (in grant order), then those waiting
+ * for one (in the order they will be served). Empty at RUN granularity.
+ */
+export function poolClaims(state: State, pool: string): StepClaim[] {
+  if (state.config.poolGranularity === 'RUN') return [];
+  const claimsOf = (keys: Iterable<string>) =>
+    [...keys].map((key) => state.claims.get(key)).filter((claim): claim is StepClaim => claim !== undefined);
+  const granted = claimsOf(state.slotHolders.get(pool) ?? []).sort(
+    (a, b) => (a.grantedAt ?? '').localeCompare(b.grantedAt ?? '') || a.seq - b.seq,
+  );
+  return [...granted, ...claimsOf(state.waitingClaims.get(waitingKey(pool))?.inOrder() ?? [])];
 }
 
 /** Every pool named by a limit or by a run's steps, by name. */

@@ -11,7 +11,7 @@ import { PriorityQueue } from './priority-queue.js';
 import { initialState, poolOfStep, type RunRecord, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
-export const STATE_FORMAT = 4;
+export const STATE_FORMAT = 5;
 
 type JsonRun = Omit<RunRecord, 'activeClaims' | 'promisedSteps'> & { activeClaims: string[]; promisedSteps: string[] };
 

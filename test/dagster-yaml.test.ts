@@ -163,6 +163,20 @@ describe('parseConcurrencyConfigFile', () => {
         runMonitoring: { startTimeoutSeconds: 300, cancelTimeoutSeconds: 180 },
       });
     });
+
+    it('given the Dagster deployment example (SluiceRunCoordinator selected), when parsed, then its limits are read and the coordinator config is left to Dagster', () => {
+      const text = readFileSync(new URL('../examples/dagster/dagster.yaml', import.meta.url), 'utf8');
+      expect(parseConcurrencyConfigFile(text, 'examples/dagster/dagster.yaml', {})).toEqual({
+        maxConcurrentRuns: 4,
+        tagConcurrencyLimits: [
+          { key: 'team', value: null, applyLimitPerUniqueValue: true, limit: 1 },
+          { key: 'dagster/backfill', value: null, applyLimitPerUniqueValue: true, limit: 2 },
+        ],
+        poolGranularity: 'OP',
+        defaultPoolLimit: 1,
+        runMonitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180 },
+      });
+    });
   });
 
   describe('the concurrency block', () => {

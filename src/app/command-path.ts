@@ -62,6 +62,13 @@ export interface CommandPathOptions {
   catchUp: () => Promise<void>;
   /** Takes one stored event in (the group's own, after its append). */
   apply: (recorded: RecordedEvent) => void;
+  /**
+   * Resolves once the history has caught up with the live state after a start, or has been
+   * waited for long enough (then pastRun throws HistoryBehindError).
+   */
+  awaitHistory: () => Promise<void>;
+  /** False while the history catches up after a start. */
+  historyCaughtUp: () => boolean;
   /** A finished run from the history, for a command naming a run the live state no longer has. */
   pastRun: (runId: string) => RunRecord | null;
   /** The live state again as the log has it, after an append that failed. */
@@ -74,6 +81,12 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
   for (let attempt = 1; attempt <= path.maxAttempts; attempt++) {
     // Every command is decided on a state that includes everything acknowledged before it.
     await path.catchUp();
+    // A command naming a run the live state does not hold may name one that finished long ago,
+    // which only the history knows: right after a start, it waits for the history to catch up.
+    if (!path.historyCaughtUp() && group.some((member) => namesPastRun(path, member.command))) {
+      await path.awaitHistory();
+      await path.catchUp();
+    }
     const stamp = eventClock.stamp(path.lastLoggedAt());
     const { at: now, stepBack, stepForward } = stamp;
     const base = path.durable();
@@ -91,9 +104,10 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
         newEvents.push({ ...event, schemaVersion: CURRENT_SCHEMA_VERSION, actor, at: now });
       }
       for (const member of group) {
-        const context: DecideContext = { now, newRunId: newRunId(), pastRun: pastRunFor(path, member.command) };
+        let context: DecideContext;
         let events: DomainEvent[];
         try {
+          context = { now, newRunId: newRunId(), pastRun: pastRunFor(path, member.command) };
           events = decide(member.command, state, context);
         } catch (error) {
           outcomes.push({ error });
@@ -164,8 +178,8 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
   );
 }
 
-/** The finished run a command names when the live state no longer has it. */
-function pastRunFor(path: CommandPathOptions, command: Command): RunRecord | null {
+/** The run a command names, when the live state does not hold it (it may be a past run). */
+function pastRunId(path: CommandPathOptions, command: Command): string | null {
   const runId =
     command.type === 'EnqueueRun'
       ? (command.input as { runId?: unknown }).runId
@@ -173,7 +187,17 @@ function pastRunFor(path: CommandPathOptions, command: Command): RunRecord | nul
         ? command.runId
         : null;
   if (typeof runId !== 'string' || knownRun(path.state(), runId, {})) return null;
-  return path.pastRun(runId);
+  return runId;
+}
+
+function namesPastRun(path: CommandPathOptions, command: Command): boolean {
+  return pastRunId(path, command) !== null;
+}
+
+/** The finished run a command names when the live state no longer has it. */
+function pastRunFor(path: CommandPathOptions, command: Command): RunRecord | null {
+  const runId = pastRunId(path, command);
+  return runId === null ? null : path.pastRun(runId);
 }
 
 function runIdOf(command: Command, events: readonly DomainEvent[], context: DecideContext): string | null {

@@ -65,15 +65,88 @@ export function listenForDecisions(
   filter: DecisionFilter,
   push: (decision: Decision) => void,
 ): () => void {
-  const holds = filter.runId != null ? holdWatcher(source.state, filter.runId) : null;
-  return source.onEvent((event) => {
-    const decision = decisionOf(event);
-    if (decision && matchesDecision(decision, source.runPools(decision.runId), { ...filter, after: null })) {
-      push(decision);
-    }
-    const changed = holds?.(event);
+  const stopDecisions = fanOutOf(source).add({ runId: filter.runId ?? null, pool: filter.pool ?? null, push });
+  if (filter.runId == null) return stopDecisions;
+  const holds = holdWatcher(source.state, filter.runId);
+  const stopHolds = source.onEvent((event) => {
+    const changed = holds(event);
     if (changed && matchesDecision(changed, source.runPools(changed.runId), { ...filter, after: null })) push(changed);
   });
+  return () => {
+    stopDecisions();
+    stopHolds();
+  };
+}
+
+interface Listener {
+  runId: string | null;
+  pool: string | null;
+  push: (decision: Decision) => void;
+}
+
+/**
+ * One listener on a source's events for all its live subscribers: each event's decision is
+ * derived, and the pools of its run read, once, and the same decision object goes to every
+ * subscriber it matches (found by run and by pool, not by trying every filter), so that what is
+ * made of it downstream (the subscription's result and its bytes) can be shared as well.
+ */
+class DecisionFanOut {
+  private readonly everything = new Set<Listener>();
+  private readonly byRun = new Map<string, Set<Listener>>();
+  private readonly byPool = new Map<string, Set<Listener>>();
+  private count = 0;
+
+  constructor(private readonly source: DecisionSource) {
+    // Registered once, before any subscriber's hold watcher: a decision reaches a subscriber
+    // before the hold change of the same event, as when each listened on its own.
+    source.onEvent((event) => {
+      if (this.count > 0) this.dispatch(event);
+    });
+  }
+
+  add(listener: Listener): () => void {
+    const [index, key] =
+      listener.runId !== null
+        ? [this.byRun, listener.runId]
+        : listener.pool !== null
+          ? [this.byPool, listener.pool]
+          : [null, ''];
+    let found = index === null ? this.everything : index.get(key);
+    if (found === undefined) {
+      found = new Set();
+      index?.set(key, found);
+    }
+    const set: Set<Listener> = found;
+    set.add(listener);
+    this.count++;
+    return () => {
+      if (!set.delete(listener)) return;
+      this.count--;
+      if (index !== null && set.size === 0) index.delete(key);
+    };
+  }
+
+  private dispatch(event: LoggedEvent): void {
+    const decision = decisionOf(event);
+    if (!decision) return;
+    let pools: Set<string> | null = null;
+    const poolsOfDecision = () => (pools ??= decisionPools(decision, this.source.runPools(decision.runId)));
+    for (const listener of this.everything) listener.push(decision);
+    for (const listener of this.byRun.get(decision.runId) ?? []) {
+      if (listener.pool === null || poolsOfDecision().has(listener.pool)) listener.push(decision);
+    }
+    if (this.byPool.size > 0) {
+      for (const pool of poolsOfDecision()) for (const listener of this.byPool.get(pool) ?? []) listener.push(decision);
+    }
+  }
+}
+
+const fanOuts = new WeakMap<DecisionSource, DecisionFanOut>();
+
+function fanOutOf(source: DecisionSource): DecisionFanOut {
+  let fanOut = fanOuts.get(source);
+  if (!fanOut) fanOuts.set(source, (fanOut = new DecisionFanOut(source)));
+  return fanOut;
 }
 
 /**

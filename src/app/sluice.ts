@@ -29,10 +29,11 @@ import { type CommandOutcome, type CommandRecord, commitGroup, reported } from '
 import { type DecisionFilter, DecisionStream } from './decision-streams.js';
 import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
-import { HistoryFeed } from './history-feed.js';
+import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
+import type { RulesRecord } from './rules-version.js';
 import { Speculation } from './speculation.js';
 
 export {
@@ -41,6 +42,7 @@ export {
   TooMuchContentionError,
 } from './command-path.js';
 export { type DecisionFilter, matchesDecision, SubscriberBehindError } from './decision-streams.js';
+export { HistoryBehindError, type HistoryStatus } from './history-feed.js';
 export { DEPLOYMENT_STREAM, eventHash, toLoggedEvent } from './recorded-events.js';
 export { UnreadableEventError };
 
@@ -71,6 +73,11 @@ export interface SluiceOptions {
   history?: HistoryStore;
   /** How many checkpoints to keep; older ones are deleted. Default 3. */
   checkpointsKept?: number;
+  /**
+   * How long a read of the history waits for it to catch up after a start before it answers
+   * HistoryBehindError (saying how far it is). Default 5000 ms.
+   */
+  historyWaitMs?: number;
 }
 
 export class Sluice {
@@ -83,6 +90,8 @@ export class Sluice {
   private replaying = true;
   private closed = false;
   readonly stream: string;
+  /** The log's record of the rules it is written under, once read (see app/rules-version). */
+  rulesRecord: RulesRecord | null = null;
   private readonly clock: () => Date;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
@@ -92,6 +101,7 @@ export class Sluice {
   private readonly follower: LogFollower;
   private readonly commands: GroupCommit;
   private readonly past: PastStates;
+  private readonly historyWaitMs: number;
 
   private constructor(
     readonly store: EventStore,
@@ -114,7 +124,9 @@ export class Sluice {
           ? null
           : { state: this.current, recorded: this.lastApplied },
     });
-    this.history = new HistoryFeed(store, stream, options.history ?? openHistoryStore(':memory:'), warn);
+    const info = options.info ?? (() => {});
+    this.history = new HistoryFeed(store, stream, options.history ?? openHistoryStore(':memory:'), warn, info);
+    this.historyWaitMs = options.historyWaitMs ?? 5_000;
     this.follower = new LogFollower({
       store,
       stream,
@@ -122,7 +134,7 @@ export class Sluice {
       apply: (recorded) => this.apply(recorded),
       closed: () => this.closed,
       warn,
-      info: options.info ?? (() => {}),
+      info,
     });
     const newRunId = options.newRunId ?? randomUUID;
     const path = {
@@ -139,7 +151,15 @@ export class Sluice {
       durable: () => this.durable,
       catchUp: () => this.catchUp(),
       apply: (recorded: RecordedEvent) => this.apply(recorded),
-      pastRun: (runId: string) => this.history.read().run(runId),
+      historyCaughtUp: () => !this.history.status().catchingUp,
+      awaitHistory: async () => {
+        await this.history.readAt(this.durable, this.historyWaitMs).catch(() => undefined);
+      },
+      pastRun: (runId: string) => {
+        const history = this.history.readNow();
+        if (!history) throw new HistoryBehindError(this.history.status().position, this.durable);
+        return history.run(runId);
+      },
       restoreLiveState: () => this.restoreLiveState(),
     };
     this.commands = new GroupCommit(
@@ -151,7 +171,8 @@ export class Sluice {
 
   /**
    * Start-up, in order: bind the history to this log, choose the latest checkpoint that matches
-   * the log, bring the history up to it, replay the log after it, then follow the log.
+   * the log, replay the log after it into the live state, follow the log; then the history
+   * catches up in the background while the server answers (reads of it wait for it, bounded).
    */
   static async open(options: SluiceOptions): Promise<Sluice> {
     const sluice = new Sluice(options.store, options);
@@ -161,13 +182,11 @@ export class Sluice {
       sluice.current = start;
       sluice.checkpointing.lastCheckpoint = start.revision;
       sluice.durable = start.revision;
-      await sluice.history.rebuildTo(start.revision);
     }
     await sluice.catchUp();
-    sluice.history.flush();
     sluice.replaying = false;
-    sluice.history.replaying = false;
     await sluice.follower.start();
+    sluice.history.catchUpInBackground(() => sluice.durable);
     return sluice;
   }
 
@@ -264,10 +283,28 @@ export class Sluice {
     return reported(this.onCommand, command, actor, () => this.commands.enqueue(command, actor));
   }
 
-  /** The history read model, with every durable event written to it. */
+  /**
+   * The history read model, with every durable event written to it. Right after a start, while
+   * it catches up, this waits for it (at most historyWaitMs), then throws HistoryBehindError.
+   */
   async readHistory(): Promise<HistoryStore> {
     await this.catchUp();
-    return this.history.read();
+    return this.history.readAt(this.durable, this.historyWaitMs);
+  }
+
+  /** How far the history read model is, against the log the live state holds. */
+  historyStatus(): HistoryStatus & { logPosition: bigint } {
+    return { ...this.history.status(), logPosition: this.durable };
+  }
+
+  /** Resolves once the history read model has caught up with the live state after a start. */
+  historyCaughtUp(): Promise<void> {
+    return new Promise((resolve) => this.history.whenLive(resolve));
+  }
+
+  /** Calls back once the history has caught up with the live state, in the same step (see metrics). */
+  whenHistoryCaughtUp(callback: () => void): void {
+    this.history.whenLive(callback);
   }
 
   /** A run by id: live, recently finished, or from the history. */
@@ -278,19 +315,26 @@ export class Sluice {
     return (await this.readHistory()).run(id);
   }
 
-  /** The pools of a run, live or past, for filtering decisions by pool. */
+  /**
+   * The pools of a run, live or past, for filtering decisions by pool. A decision is about a run
+   * the live state holds (queued, in progress or just finished); the history is asked only for
+   * others, and while it catches up they have none.
+   */
   runPools(runId: string): readonly string[] {
     const live = knownRun(this.current, runId, {});
     if (live) return live.pools;
-    return this.history.read().run(runId)?.pools ?? [];
+    return this.history.readNow()?.run(runId)?.pools ?? [];
   }
 
   /**
    * How many runs the log holds in each status, finished ones included, as of every durable
-   * event taken in so far (from the history read model), for metrics.
+   * event taken in so far (from the history read model), for metrics. Throws HistoryBehindError
+   * while the history catches up after a start (see whenHistoryCaughtUp).
    */
   runCountsByStatus(): Record<RunStatus, number> {
-    const counts = this.history.read().countsByStatus();
+    const history = this.history.readNow();
+    if (!history) throw new HistoryBehindError(this.history.status().position, this.durable);
+    const counts = history.countsByStatus();
     const statuses: RunStatus[] = ['QUEUED', 'STARTING', 'STARTED', 'CANCELING', 'SUCCESS', 'FAILURE', 'CANCELED'];
     return Object.fromEntries(statuses.map((status) => [status, counts.get(status) ?? 0])) as Record<RunStatus, number>;
   }
@@ -302,7 +346,10 @@ export class Sluice {
    */
   async stateAt(revision: bigint): Promise<State> {
     await this.catchUp();
-    return this.past.stateAt(revision, this.current, this.durable);
+    const state = await this.past.stateAt(revision, this.current, this.durable);
+    // A past state is read under the rules the log was written under then (app/rules-version).
+    if (state !== this.current && this.rulesRecord) state.rules = this.rulesRecord.rulesAt(revision);
+    return state;
   }
 
   /** The revision of the last event recorded at or before an instant (-1n: none). */

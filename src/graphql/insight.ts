@@ -1,6 +1,13 @@
-/** The insight section: where waiting time went in a window, read from the history's wait ledger. */
+/**
+ * The insight section: where waiting time went in a window (the history's wait ledger), and what
+ * it would have been under other limits (a replay of the window through the decider).
+ */
 import { GraphQLError } from 'graphql';
+import { ReplayTooLargeError, type WhatIf, whatIf } from '../app/what-if.js';
+import { validateConfigChange } from '../domain/commands.js';
+import { InvalidInputError } from '../domain/errors.js';
 import type { WaitReportData, WaitShareData } from '../history/wait-report.js';
+import { ConfigChangeInput } from './audit.js';
 import { builder } from './builder.js';
 import { storeErrorsExplicit } from './errors.js';
 import { ConstraintKindEnum } from './types.js';
@@ -65,6 +72,67 @@ builder.queryField('waitReport', (t) =>
         const { fromMs, toMs } = windowOf(from, to);
         const history = await ctx.sluice.readHistory();
         return history.waitReport(fromMs, toMs, ctx.sluice.now().getTime());
+      }),
+  }),
+);
+
+const ReplayWhatIfType = builder.objectRef<WhatIf>('ReplayWhatIf').implement({
+  description: "The window's recorded arrivals and run lengths replayed under other limits.",
+  fields: (t) => ({
+    actualWaitSeconds: t.float({
+      description: 'Run-seconds queued as it really happened.',
+      resolve: (w) => w.actual.waitSeconds,
+    }),
+    replayedWaitSeconds: t.float({
+      description: 'Run-seconds queued had the change been in force over the window.',
+      resolve: (w) => w.replayed.waitSeconds,
+    }),
+    runs: t.int({
+      description: 'Runs that waited at some moment of the window in the replay.',
+      resolve: (w) => w.replayed.runs,
+    }),
+    actualRuns: t.int({
+      description: 'Runs that waited at some moment of the window as it really happened.',
+      resolve: (w) => w.actual.runs,
+    }),
+    byLimit: t.field({
+      type: [WaitShareType],
+      description: 'How the replayed waiting would have been shared among limits.',
+      resolve: (w) => w.replayed.byLimit,
+    }),
+    actualByLimit: t.field({
+      type: [WaitShareType],
+      description: 'How the waiting was shared among limits as it really happened (waitReport of the window).',
+      resolve: (w) => w.actual.byLimit,
+    }),
+    assumptions: t.stringList({
+      description: 'What the replay assumes (run lengths as recorded, arrivals as recorded, ...), in words.',
+      resolve: (w) => [...w.assumptions],
+    }),
+  }),
+});
+
+builder.queryField('replayWhatIf', (t) =>
+  t.field({
+    type: ReplayWhatIfType,
+    description:
+      'What waiting would have been between two instants had `change` been in force (nothing is appended). The window ends at now at the latest.',
+    args: {
+      from: t.arg({ type: 'DateTime', required: true }),
+      to: t.arg({ type: 'DateTime', required: true }),
+      change: t.arg({ type: ConfigChangeInput, required: true }),
+    },
+    resolve: (_root, { from, to, change }, ctx) =>
+      storeErrorsExplicit(async () => {
+        const { fromMs, toMs } = windowOf(from, to);
+        try {
+          validateConfigChange(change);
+          return await whatIf(ctx.sluice, fromMs, toMs, change);
+        } catch (error) {
+          if (error instanceof InvalidInputError) throw badWindow(error.message, error.field ?? 'change');
+          if (error instanceof ReplayTooLargeError) throw badWindow(error.message, 'from');
+          throw error;
+        }
       }),
   }),
 );

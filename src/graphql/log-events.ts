@@ -1,9 +1,9 @@
 /** The whole log as a subscription: what a dashboard follows to stay true. */
 import { GraphQLError } from 'graphql';
-import { z } from 'zod';
 import { logStream } from '../app/log-stream.js';
 import type { LoggedEvent } from '../domain/events.js';
 import { builder } from './builder.js';
+import { logPositionArg } from './query.js';
 
 builder.scalarType('JSON', {
   description: 'Any JSON value.',
@@ -12,9 +12,6 @@ builder.scalarType('JSON', {
     throw new GraphQLError('JSON is an output type here', { extensions: { code: 'BAD_USER_INPUT' } });
   },
 });
-
-/** Like the decision cursor, plus -1 (before the first event), as `snapshot` reports it. */
-const logPositionArg = z.string().regex(/^(-1|\d{1,19})$/, 'must be -1 or a position returned by this API');
 
 const LogEventType = builder.objectRef<LoggedEvent>('LogEvent').implement({
   description: 'One event of the log, as recorded.',

@@ -9,6 +9,7 @@ import './mutation.js';
 import './subscription.js';
 import './run-status.js';
 import './slots.js';
+import './pool-claims.js';
 import './audit.js';
 import './limit-changes.js';
 import './log-events.js';

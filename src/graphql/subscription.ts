@@ -3,7 +3,7 @@ import { GraphQLError } from 'graphql';
 import type { Decision } from '../../projections/state.js';
 import { SubscriberBehindError } from '../app/decision-streams.js';
 import { builder } from './builder.js';
-import { positionArg } from './query.js';
+import { logPositionArg } from './query.js';
 import { DecisionType } from './types.js';
 
 builder.subscriptionType({
@@ -12,7 +12,13 @@ builder.subscriptionType({
       type: DecisionType,
       description:
         'Every decision as it is made, with its reasons; with after, first every decision after that position, then live, none missed or repeated.',
-      args: { runId: t.arg.id(), pool: t.arg.string(), after: t.arg.string({ validate: positionArg }) },
+      args: {
+        runId: t.arg.id(),
+        pool: t.arg.string(),
+        // -1 (an empty log's position, as snapshot reports it): every decision from the start,
+        // so a client that read the position before the first event misses none.
+        after: t.arg.string({ validate: logPositionArg }),
+      },
       subscribe: async (_root, { runId, pool, after }, ctx) => {
         await ctx.sluice.catchUp();
         return clientErrors(

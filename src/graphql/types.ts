@@ -7,6 +7,7 @@ import type { ConcurrencyConfig, RootStepHold, TagConcurrencyLimit } from '../do
 import type { Constraint } from '../domain/constraints.js';
 import type { IgnoredTag, Step, Tag } from '../domain/run.js';
 import { type BuilderTypes, builder } from './builder.js';
+import { inTurns } from './in-turns.js';
 import { asOfOverride, holdsOverride } from './run-views.js';
 
 export const RunStatusEnum = builder.enumType('RunStatus', {
@@ -37,7 +38,7 @@ export const RunFailureReasonEnum = builder.enumType('RunFailureReason', {
     CANCEL_TIMEOUT: { description: 'CANCELING for longer than run_monitoring.cancel_timeout_seconds: CANCELED.' },
     RUN_TIMEOUT: {
       description:
-        'STARTED for longer than its dagster/max_runtime (or dagster/max_runtime_seconds) tag, else run_monitoring.max_runtime_seconds: FAILURE.',
+        'STARTED for longer than its dagster/max_runtime tag (else its dagster/max_runtime_seconds tag, as Dagster reads them), else run_monitoring.max_runtime_seconds: FAILURE.',
     },
     UNEXPECTED_TERMINATION: {
       description:
@@ -163,17 +164,20 @@ export const RunType = builder.objectRef<RunRecord>('Run').implement({
     waits: t.field({
       type: [WaitIntervalType],
       description: 'Every stretch this run spent held back, oldest first.',
-      resolve: async (run, _args, ctx) => (await ctx.sluice.readHistory()).waitsOf(run.id, asOfOverride(run)),
+      resolve: async (run, _args, ctx) => {
+        const history = await ctx.sluice.readHistory();
+        return inTurns(() => history.waitsOf(run.id, asOfOverride(run)));
+      },
     }),
     decisions: t.field({
       type: [DecisionType],
       description: 'Every decision about this run, oldest first.',
-      resolve: async (run, _args, ctx) =>
-        (await ctx.sluice.readHistory()).decisions({
-          runId: run.id,
-          asOf: asOfOverride(run),
-          limit: Number.MAX_SAFE_INTEGER,
-        }),
+      resolve: async (run, _args, ctx) => {
+        const history = await ctx.sluice.readHistory();
+        return inTurns(() =>
+          history.decisions({ runId: run.id, asOf: asOfOverride(run), limit: Number.MAX_SAFE_INTEGER }),
+        );
+      },
     }),
   }),
 });
@@ -250,7 +254,8 @@ export const PageInfoType = builder
     }),
   });
 
-export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
+/** A connection type; `plural` names its nodes in the description of totalCount (e.g. 'runs'). */
+export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>, plural: string) {
   const edge = builder.objectRef<{ cursor: string; node: T }>(`${name}Edge`).implement({
     fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.expose('node', { type: node }) }),
   });
@@ -258,17 +263,23 @@ export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
     .objectRef<{
       edges: Array<{ cursor: string; node: T }>;
       pageInfo: { hasNextPage: boolean; endCursor: string | null };
+      /** How many match the filters whatever the page; asked only when selected. */
+      totalCount: () => number | Promise<number>;
     }>(`${name}Connection`)
     .implement({
       fields: (t) => ({
         edges: t.expose('edges', { type: [edge] }),
         pageInfo: t.expose('pageInfo', { type: PageInfoType }),
+        totalCount: t.int({
+          description: `How many ${plural} match the query's filters, whatever the page.`,
+          resolve: (c) => c.totalCount(),
+        }),
       }),
     });
 }
 
-export const RunConnectionType = connection('Run', RunType);
-export const DecisionConnectionType = connection('Decision', DecisionType);
+export const RunConnectionType = connection('Run', RunType, 'runs');
+export const DecisionConnectionType = connection('Decision', DecisionType, 'decisions');
 
 export const RunPayloadType = builder.objectRef<{ run: RunRecord }>('RunPayload').implement({
   isTypeOf: (value) => typeof value === 'object' && value !== null && 'run' in value,

@@ -17,6 +17,7 @@ import { useMetricsRoute, useSubscriptionCount } from '../metrics/plugins.js';
 import type { SluiceMetrics } from '../metrics/sluice-metrics.js';
 import { builtDashboardDir } from '../settings.js';
 import type { GraphQLContext } from './builder.js';
+import { storeUnavailableExtensions } from './errors.js';
 import {
   GRAPHIQL_ASSETS_PREFIX,
   GRAPHIQL_DEFAULT_QUERY,
@@ -34,6 +35,7 @@ import {
 import { boundedParseCache, requestLimitPlugins } from './limits.js';
 import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './plugins.js';
 import { schema } from './schema.js';
+import { useSharedSubscriptionResults } from './shared-subscriptions.js';
 import { useStaticFiles } from './static-files.js';
 
 /** What the GraphQL layer enforces; `startServer` derives it from the settings. */
@@ -134,7 +136,7 @@ export function createSluiceYoga(
         if (original instanceof StoreUnavailableError) {
           return new GraphQLError(`${original.message}; try again`, {
             ...(error instanceof GraphQLError ? { nodes: error.nodes, path: error.path } : {}),
-            extensions: { code: 'STORE_UNAVAILABLE' },
+            extensions: storeUnavailableExtensions(original),
           });
         }
         return maskError(error, message, false);
@@ -155,7 +157,7 @@ export function createSluiceYoga(
     },
     plugins: [
       useSiteChecks(site),
-      useReadinessRoute({ notReadyBecause: () => sluice.notReadyBecause() }),
+      useReadinessRoute({ notReadyBecause: () => sluice.notReadyBecause(), details: () => historyDetails(sluice) }),
       ...(metrics
         ? [
             useMetricsRoute({ registry: metrics.registry, authorize: authorizeMetrics }),
@@ -167,6 +169,8 @@ export function createSluiceYoga(
       useAuthentication(tokens, '/graphql'),
       ...requestLimitPlugins(limits),
       useRoles(),
+      // Before the budget, which wraps whatever subscribe function is set when it runs.
+      useSharedSubscriptionResults(),
       useSubscriptionBudget(security.maxSubscriptionsPerToken),
       useBadRequestStatus(),
       useQuietErrors(),
@@ -184,6 +188,23 @@ export function createSluiceYoga(
     ],
     logging: logger ? yogaLogging(logger) : process.env.NODE_ENV === 'test' ? false : 'info',
   });
+}
+
+/**
+ * While the history read model catches up in the background after a start, how far it is (the
+ * server answers meanwhile: only reads of the history wait). Nothing once it has caught up.
+ */
+function historyDetails(sluice: Sluice): Record<string, unknown> {
+  const { position, logPosition, catchingUp } = sluice.historyStatus();
+  if (!catchingUp) return {};
+  return {
+    history: {
+      catchingUp,
+      position: position.toString(),
+      logPosition: logPosition.toString(),
+      behind: Number(logPosition - position),
+    },
+  };
 }
 
 /** The options a caller set (an explicit undefined keeps the default). */

@@ -112,6 +112,40 @@ describe('waitReport over HTTP', () => {
   });
 });
 
+const WHAT_IF = `query($from: DateTime!, $to: DateTime!, $change: ConfigChangeInput!) {
+  replayWhatIf(from: $from, to: $to, change: $change) {
+    actualWaitSeconds replayedWaitSeconds runs actualRuns assumptions
+    byLimit { kind heldSeconds soleSeconds runs } actualByLimit { kind heldSeconds soleSeconds runs } } }`;
+
+describe('replayWhatIf over HTTP', () => {
+  it('replays the record exactly with no change, less waiting with more room, and appends nothing', async () => {
+    await story();
+    vi.setSystemTime(T0 + 100_000);
+    const revision = server.sluice.state.revision;
+    const same = (await gql.data(WHAT_IF, { from: at(0), to: at(60), change: {} })).replayWhatIf;
+    expect(same).toMatchObject({ actualWaitSeconds: 40, replayedWaitSeconds: 40, runs: 2, actualRuns: 2 });
+    expect(same.byLimit).toEqual(same.actualByLimit);
+    const raised = (await gql.data(WHAT_IF, { from: at(0), to: at(60), change: { maxConcurrentRuns: 5 } }))
+      .replayWhatIf;
+    // Max runs 5 from the start: c is admitted at once; b waits for a (tag team=a) alone, 30 s.
+    expect(raised).toMatchObject({
+      actualWaitSeconds: 40,
+      replayedWaitSeconds: 30,
+      runs: 1,
+      byLimit: [{ kind: 'TAG_LIMIT', heldSeconds: 30, soleSeconds: 30, runs: 1 }],
+    });
+    expect(raised.assumptions.join(' ')).toMatch(/canceled while queued are replayed as canceled at the same instant/);
+    expect(server.sluice.state.revision).toBe(revision);
+  });
+
+  it('refuses a bad change, naming the field, and a window backwards', async () => {
+    const bad = (await gql.answer(WHAT_IF, { from: at(0), to: at(60), change: { maxConcurrentRuns: -2 } })).body.errors;
+    expect(bad?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'change.maxConcurrentRuns' } });
+    const backwards = (await gql.answer(WHAT_IF, { from: at(60), to: at(0), change: {} })).body.errors;
+    expect(backwards?.[0]).toMatchObject({ message: 'to must come after from', extensions: { field: 'to' } });
+  });
+});
+
 describe('sluice report', () => {
   it('prints the same report for a person, and as JSON', async () => {
     await story();
