@@ -140,7 +140,8 @@ export class Sluice {
     const path = {
       store,
       stream,
-      eventClock: new EventClock(this.clock),
+      // An injected clock is a test's own time: no monotonic clock to hold it against.
+      eventClock: new EventClock(this.clock, options.clock ? null : () => performance.now()),
       lastLoggedAt: () => this.lastApplied?.at ?? null,
       logFormat: () => this.logFormat,
       newRunId,
