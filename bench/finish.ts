@@ -130,7 +130,7 @@ export async function finishEventsSection(fixtures: Fixture[], finishes: number)
   );
   note('bytes: type, data, actor and time of the appended events as stored. "incl. ckpt": wall time of the');
   note('finishes with the checkpoints they made due. "open": Sluice.open on the log, before the finishes.');
-  note('Goal (issue 8): events per finish flat, at most 10.');
+  note('Goal: events per finish flat, at most 10.');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ export async function admissionLatencySection(fixtures: Fixture[], finishes: num
   if (first && last && first !== last) {
     note(
       `ratio p50 at ${last.queued.toLocaleString('en-US')} vs ${first.queued.toLocaleString('en-US')} queued: ` +
-        `${fmt((p50s.at(-1) as number) / (p50s[0] as number))}× (goal, issue 8: at most 1.5×)`,
+        `${fmt((p50s.at(-1) as number) / (p50s[0] as number))}× (goal: at most 1.5×)`,
     );
   }
 }

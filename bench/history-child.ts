@@ -1,7 +1,8 @@
 /**
  * One measurement on a long log, in a process of its own (see child.ts), answered as `result`:
  *   history-child.ts server DB_PATH LIVE   startServer on the log (checkpoints beside it, as
- *                                          `sluice serve` keeps them); time to ready; then LIVE
+ *                                          `sluice serve` keeps them); time to ready, and until
+ *                                          the history read model has caught up; then LIVE
  *                                          runs enqueued through Sluice (10 admitted, the rest
  *                                          queued); heap after a full GC and RSS
  *   history-child.ts sluice DB_PATH LIVE   Sluice.open with no checkpoint store: a replay from
@@ -51,9 +52,11 @@ async function serverResult(path: string, live: number): Promise<Message> {
     quiet,
   );
   const readyMs = performance.now() - t0;
+  await server.sluice.historyCaughtUp();
+  const historyMs = performance.now() - t0;
   const measured = await liveAndMemory(server.sluice, live);
   await server.close();
-  return { type: 'result', readyMs, ...measured };
+  return { type: 'result', readyMs, historyMs, ...measured };
 }
 
 async function sluiceResult(path: string, live: number): Promise<Message> {
@@ -61,10 +64,12 @@ async function sluiceResult(path: string, live: number): Promise<Message> {
   const t0 = performance.now();
   const sluice = await Sluice.open({ store, warn: quiet });
   const readyMs = performance.now() - t0;
+  await sluice.historyCaughtUp();
+  const historyMs = performance.now() - t0;
   const measured = await liveAndMemory(sluice, live);
   await sluice.close();
   await store.close();
-  return { type: 'result', readyMs, ...measured };
+  return { type: 'result', readyMs, historyMs, ...measured };
 }
 
 function rawResult(path: string): Message {

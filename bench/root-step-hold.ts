@@ -109,7 +109,7 @@ export async function rootStepHoldSection(): Promise<void> {
   if (p50s.length > 1) {
     note(
       `ratio ms p50 at ${queueSizes.at(-1)?.toLocaleString('en-US')} vs ${queueSizes[0]?.toLocaleString('en-US')} queued: ` +
-        `${fmt((p50s.at(-1) as number) / (p50s[0] as number))}× (goal, issue 8: cost follows what changes, at most 1.5×)`,
+        `${fmt((p50s.at(-1) as number) / (p50s[0] as number))}× (goal: cost follows what changes, at most 1.5×)`,
     );
   }
   note("events: StepSlotReleased and RunAdmitted; the pool's root-step counter is full before and after, at the");

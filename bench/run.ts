@@ -9,7 +9,7 @@
  *   BENCH_RACE_COMMANDS, BENCH_PG_COMMANDS
  *                            explicit sizes (comma separated), overriding the scaled defaults
  *
- * The scale sections of issue 8 (servers and long logs in child processes of their own):
+ * The scale sections (servers and long logs in child processes of their own):
  *   7   enqueue throughput over HTTP vs a bare graphql-yoga server, event-loop stalls
  *       BENCH_HTTP_CLIENTS (1,10,50), BENCH_HTTP_ROUNDS (3), BENCH_HTTP_ROUND_MS (3000)
  *   8   events appended per markRunFinished as the queue grows, per-team tag limits
@@ -19,7 +19,8 @@
  *       BENCH_HISTORY_OPEN=sluice measures Sluice.open without checkpoints instead of startServer
  *   11  time to ready on a long log: BENCH_READY_EVENTS (1000000)
  *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
- *   12  several servers on PostgreSQL beside one SQLite file (issue 11): BENCH_PG_COMMANDS
+ *   12  several servers on PostgreSQL beside one SQLite file: BENCH_PG_COMMANDS
+ *   14  waitReport over a week of finished runs: BENCH_REPORT_RUNS (1000000)
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
@@ -27,6 +28,7 @@ import { e2eSection } from './e2e.js';
 import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
 import { memorySection, readySection } from './history.js';
+import { waitReportSection } from './insight.js';
 import { postgresSection } from './postgres.js';
 import { raceSection } from './race.js';
 import { replaySections } from './replay.js';
@@ -53,5 +55,6 @@ if (sectionEnabled(10)) await memorySection();
 if (sectionEnabled(11)) await readySection();
 if (sectionEnabled(12)) await postgresSection();
 if (sectionEnabled(13)) await rootStepHoldSection();
+if (sectionEnabled(14)) waitReportSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);

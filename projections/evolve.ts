@@ -147,7 +147,7 @@ function waitFor(state: State, claim: StepClaim, waiting: boolean): void {
 }
 
 /** The claim an event is about; a new one (with the next claim order) if the step has none active. */
-function claimFor(state: State, runId: string, stepKey: string, pool: string | null): StepClaim {
+function claimFor(state: State, runId: string, stepKey: string, pool: string | null, at: string): StepClaim {
   const key = claimKey(runId, stepKey);
   const existing = state.claims.get(key);
   if (existing && existing.status !== 'RELEASED') return existing;
@@ -161,6 +161,8 @@ function claimFor(state: State, runId: string, stepKey: string, pool: string | n
     seq: state.nextClaimSeq++,
     status: 'PENDING',
     reasons: [],
+    claimedAt: at,
+    grantedAt: null,
   };
   state.claims.set(key, claim);
   return claim;
@@ -170,7 +172,29 @@ export function describeReasons(reasons: readonly Constraint[]): string {
   return reasons.map((r) => r.message).join('; ');
 }
 
+/** The events that move an in-progress run's deadlines (see DeadlineIndex). */
+const MOVES_DEADLINES: ReadonlySet<LoggedEvent['type']> = new Set([
+  'RunAdmitted',
+  'RunStarted',
+  'RunCancellationRequested',
+  'RunFinished',
+  'RunHeartbeatRecorded',
+  'StepSlotGranted',
+  'StepSlotPending',
+  'RootStepAllotmentEnded',
+]);
+
 export function evolve(state: State, event: LoggedEvent): State {
+  foldEvent(state, event);
+  if (MOVES_DEADLINES.has(event.type)) {
+    const runId = (event.data as { runId: string }).runId;
+    const run = state.runs.get(runId) ?? state.recentlyFinished.get(runId);
+    if (run) state.deadlines.track(run);
+  }
+  return state;
+}
+
+function foldEvent(state: State, event: LoggedEvent): void {
   state.revision = event.revision;
   state.lastEventAt = event.at;
   switch (event.type) {
@@ -257,11 +281,12 @@ export function evolve(state: State, event: LoggedEvent): State {
       break;
     }
     case 'StepSlotGranted': {
-      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
+      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool, event.at);
       const key = claimKey(claim.runId, claim.stepKey);
       waitFor(state, claim, false);
       if (claim.pool !== null) setMember(state.slotHolders, claim.pool, key, true);
       claim.status = 'GRANTED';
+      claim.grantedAt = event.at;
       claim.reasons = [];
       const run = runOf(state, claim.runId);
       run.stepsHolding++;
@@ -270,7 +295,7 @@ export function evolve(state: State, event: LoggedEvent): State {
       break;
     }
     case 'StepSlotPending': {
-      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool);
+      const claim = claimFor(state, event.data.runId, event.data.stepKey, event.data.pool, event.at);
       const key = claimKey(claim.runId, claim.stepKey);
       waitFor(state, claim, true);
       claim.reasons = event.data.reasons;
@@ -322,5 +347,4 @@ export function evolve(state: State, event: LoggedEvent): State {
       break;
     }
   }
-  return state;
 }

@@ -1,6 +1,6 @@
 /** Pool views: what a pool allows, what it has in use and who waits, from the state. */
 import { poolCount, poolLimitOf } from '../src/domain/constraints.js';
-import type { State } from './state.js';
+import { type State, type StepClaim, waitingKey } from './state.js';
 
 export interface PoolView {
   name: string;
@@ -40,6 +40,20 @@ export function poolView(state: State, name: string): PoolView {
     activeRunIds: [...new Set(holders)],
     promised: state.promisedSlots.get(name) ?? 0,
   };
+}
+
+/**
+ * OP granularity: the claims holding a slot of the pool (in grant order), then those waiting
+ * for one (in the order they will be served). Empty at RUN granularity.
+ */
+export function poolClaims(state: State, pool: string): StepClaim[] {
+  if (state.config.poolGranularity === 'RUN') return [];
+  const claimsOf = (keys: Iterable<string>) =>
+    [...keys].map((key) => state.claims.get(key)).filter((claim): claim is StepClaim => claim !== undefined);
+  const granted = claimsOf(state.slotHolders.get(pool) ?? []).sort(
+    (a, b) => (a.grantedAt ?? '').localeCompare(b.grantedAt ?? '') || a.seq - b.seq,
+  );
+  return [...granted, ...claimsOf(state.waitingClaims.get(waitingKey(pool))?.inOrder() ?? [])];
 }
 
 /** Every pool named by a limit or by a run's steps, by name. */

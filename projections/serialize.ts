@@ -11,7 +11,7 @@ import { PriorityQueue } from './priority-queue.js';
 import { initialState, poolOfStep, type RunRecord, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
-export const STATE_FORMAT = 4;
+export const STATE_FORMAT = 5;
 
 type JsonRun = Omit<RunRecord, 'activeClaims' | 'promisedSteps'> & { activeClaims: string[]; promisedSteps: string[] };
 
@@ -122,5 +122,6 @@ export function deserializeState(text: string): State {
   state.monitoring = json.monitoring;
   state.inProgress = new Set(json.inProgress);
   state.activeRunsByPool = setMap(json.activeRunsByPool);
+  for (const runId of state.inProgress) state.deadlines.track(state.runs.get(runId) as RunRecord);
   return state;
 }

@@ -8,6 +8,7 @@ import { type ConcurrencyConfig, defaultConcurrencyConfig } from '../src/domain/
 import type { Constraint } from '../src/domain/constraints.js';
 import type { EventData, MonitoringReason } from '../src/domain/events.js';
 import { type IgnoredTag, poolsOf, type RunStatus, type Step, type Tag } from '../src/domain/run.js';
+import { DeadlineIndex } from './deadline-index.js';
 import { PriorityQueue } from './priority-queue.js';
 
 export type DecisionKind = 'ADMITTED' | 'BLOCKED' | 'SLOT_GRANTED' | 'SLOT_PENDING';
@@ -82,6 +83,10 @@ export interface StepClaim {
   status: 'GRANTED' | 'PENDING' | 'RELEASED';
   /** What holds it back while PENDING, as last recorded. */
   reasons: Constraint[];
+  /** When the step first claimed (the claim's first StepSlotPending or StepSlotGranted); absent on a draft not yet recorded. */
+  claimedAt?: string;
+  /** When it was granted its slot; null while it waits, absent on a draft not yet recorded. */
+  grantedAt?: string | null;
 }
 
 export const claimKey = (runId: string, stepKey: string): string => `${runId}\u0000${stepKey}`;
@@ -124,6 +129,8 @@ export interface State {
   knownPools: Set<string>;
   /** Runs in progress (STARTING, STARTED, CANCELING): the ones with deadlines. */
   inProgress: Set<string>;
+  /** In-progress runs ordered by their deadlines (derived from the runs: not serialized). */
+  deadlines: DeadlineIndex;
   /** In-progress runs per pool their steps use. */
   activeRunsByPool: Map<string, Set<string>>;
   /** Step claims of live runs, by claimKey (released ones kept so a repeat release is a no-op). */
@@ -152,6 +159,7 @@ export function initialState(): State {
     held: new Map(),
     knownPools: new Set(),
     inProgress: new Set(),
+    deadlines: new DeadlineIndex(),
     activeRunsByPool: new Map(),
     claims: new Map(),
     slotHolders: new Map(),

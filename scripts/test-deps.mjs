@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The system packages some suites need: PostgreSQL's server binaries (initdb, pg_ctl) for the
- * PostgreSQL store and multi-server suites, and Chromium for the browser suites. As root with
+ * PostgreSQL store and multi-server suites, libfaketime for the clock-step suite, and Chromium
+ * for the browser suites. As root with
  * apt-get, installs the missing ones (one `apt-get update`, then `apt-get install -y` of just
  * those); otherwise says which suites will be skipped. With CI=true a suite may not be skipped,
  * so anything still missing fails the run. Only node's own modules: this runs before `npm ci`.
@@ -20,6 +21,14 @@ const NEEDS = [
     // A server of your own stands in for the binaries.
     stoodInFor: () => Boolean(process.env.TEST_PG_URL),
     suites: 'the PostgreSQL suites (test/eventstore/postgres.test.ts, test/e2e/postgres-*.test.ts)',
+  },
+  {
+    pkg: 'faketime',
+    present: () =>
+      existsSync('/usr/bin/faketime') &&
+      ['/usr/lib/x86_64-linux-gnu/faketime', '/usr/lib/aarch64-linux-gnu/faketime'].some((dir) => existsSync(dir)),
+    stoodInFor: () => false,
+    suites: "the clock-step suite (test/e2e/clock-steps.test.ts moves a server process's clock with libfaketime)",
   },
   {
     pkg: 'chromium',
@@ -63,7 +72,7 @@ if (wanted.length > 0) {
     );
   }
   if (!canInstall())
-    console.error('test-deps: install them as root with apt-get, e.g. apt-get install -y postgresql chromium');
+    console.error('test-deps: install them as root with apt-get, e.g. apt-get install -y postgresql faketime chromium');
   if (ci) {
     console.error('test-deps: CI=true, where no suite may be skipped: failing');
     process.exit(1);

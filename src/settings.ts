@@ -25,7 +25,7 @@ export interface Settings {
   slowRequestMs?: number;
   /** From DAGSTER_OP_CONCURRENCY_KEYS_ALLOTTED_FOR_STARTED_RUN_SECONDS; applied at start like the config file. */
   startedRunAllotmentSeconds?: number;
-  /** Tokens, sites, limits (issue 13); absent: DEFAULT_SECURITY (open mode, loopback only). */
+  /** Tokens, sites, limits; absent: DEFAULT_SECURITY (open mode, loopback only). */
   security?: SecuritySettings;
   /** Folder of the built dashboard; null: dist/web of this package (see builtDashboardDir). */
   dashboardDir?: string | null;

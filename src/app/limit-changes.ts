@@ -11,7 +11,8 @@ import {
   LIMIT_EDIT_TYPES,
   poolOfEdit,
 } from '../domain/limit-changes.js';
-import { type Sluice, toLoggedEvent } from './sluice.js';
+import { toLoggedEvent } from './recorded-events.js';
+import type { Sluice } from './sluice.js';
 
 export interface LimitChange {
   position: bigint;

@@ -5,7 +5,8 @@
  */
 import type { LoggedEvent } from '../domain/events.js';
 import { AsyncQueue } from './async-queue.js';
-import { type Sluice, toLoggedEvent } from './sluice.js';
+import { toLoggedEvent } from './recorded-events.js';
+import type { Sluice } from './sluice.js';
 
 export interface LogStreamOptions {
   /** Only events strictly after this position; -1n: the whole log; null: from now on. */

@@ -1,5 +1,5 @@
 /**
- * Authentication and authorization for every route of the server (issue 13).
+ * Authentication and authorization for every route of the server.
  *
  * - `Tokens.authenticate(request)`: a Fetch `Request`'s `Authorization: Bearer TOKEN` as
  *   `{ name, role }`, or null when missing or unknown (answer 401). In open mode (no

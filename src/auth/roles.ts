@@ -1,4 +1,4 @@
-/** Roles, and which role each root field of the API needs (issue 13). */
+/** Roles, and which role each root field of the API needs. */
 
 export const ROLES = ['viewer', 'worker', 'admin'] as const;
 export type Role = (typeof ROLES)[number];

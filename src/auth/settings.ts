@@ -1,6 +1,6 @@
 /**
- * Security settings (issue 13), read from the environment once, at the edge. Each limit has its
- * own variable; the README's "Security" section lists them with these defaults.
+ * Security settings, read from the environment once, at the edge. Each limit has its
+ * own variable; docs/security.md lists them with these defaults.
  */
 
 export interface RequestLimits {
@@ -90,7 +90,7 @@ export const DEFAULT_SECURITY: SecuritySettings = {
   connections: DEFAULT_CONNECTION_LIMITS,
 };
 
-/** Each limit's variable, for messages and the README. */
+/** Each limit's variable, for messages and docs/security.md. */
 export const LIMIT_VARIABLES: Record<keyof RequestLimits | keyof ConnectionLimits, string> = {
   maxBodyBytes: 'REQUEST_MAX_BYTES',
   maxTokens: 'GRAPHQL_MAX_TOKENS',

@@ -1,5 +1,5 @@
 /** `sluice backup PATH`: a consistent copy of the SQLite log, taken while servers serve it. */
-import { DEPLOYMENT_STREAM } from '../app/sluice.js';
+import { DEPLOYMENT_STREAM } from '../app/recorded-events.js';
 import { StoreUnavailableError, StoreUsageError } from '../eventstore/errors.js';
 import { backupSqliteStore } from '../eventstore/sqlite-backup.js';
 import { CliError } from './client.js';

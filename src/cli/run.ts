@@ -17,8 +17,10 @@ import {
   concurrencyHistory,
   concurrencySet,
 } from './concurrency.js';
+import { report } from './report.js';
 import { queue, runs } from './runs.js';
 import { tokenCreate } from './token.js';
+import { graceOption, verify } from './verify.js';
 import { wrapRun } from './wrap-run.js';
 import { wrapSlot } from './wrap-slot.js';
 
@@ -123,6 +125,19 @@ export const COMMANDS: CliCommand[] = [
     },
   },
   {
+    words: ['report'],
+    args: '[--from TIME] [--to TIME]',
+    minArgs: 0,
+    maxArgs: 0,
+    options: {
+      from: { type: 'string', help: 'start of the window (default: a day before --to)' },
+      to: { type: 'string', help: 'end of the window (default: now)' },
+    },
+    summary: "where the waiting went in a window: run-seconds queued and each limit's share",
+    details: 'held: the limit was among those holding a run; alone: it alone held it (what raising it alone frees).',
+    run: ({ url, options }) => report(url, str(options.from), str(options.to)),
+  },
+  {
     words: ['token', 'create'],
     args: 'NAME --role viewer|worker|admin [--file PATH]',
     minArgs: 1,
@@ -156,6 +171,21 @@ export const COMMANDS: CliCommand[] = [
       const text = await backup(env.EVENT_STORE_URL || DEFAULT_SETTINGS.eventStoreUrl, args[0] as string);
       return output(text, { backup: args[0] });
     },
+  },
+  {
+    words: ['verify'],
+    args: '[STORE_URL]',
+    minArgs: 0,
+    maxArgs: 1,
+    options: {
+      grace: { type: 'string', help: "seconds past a run's deadline the log may go on without ending it (default 60)" },
+    },
+    summary:
+      'check a whole log (STORE_URL, default EVENT_STORE_URL) from the record alone; exit 1 at the first broken rule',
+    details:
+      'Read-only, so it can run beside live servers. Checks: no run admitted over a limit in force at its position (runs, tags, per-value tags, pools at RUN and OP granularity, the root-step hold), no step slot over its pool or its run, every run ends at most once, no in-progress run left past its deadline, positions increasing (and gapless in SQLite), revisions gapless, event times never backwards, every event of a known type and schema.',
+    run: async ({ env, args, options }) =>
+      verify(args[0] ?? (env.EVENT_STORE_URL || DEFAULT_SETTINGS.eventStoreUrl), graceOption(str(options.grace))),
   },
 ];
 

@@ -4,8 +4,17 @@
  */
 import { z } from 'zod';
 import { LIMITS, type PoolGranularity, type RootStepHold, type TagConcurrencyLimit } from './config.js';
+import { ignoredMaxRuntimeTags } from './dagster-tags.js';
 import { InvalidInputError } from './errors.js';
-import { type FinalStatus, type IgnoredTag, PRIORITY_TAG, readPriorityTag, type Step, type Tag } from './run.js';
+import {
+  type FinalStatus,
+  type IgnoredTag,
+  MAX_PRIORITY,
+  PRIORITY_TAG,
+  readPriorityTag,
+  type Step,
+  type Tag,
+} from './run.js';
 
 export interface EnqueueRunInput {
   runId?: string | null;
@@ -113,7 +122,15 @@ const enqueueSchema = z.object({
   runId: name('run id').nullish(),
   jobName: name('job name'),
   tags: z
-    .array(z.object({ key: name('tag key'), value: name('tag value') }))
+    .array(
+      z.object({
+        key: name('tag key'),
+        // Dagster accepts any string; Sluice keeps values it can count (see tagsSluiceCounts).
+        value: z
+          .string()
+          .max(LIMITS.maxTagValueLength, `a tag value may be at most ${LIMITS.maxTagValueLength} characters`),
+      }),
+    )
     .max(LIMITS.maxTagsPerRun, `a run may carry at most ${LIMITS.maxTagsPerRun} tags`)
     .nullish(),
   steps: z
@@ -163,28 +180,27 @@ export interface ValidEnqueue {
   ignoredTags: IgnoredTag[];
 }
 
-/** The tags Dagster reads as a max runtime in seconds; Sluice reads both the same way. */
-export const MAX_RUNTIME_TAGS = ['dagster/max_runtime', 'dagster/max_runtime_seconds'] as const;
-
-function validateRuntimeTags(tags: readonly Tag[]): void {
-  let first: { key: string; value: string } | null = null;
-  tags.forEach((tag, i) => {
-    if (!(MAX_RUNTIME_TAGS as readonly string[]).includes(tag.key)) return;
-    const field = `input.tags.${i}.value`;
-    const seconds = Number(tag.value);
-    if (!(tag.value.trim() !== '' && seconds > 0 && seconds <= 365 * 24 * 3600)) {
-      throw new InvalidInputError(
-        field,
-        `${field}: the ${tag.key} tag must be a number of seconds above 0, got ${JSON.stringify(tag.value)}`,
-      );
+/**
+ * The tags Sluice keeps and counts in tag limits. A value it cannot use as a limit's value
+ * (empty, or longer than a name may be) is left out and recorded as ignored.
+ */
+function tagsSluiceCounts(tags: readonly Tag[], ignored: IgnoredTag[]): Tag[] {
+  return tags.filter((tag) => {
+    if (tag.value === '') {
+      ignored.push({
+        key: tag.key,
+        reason: 'its value is empty: Sluice keeps no empty tag values, no tag limit counts it',
+      });
+      return false;
     }
-    if (first && Number(first.value) !== seconds) {
-      throw new InvalidInputError(
-        field,
-        `${field}: the ${tag.key} tag says ${tag.value} s but ${first.key} says ${first.value} s; give one max runtime`,
-      );
+    if (tag.value.length > LIMITS.maxNameLength) {
+      ignored.push({
+        key: tag.key,
+        reason: `its value is ${tag.value.length} characters, over Sluice's ${LIMITS.maxNameLength}: not kept, no tag limit counts it`,
+      });
+      return false;
     }
-    first = tag;
+    return true;
   });
 }
 
@@ -224,17 +240,17 @@ function validateDependencies(steps: readonly Step[]): void {
 
 export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
   const valid = parse(enqueueSchema, input, 'input');
-  const tags = valid.tags ?? [];
+  const given = valid.tags ?? [];
   const seenTags = new Set<string>();
-  tags.forEach((tag, i) => {
+  given.forEach((tag, i) => {
     if (seenTags.has(tag.key)) {
       throw new InvalidInputError(`input.tags.${i}.key`, `input.tags.${i}.key: tag ${tag.key} appears twice`);
     }
     seenTags.add(tag.key);
   });
   const ignoredTags: IgnoredTag[] = [];
-  const priorityTagIndex = tags.findIndex((t) => t.key === PRIORITY_TAG);
-  const priorityTag = tags[priorityTagIndex];
+  const tags = tagsSluiceCounts(given, ignoredTags);
+  const priorityTag = tags.find((t) => t.key === PRIORITY_TAG);
   const tagPriority = readPriorityTag(tags);
   if (priorityTag && tagPriority && !tagPriority.integer) {
     // Dagster reads a priority it cannot parse as 0 and carries on; so does Sluice, and says so.
@@ -243,13 +259,18 @@ export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
       key: PRIORITY_TAG,
       reason: `${JSON.stringify(priorityTag.value)} is not an integer: ${applies}`,
     });
-  } else if (priorityTag && tagPriority && !(Math.abs(tagPriority.value) <= 1_000_000)) {
-    throw new InvalidInputError(
-      `input.tags.${priorityTagIndex}.value`,
-      `input.tags.${priorityTagIndex}.value: the dagster/priority tag must be an integer from -1000000 to 1000000, got ${JSON.stringify(priorityTag.value)}`,
-    );
+  } else if (priorityTag && tagPriority && !(Math.abs(tagPriority.value) <= MAX_PRIORITY)) {
+    // Dagster takes any integer; Sluice's priorities stay within ±MAX_PRIORITY, so the order is kept at the ends.
+    const applies =
+      valid.priority == null
+        ? `it counts as ${Math.sign(tagPriority.value) * MAX_PRIORITY}`
+        : "the input's priority applies";
+    ignoredTags.push({
+      key: PRIORITY_TAG,
+      reason: `${JSON.stringify(priorityTag.value)} is beyond -${MAX_PRIORITY}..${MAX_PRIORITY}: ${applies}`,
+    });
   }
-  validateRuntimeTags(tags);
+  ignoredTags.push(...ignoredMaxRuntimeTags(tags));
   // dependsOn is stored only when given, so runs without it record what they always did.
   const steps: Step[] = (valid.steps ?? []).map((s) => ({
     key: s.key,

@@ -62,6 +62,8 @@ export const LIMITS = {
   maxLimit: 1_000_000,
   maxNameLength: 255,
   maxTagsPerRun: 1_000,
+  /** Dagster sets no bound on a run tag's value; a request must have one (values over maxNameLength are kept out). */
+  maxTagValueLength: 65_536,
   maxStepsPerRun: 1_000,
   maxTagLimits: 1_000,
   /** A day: a started run that has not claimed its root steps by then is not about to. */

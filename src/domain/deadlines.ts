@@ -10,7 +10,7 @@
  * at least a third of its length left.
  */
 import type { RunMonitoring, RunRecord } from '../../projections/state.js';
-import { MAX_RUNTIME_TAGS } from './commands.js';
+import { taggedMaxRuntime } from './dagster-tags.js';
 import type { MonitoringReason } from './events.js';
 import type { FinalStatus } from './run.js';
 
@@ -25,17 +25,19 @@ export interface Deadline {
 }
 
 /**
- * The run's max runtime in seconds and where it comes from: its `dagster/max_runtime` (or
- * `dagster/max_runtime_seconds`) tag, else run monitoring's `max_runtime_seconds`, else null.
- * Tags are validated at enqueue.
+ * The run's max runtime in seconds and where it comes from, as Dagster's run monitoring reads
+ * it: its `dagster/max_runtime` tag, else its `dagster/max_runtime_seconds` tag, else run
+ * monitoring's `max_runtime_seconds`, else null. A tag that gives no usable number means none
+ * (recorded as ignored at enqueue). Runs of older logs carried only valid tags, equal when both
+ * were set, so they read the same as they did.
  */
 export function maxRuntimeOf(
   run: Pick<RunRecord, 'tags'>,
   monitoring?: Pick<RunMonitoring, 'maxRuntimeSeconds'>,
 ): { seconds: number; source: string } | null {
-  const tag = run.tags.find((t) => (MAX_RUNTIME_TAGS as readonly string[]).includes(t.key));
-  const seconds = tag ? Number(tag.value) : Number.NaN;
-  if (tag && Number.isFinite(seconds) && seconds > 0) return { seconds, source: tag.key };
+  const tagged = taggedMaxRuntime(run.tags);
+  if (tagged.kind === 'seconds') return { seconds: tagged.seconds, source: tagged.tag };
+  if (tagged.kind === 'none') return null;
   const fallback = monitoring?.maxRuntimeSeconds ?? null;
   return fallback === null ? null : { seconds: fallback, source: 'run_monitoring.max_runtime_seconds' };
 }

@@ -4,6 +4,8 @@
  * capacity runs the admission pass and the slot pass, and appends their decisions with its
  * own events, in one append.
  */
+
+import type { DeadlineSettings } from '../../projections/deadline-index.js';
 import {
   claimKey,
   enqueuedRun,
@@ -494,7 +496,8 @@ export function decide(command: Command, state: State, context: DecideContext): 
       const endings: Ending[] = [];
       const allotmentEnded: RunRecord[] = [];
       const allotment = state.config.rootStepHold.startedRunAllotmentSeconds;
-      for (const runId of state.inProgress) {
+      // Only the runs the deadline index says are due, in admission order.
+      for (const runId of state.deadlines.due(now, deadlineSettings(state))) {
         const run = state.runs.get(runId) as RunRecord;
         const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= now);
         if (expired) endings.push(endingOf(run, expired));
@@ -537,24 +540,24 @@ export function decide(command: Command, state: State, context: DecideContext): 
 
 /**
  * When the monitor should next send ExpireDeadlines: the earliest run deadline or end of a
- * started run's allotment window (epoch ms), or null when there is none.
+ * started run's allotment window (epoch ms), or null when there is none. O(log n) in the runs
+ * in progress (the deadline index).
  */
 export function nextWakeUp(state: State): number | null {
-  let next = nextDeadline(state)?.at ?? Number.POSITIVE_INFINITY;
-  const allotment = state.config.rootStepHold.startedRunAllotmentSeconds;
-  for (const runId of state.inProgress) {
-    const end = allotmentEndOf(state.runs.get(runId) as RunRecord, allotment);
-    if (end !== null && end < next) next = end;
-  }
+  const settings = deadlineSettings(state);
+  const deadline = state.deadlines.earliestDeadline(settings)?.at ?? Number.POSITIVE_INFINITY;
+  const allotmentEnd = state.deadlines.earliestAllotmentEnd(settings) ?? Number.POSITIVE_INFINITY;
+  const next = Math.min(deadline, allotmentEnd);
   return Number.isFinite(next) ? next : null;
 }
 
 /** The earliest deadline among in-progress runs, for the monitor's timer. */
 export function nextDeadline(state: State): Deadline | null {
-  let next: Deadline | null = null;
-  for (const runId of state.inProgress) {
-    const first = deadlinesOf(state.runs.get(runId) as RunRecord, state.monitoring)[0];
-    if (first && (next === null || first.at < next.at)) next = first;
-  }
-  return next;
+  const earliest = state.deadlines.earliestDeadline(deadlineSettings(state));
+  if (earliest === null) return null;
+  return deadlinesOf(state.runs.get(earliest.runId) as RunRecord, state.monitoring)[0] ?? null;
+}
+
+function deadlineSettings(state: State): DeadlineSettings {
+  return { ...state.monitoring, startedRunAllotmentSeconds: state.config.rootStepHold.startedRunAllotmentSeconds };
 }

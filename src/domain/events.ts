@@ -135,6 +135,22 @@ export const eventSchemas = {
     /** Default max runtime of STARTED runs without a max-runtime tag; null or absent: none. */
     maxRuntimeSeconds: z.number().int().min(1).nullable().optional(),
   }),
+  /**
+   * The server's wall clock was found behind the log's last event time (an NTP step back, or a
+   * clock behind the other servers'): this event and the following ones carry the log's time
+   * (`loggedAt`) instead, so times never go backwards, until the clock catches up.
+   */
+  /**
+   * The log holds events of this format from here on. Written, in the same append, before a
+   * server's first event of a type newer than the log's format, so an older server stops at this
+   * event, naming both formats, before it could read anything it does not understand.
+   */
+  LogFormatRaised: z.object({ format: z.number().int().min(1) }),
+  ClockSteppedBack: z.object({
+    clockAt: z.iso.datetime(),
+    loggedAt: z.iso.datetime(),
+    byMs: z.number().int().min(0),
+  }),
 } as const;
 
 export type EventType = keyof typeof eventSchemas;
@@ -155,14 +171,40 @@ export type LoggedEvent = DomainEvent & {
 
 export const CURRENT_SCHEMA_VERSION = 1;
 
+/**
+ * The log format this Sluice writes and reads up to. Format 1: every event type of the first
+ * release; later formats add types (EVENT_FORMAT_SINCE). A changed shape of an existing type
+ * bumps that type's schema version instead, which older servers refuse by name.
+ */
+export const LOG_FORMAT = 2;
+
+/** The format that introduced each event type newer than format 1. */
+export const EVENT_FORMAT_SINCE: Partial<Record<EventType, number>> = {
+  LogFormatRaised: 2,
+  ClockSteppedBack: 2,
+};
+
+export const formatOfEvent = (type: EventType): number => EVENT_FORMAT_SINCE[type] ?? 1;
+
 export class UnreadableEventError extends Error {
   override readonly name = 'UnreadableEventError';
 }
 
+/** The log was written by a newer Sluice than this one: refused, never read half-understood. */
+export class NewerLogFormatError extends UnreadableEventError {}
+
 /** Validates a stored event's data against its schema; throws naming the position. */
-export function parseEvent(type: string, schemaVersion: number, data: unknown, where: string): DomainEvent {
+export function parseEvent(
+  type: string,
+  schemaVersion: number,
+  data: unknown,
+  where: string,
+  readsUpTo: number = LOG_FORMAT,
+): DomainEvent {
   if (!Object.hasOwn(eventSchemas, type)) {
-    throw new UnreadableEventError(`${where}: unknown event type ${JSON.stringify(type)}`);
+    throw new UnreadableEventError(
+      `${where}: unknown event type ${JSON.stringify(type)} (this Sluice reads log format ${readsUpTo}; was the log written by a newer one?)`,
+    );
   }
   if (schemaVersion !== CURRENT_SCHEMA_VERSION) {
     throw new UnreadableEventError(
@@ -175,6 +217,12 @@ export function parseEvent(type: string, schemaVersion: number, data: unknown, w
     const issue = parsed.error.issues[0];
     const path = issue?.path.join('.') || '(root)';
     throw new UnreadableEventError(`${where}: ${type} is invalid at ${path}: ${issue?.message}`);
+  }
+  if (type === 'LogFormatRaised' && (parsed.data as { format: number }).format > readsUpTo) {
+    const format = (parsed.data as { format: number }).format;
+    throw new NewerLogFormatError(
+      `${where}: the log was raised to format ${format} by a newer Sluice; this Sluice reads log formats up to ${readsUpTo}: upgrade it to serve this log`,
+    );
   }
   return { type, data: parsed.data } as DomainEvent;
 }

@@ -28,6 +28,9 @@ export interface IgnoredTag {
 
 export const PRIORITY_TAG = 'dagster/priority';
 
+/** Priorities (the input's, a step's, the tag's) stay within ±MAX_PRIORITY. */
+export const MAX_PRIORITY = 1_000_000;
+
 /** The run's root steps: those that wait for no other step. */
 export function rootStepsOf(steps: readonly Step[]): Step[] {
   return steps.filter((s) => !s.added && (s.dependsOn ?? []).length === 0);
@@ -65,5 +68,7 @@ export function readPriorityTag(tags: readonly Tag[]): { value: number; integer:
 export function priorityOf(explicit: number | null | undefined, tags: readonly Tag[]): number {
   if (explicit !== null && explicit !== undefined) return explicit;
   const tag = readPriorityTag(tags);
-  return tag?.integer && Number.isSafeInteger(tag.value) ? tag.value : 0;
+  if (!tag?.integer || Number.isNaN(tag.value)) return 0;
+  // Beyond the range (recorded as such at enqueue), the nearest end keeps the order Dagster would give.
+  return Math.max(-MAX_PRIORITY, Math.min(MAX_PRIORITY, tag.value));
 }

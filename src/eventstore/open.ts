@@ -8,11 +8,11 @@ import type { EventStore } from './store.js';
  * `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` (or `postgresql://`),
  * `esdb://host:2113?tls=false` / `esdb+discover://...` for EventStoreDB / KurrentDB.
  */
-export async function openEventStore(url: string): Promise<EventStore> {
+export async function openEventStore(url: string, options: { readonly?: boolean } = {}): Promise<EventStore> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
     if (path === '') throw new StoreUsageError('EVENT_STORE_URL sqlite: needs a path, e.g. sqlite:data/events.db');
-    return openSqliteStore({ path });
+    return openSqliteStore({ path, readonly: options.readonly });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { openPostgresStore } = await import('./postgres.js');

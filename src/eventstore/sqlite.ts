@@ -28,6 +28,8 @@ export interface SqliteStoreOptions {
   pollIntervalMs?: number;
   /** For failure tests only: caps the database at this many pages to simulate a full disk. */
   maxPageCount?: number;
+  /** Opens an existing file for reading only (`sluice verify` on a live deployment); appends fail. */
+  readonly?: boolean;
 }
 
 /** Bumped when the table layout changes; a file from a newer Sluice is refused. */
@@ -85,8 +87,11 @@ class SqliteEventStore implements EventStore {
     const inMemory = options.path === ':memory:' || options.path === '';
     this.inMemory = inMemory;
     try {
-      if (!inMemory) mkdirSync(dirname(options.path), { recursive: true });
-      this.db = new Database(options.path);
+      if (options.readonly) this.db = new Database(options.path, { readonly: true, fileMustExist: true });
+      else {
+        if (!inMemory) mkdirSync(dirname(options.path), { recursive: true });
+        this.db = new Database(options.path);
+      }
     } catch (error) {
       throw unavailable(`cannot open event store ${this.description}`, error);
     }
@@ -94,16 +99,16 @@ class SqliteEventStore implements EventStore {
       this.db.defaultSafeIntegers(true);
       // Set first: switching to WAL needs a lock another process may briefly hold.
       this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
-      if (!inMemory) this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+      if (!inMemory && !options.readonly) this.db.pragma('journal_mode = WAL');
+      if (!options.readonly) this.db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
       const version = this.db.pragma('user_version', { simple: true }) as bigint;
       if (version > SCHEMA_VERSION) {
         throw new StoreUnavailableError(
           `event store ${this.description} has schema version ${version}, newer than this Sluice understands (${SCHEMA_VERSION})`,
         );
       }
-      this.db.exec(SCHEMA);
-      if (version < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      if (!options.readonly) this.db.exec(SCHEMA);
+      if (version < SCHEMA_VERSION && !options.readonly) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
       if (options.maxPageCount !== undefined) {
         this.db.pragma(`max_page_count = ${Math.trunc(options.maxPageCount)}`);
       }

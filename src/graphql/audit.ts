@@ -8,6 +8,7 @@ import { simulateChange } from '../domain/simulate.js';
 import { builder } from './builder.js';
 import { TagConcurrencyLimitInput } from './inputs.js';
 import { ConfigResult, configCommand } from './mutation.js';
+import { viewsOfState } from './pool-claims.js';
 import { positionArg } from './query.js';
 import { pastRuns, runWithHolds } from './run-views.js';
 import { ConcurrencyConfigType, PoolGranularityEnum, PoolType, RunType } from './types.js';
@@ -28,7 +29,7 @@ const RootStepHoldInput = builder.inputType('RootStepHoldInput', {
   }),
 });
 
-const ConfigChangeInput = builder.inputType('ConfigChangeInput', {
+export const ConfigChangeInput = builder.inputType('ConfigChangeInput', {
   fields: (t) => ({
     maxConcurrentRuns: t.int(),
     tagConcurrencyLimits: t.field({ type: [TagConcurrencyLimitInput] }),
@@ -70,7 +71,7 @@ const QueueSnapshotType = builder.objectRef<QueueSnapshot>('QueueSnapshot').impl
           [...s.state.inProgress].map((id) => s.state.runs.get(id) as RunRecord).sort((a, b) => a.seq - b.seq),
         ),
     }),
-    pools: t.field({ type: [PoolType], resolve: (s) => poolViews(s.state) }),
+    pools: t.field({ type: [PoolType], resolve: (s) => viewsOfState(poolViews(s.state), s.state) }),
   }),
 });
 

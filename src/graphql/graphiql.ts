@@ -9,7 +9,7 @@ import type { GraphiQLOptions } from 'graphql-yoga';
 /** Where the GraphiQL page loads its script, styles and editor workers from. */
 export const GRAPHIQL_ASSETS_PREFIX = '/graphiql/';
 
-/** The first query GraphiQL shows: the one the README starts with. */
+/** The first query GraphiQL shows: the one docs/dashboard.md shows. */
 export const GRAPHIQL_DEFAULT_QUERY = `# Sluice: the limits, the queue in admission order with what
 # holds each run, and the pools. Ctrl-Enter runs it; Docs lists the rest.
 {

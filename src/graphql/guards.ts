@@ -1,5 +1,5 @@
 /**
- * Yoga plugins that make the API safe to expose (issue 13), one concern each: which site may
+ * Yoga plugins that make the API safe to expose, one concern each: which site may
  * call, who is calling, what their role allows, how many streams it may hold, and what errors
  * may say. The limits on one request's cost are in limits.ts.
  */

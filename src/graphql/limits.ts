@@ -1,5 +1,5 @@
 /**
- * A bounded cost per request (issue 13): graphql-armor's limits on tokens, depth, aliases,
+ * A bounded cost per request: graphql-armor's limits on tokens, depth, aliases,
  * directives and structural cost; ours on bracket nesting, expensive fields and variables; and a
  * parse cache bounded in bytes.
  */
@@ -84,12 +84,45 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   'Query.snapshot': () => 100,
   // Runs an admission pass over the whole queue.
   'Query.simulate': () => 100,
+  // A wait report reads prefix sums and the runs its edges cut through.
+  'Query.waitReport': () => 10,
+  // Replays every arrival of the window through the decider.
+  'Query.replayWhatIf': () => 100,
   // Every queued run, with what holds it.
   'Query.queue': () => 10,
   'QueueSnapshot.queue': () => 10,
+  // Every step holding or waiting for the pool's slots.
+  'Pool.claims': () => 10,
   // A page of runs or decisions: one unit per 10 items (default page 100).
   'Query.runs': (args) => Math.ceil(pageSize(args.first) / 10),
   'Query.decisions': (args) => Math.ceil(pageSize(args.first) / 10),
+  // Derived from the run's decisions and its counters' limit-state records while it waited: a
+  // run that waited long behind shared limits has many stretches. Priced per run, times the
+  // runs of the list it is in (LIST_SIZES), so a page of runs with their waits stays small.
+  'Run.waits': () => 1,
+  'Run.decisions': () => 1,
+};
+
+/** What the server knows before running an operation, for the sizes of lists without `first`. */
+export interface CostContext {
+  /** Runs queued now. */
+  queued: number;
+  /** Runs in progress now. */
+  inProgress: number;
+}
+
+/**
+ * How many items a list field gives: what each field under it costs is counted that many times.
+ * A list without `first` counts what the live state holds (a past snapshot's queue is priced
+ * as the queue now, the best guess before it is rebuilt).
+ */
+export const LIST_SIZES: Record<string, (args: Record<string, unknown>, context: CostContext) => number> = {
+  'Query.runs': (args) => pageSize(args.first),
+  'Query.queue': (_args, context) => context.queued,
+  'QueueSnapshot.queue': (_args, context) => context.queued,
+  'QueueSnapshot.inProgress': (_args, context) => context.inProgress,
+  'Simulation.wouldAdmit': (_args, context) => context.queued,
+  'Simulation.stillQueued': (_args, context) => context.queued,
 };
 
 function pageSize(first: unknown): number {
@@ -112,6 +145,7 @@ export function fieldCost(
   document: DocumentNode,
   operationName: string | null | undefined,
   variables: Record<string, unknown>,
+  context: CostContext = { queued: 0, inProgress: 0 },
 ): number {
   const operation = getOperationAST(document, operationName);
   const root = operation ? schema.getRootType(operation.operation) : undefined;
@@ -119,29 +153,35 @@ export function fieldCost(
   const fragments = new Map(
     document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])),
   );
-  const walk = (selectionSet: SelectionSetNode, typeName: string, depth: number): number => {
+  const walk = (selectionSet: SelectionSetNode, typeName: string, depth: number, times: number): number => {
     // Validation has bounded depth and refused fragment cycles; this guards against both anyway.
     if (depth > 64) return 0;
     const type = schema.getType(typeName);
     let cost = 0;
     for (const selection of selectionSet.selections) {
       if (selection.kind === Kind.FIELD) {
-        const cost1 = FIELD_COSTS[`${typeName}.${selection.name.value}`];
-        if (cost1) cost += cost1(argumentValues(selection, variables));
+        const name = `${typeName}.${selection.name.value}`;
+        const cost1 = FIELD_COSTS[name];
+        const listSize = LIST_SIZES[name];
+        if (!cost1 && !listSize && !selection.selectionSet) continue;
+        const args = argumentValues(selection, variables);
+        if (cost1) cost += times * cost1(args);
         if (!selection.selectionSet || !(isObjectType(type) || isInterfaceType(type))) continue;
         const field = type.getFields()[selection.name.value];
         const fieldType = field ? getNamedType(field.type) : undefined;
-        if (fieldType && isCompositeType(fieldType)) cost += walk(selection.selectionSet, fieldType.name, depth + 1);
+        const inner = listSize ? times * listSize(args, context) : times;
+        if (fieldType && isCompositeType(fieldType))
+          cost += walk(selection.selectionSet, fieldType.name, depth + 1, inner);
       } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-        cost += walk(selection.selectionSet, selection.typeCondition?.name.value ?? typeName, depth + 1);
+        cost += walk(selection.selectionSet, selection.typeCondition?.name.value ?? typeName, depth + 1, times);
       } else {
         const fragment = fragments.get(selection.name.value);
-        if (fragment) cost += walk(fragment.selectionSet, fragment.typeCondition.name.value, depth + 1);
+        if (fragment) cost += walk(fragment.selectionSet, fragment.typeCondition.name.value, depth + 1, times);
       }
     }
     return cost;
   };
-  return walk(operation.selectionSet, root.name, 0);
+  return walk(operation.selectionSet, root.name, 0, 1);
 }
 
 /**
@@ -150,12 +190,15 @@ export function fieldCost(
  */
 export function useFieldCost(maxFieldCost: number): Plugin {
   const check = (args: ExecutionArgs, stop: (result: { errors: GraphQLError[] }) => void) => {
-    const cost = fieldCost(args.schema, args.document, args.operationName, args.variableValues ?? {});
+    type Live = { state: { queue: { size: number }; inProgress: { size: number } } };
+    const sluice = (args.contextValue as { sluice?: Live } | undefined)?.sluice;
+    const context = { queued: sluice?.state.queue.size ?? 0, inProgress: sluice?.state.inProgress.size ?? 0 };
+    const cost = fieldCost(args.schema, args.document, args.operationName, args.variableValues ?? {}, context);
     if (cost <= maxFieldCost) return;
     stop({
       errors: [
         new GraphQLError(
-          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot and simulate cost 100, queue 10, a page of runs or decisions 1 per 10 items; GRAPHQL_MAX_FIELD_COST)`,
+          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot, simulate and replayWhatIf cost 100, queue and waitReport 10, a page of runs or decisions 1 per 10 items, a run's waits or decisions 1 per run listed; GRAPHQL_MAX_FIELD_COST)`,
           { extensions: { code: 'COST_LIMIT', http: { status: 400 } } },
         ),
       ],

@@ -5,12 +5,15 @@ import type { Plugin } from 'graphql-yoga';
 export interface ReadinessRouteOptions {
   /** Null when ready (200); otherwise why not, answered with 503. */
   notReadyBecause: () => string | null;
+  /** More to say in the answer either way (e.g. how far the history read model is). */
+  details?: () => Record<string, unknown>;
   path?: string;
 }
 
 /**
  * `GET /ready`: 200 once the projections have caught up with the log and follow it, else 503
  * with the reason, so a load balancer stops sending commands to a server that lost the store.
+ * `details` adds to either answer (the history read model's position while it catches up).
  * `GET /health` (the process serves) is Yoga's own health check, which answers before any plugin.
  */
 export function useReadinessRoute(options: ReadinessRouteOptions): Plugin {
@@ -19,7 +22,10 @@ export function useReadinessRoute(options: ReadinessRouteOptions): Plugin {
     onRequest({ request, url, fetchAPI, endResponse }) {
       if ((request.method !== 'GET' && request.method !== 'HEAD') || url.pathname !== path) return;
       const reason = options.notReadyBecause();
-      const body = reason === null ? { status: 'ready' } : { status: 'not ready', reason };
+      const body = {
+        ...(reason === null ? { status: 'ready' } : { status: 'not ready', reason }),
+        ...options.details?.(),
+      };
       endResponse(
         new fetchAPI.Response(JSON.stringify(body), {
           status: reason === null ? 200 : 503,

@@ -9,9 +9,11 @@ import './mutation.js';
 import './subscription.js';
 import './run-status.js';
 import './slots.js';
+import './pool-claims.js';
 import './audit.js';
 import './limit-changes.js';
 import './log-events.js';
 import './viewer.js';
+import './insight.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -1,7 +1,7 @@
 /** Subscriptions: decisions streamed as they are made, resumable from a log position. */
 import { GraphQLError } from 'graphql';
 import type { Decision } from '../../projections/state.js';
-import { SubscriberBehindError } from '../app/sluice.js';
+import { SubscriberBehindError } from '../app/decision-streams.js';
 import { builder } from './builder.js';
 import { logPositionArg } from './query.js';
 import { DecisionType } from './types.js';

@@ -37,7 +37,7 @@ export const RunFailureReasonEnum = builder.enumType('RunFailureReason', {
     CANCEL_TIMEOUT: { description: 'CANCELING for longer than run_monitoring.cancel_timeout_seconds: CANCELED.' },
     RUN_TIMEOUT: {
       description:
-        'STARTED for longer than its dagster/max_runtime (or dagster/max_runtime_seconds) tag, else run_monitoring.max_runtime_seconds: FAILURE.',
+        'STARTED for longer than its dagster/max_runtime tag (else its dagster/max_runtime_seconds tag, as Dagster reads them), else run_monitoring.max_runtime_seconds: FAILURE.',
     },
     UNEXPECTED_TERMINATION: {
       description:

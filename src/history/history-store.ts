@@ -18,9 +18,11 @@ import { type Constraint, counterKey, heldKeysOf } from '../domain/constraints.j
 import type { EventData, LoggedEvent } from '../domain/events.js';
 import { poolsOf, type RunStatus } from '../domain/run.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
+import { WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
+import { type WaitReportData, waitReport } from './wait-report.js';
 
 /** Bumped when the tables change; a file of another format is rebuilt from the log. */
-const HISTORY_FORMAT = 1;
+const HISTORY_FORMAT = 2;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,6 +111,11 @@ export interface HistoryStore {
   /** A run's waits; with asOf, as they stood right after that position. */
   waitsOf(runId: string, asOf?: bigint | null): WaitInterval[];
   decisions(query: DecisionQuery): Decision[];
+  /**
+   * Where the waiting went between two instants (milliseconds since the epoch, from < to); runs
+   * still queued count up to `nowMs` when it comes before `to`.
+   */
+  waitReport(fromMs: number, toMs: number, nowMs?: number): WaitReportData;
   close(): void;
 }
 
@@ -126,6 +133,7 @@ export function openHistoryStore(path: string): HistoryStore {
 class SqliteHistory implements HistoryStore {
   private readonly statements: ReturnType<SqliteHistory['prepare']>;
   private readonly applyAll: Database.Transaction<(events: readonly LoggedEvent[]) => void>;
+  private readonly waits: WaitLedger;
 
   constructor(
     private readonly db: Database.Database,
@@ -143,10 +151,13 @@ class SqliteHistory implements HistoryStore {
       db.exec(
         'DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS decisions; DROP TABLE IF EXISTS decision_pools; DROP TABLE IF EXISTS counter_states;',
       );
+      for (const table of WAIT_LEDGER_TABLES) db.exec(`DROP TABLE IF EXISTS ${table}`);
       db.pragma(`user_version = ${HISTORY_FORMAT}`);
     }
     db.exec(SCHEMA);
+    db.exec(WAIT_LEDGER_SCHEMA);
     this.statements = this.prepare();
+    this.waits = new WaitLedger(db);
     this.applyAll = db.transaction((events: readonly LoggedEvent[]) => {
       let position = this.position();
       let runCount = Number(this.statements.meta.get('runCount') ?? '0');
@@ -190,6 +201,8 @@ class SqliteHistory implements HistoryStore {
         'INSERT OR IGNORE INTO counter_states (count_key, position, at, full) VALUES (?, ?, ?, ?)',
       ),
       run: db.prepare('SELECT * FROM runs WHERE id = ?'),
+      hasBlocked: db.prepare("SELECT 1 FROM decisions WHERE run_id = ? AND kind = 'BLOCKED' LIMIT 1").pluck(),
+      queuedIds: db.prepare("SELECT id FROM runs WHERE status = 'QUEUED'").pluck(),
       runsAfter: db.prepare('SELECT * FROM runs WHERE seq > ? ORDER BY seq LIMIT ?'),
       runsInStatusAfter: db.prepare('SELECT * FROM runs WHERE status = ? AND seq > ? ORDER BY seq LIMIT ?'),
       countsByStatus: db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status'),
@@ -223,7 +236,14 @@ class SqliteHistory implements HistoryStore {
         const bound = this.statements.meta.get('log') as string | undefined;
         if (bound === logIdentity) return false;
         if (bound !== undefined || this.position() >= 0n) {
-          for (const table of ['meta', 'runs', 'decisions', 'decision_pools', 'counter_states']) {
+          for (const table of [
+            'meta',
+            'runs',
+            'decisions',
+            'decision_pools',
+            'counter_states',
+            ...WAIT_LEDGER_TABLES,
+          ]) {
             this.db.exec(`DELETE FROM ${table}`);
           }
         }
@@ -254,7 +274,7 @@ class SqliteHistory implements HistoryStore {
     switch (event.type) {
       case 'RunAdmitted':
         s.admitted.run(event.at, event.data.runId);
-        s.leave.run(event.at, event.revision, event.data.runId);
+        this.leave(event.at, event.revision, event.data.runId);
         break;
       case 'RunStarted':
         s.started.run(event.at, event.data.runId);
@@ -270,7 +290,7 @@ class SqliteHistory implements HistoryStore {
           event.data.failureReason ?? null,
           event.data.runId,
         );
-        s.leave.run(event.at, event.revision, event.data.runId);
+        this.leave(event.at, event.revision, event.data.runId);
         break;
       case 'RunHeartbeatRecorded':
         s.heartbeat.run(event.at, event.data.runId);
@@ -300,6 +320,22 @@ class SqliteHistory implements HistoryStore {
     const enqueued = s.runPools.get(decision.runId) as string | undefined;
     const runPools = enqueued ? poolsOf((JSON.parse(enqueued) as Enqueued).steps) : [];
     for (const pool of decisionPools(decision, runPools)) s.insertDecisionPool.run(pool, decision.position);
+  }
+
+  /** A run leaves the queue once: its waits are then final, and go to the wait ledger. */
+  private leave(at: string, position: bigint, runId: string): void {
+    if (this.statements.leave.run(at, position, runId).changes === 0) return;
+    if (this.statements.hasBlocked.get(runId) === undefined) return;
+    this.waits.recordLeft(runId, this.waitsOf(runId));
+  }
+
+  waitReport(fromMs: number, toMs: number, nowMs = toMs): WaitReportData {
+    const queued = (this.statements.queuedIds.all() as string[]).map((id) =>
+      this.waits
+        .stretchesOfWaits(this.waitsOf(id))
+        .map((s) => ({ ...s, toMs: Number.isFinite(s.toMs) ? s.toMs : Math.max(s.fromMs, nowMs) })),
+    );
+    return waitReport(this.waits, fromMs, toMs, queued);
   }
 
   run(id: string): RunRecord | null {

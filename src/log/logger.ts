@@ -3,7 +3,7 @@
  * Secrets are redacted by key wherever they appear in a logged object.
  */
 import { type DestinationStream, type LevelWithSilent, type Logger, pino } from 'pino';
-import type { CommandRecord } from '../app/sluice.js';
+import type { CommandRecord } from '../app/command-path.js';
 
 export type { Logger } from 'pino';
 

@@ -190,6 +190,8 @@ export function createSluiceMetrics(options: SluiceMetricsOptions = {}): SluiceM
     registers,
   });
 
+  /** False until the finished counts are read from the history (it may catch up after a start). */
+  let countsKnown = false;
   const onEvent = (event: LoggedEvent) => {
     if (event.type in DECISION_KINDS)
       decisions.inc({ kind: DECISION_KINDS[event.type as keyof typeof DECISION_KINDS] });
@@ -199,7 +201,7 @@ export function createSluiceMetrics(options: SluiceMetricsOptions = {}): SluiceM
       if (run) queueWait.observe(Math.max(0, Date.parse(event.at) - Date.parse(run.enqueuedAt)) / 1000);
     }
     if (event.type === 'RunFinished') {
-      finished.set(event.data.status, (finished.get(event.data.status) ?? 0) + 1);
+      if (countsKnown) finished.set(event.data.status, (finished.get(event.data.status) ?? 0) + 1);
       const kind = event.data.reason === null ? null : timeoutKindOf(event.data.reason);
       if (kind !== null) timeouts.inc({ reason: kind });
     }
@@ -216,10 +218,16 @@ export function createSluiceMetrics(options: SluiceMetricsOptions = {}): SluiceM
     subscriptionClosed: () => subscriptions.dec(),
     follow(followed) {
       // Read the counts and attach the listener in one synchronous step: no event falls between.
-      const counts = followed.runCountsByStatus();
-      for (const status of FINISHED) finished.set(status, counts[status]);
+      // Right after a start the counts wait for the history read model to catch up with the log.
       sluice = followed;
+      countsKnown = false;
       const stop = followed.onEvent(onEvent);
+      followed.whenHistoryCaughtUp(() => {
+        if (sluice !== followed) return;
+        const counts = followed.runCountsByStatus();
+        for (const status of FINISHED) finished.set(status, counts[status]);
+        countsKnown = true;
+      });
       return () => {
         stop();
         sluice = null;

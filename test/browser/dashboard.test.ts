@@ -4,7 +4,7 @@
  * without a reload, the run page's waits, an admin's what-if then apply, a viewer who cannot
  * edit, time travel, a restart the page rides through, and no request to any other origin.
  * Each page's screenshot goes to test-results/screenshots/ (UPDATE_SCREENSHOTS=1 also copies
- * them to docs/screenshots/ for the README).
+ * them to docs/screenshots/ for the documentation).
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
@@ -259,7 +259,7 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', { timeout: 60_000
     await poll(() => page.getByTestId('stat-queued').textContent()).toMatch(new RegExp(`^${queue.length}`));
   });
 
-  it('GraphiQL at /graphql runs from local assets, titled Sluice, with the README query, and answers it', async () => {
+  it('GraphiQL at /graphql runs from local assets, titled Sluice, with the documented query, and answers it', async () => {
     await page.goto(`${origin}/graphql`);
     expect(await page.title()).toBe('Sluice');
     const editor = page.locator('.graphiql-query-editor');

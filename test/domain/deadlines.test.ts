@@ -6,8 +6,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { configCommands } from '../../src/app/config-file.js';
-import { parseConcurrencyConfigFile } from '../../src/config-file.js';
+import { configCommands } from '../../src/app/apply-dagster-yaml.js';
+import { parseConcurrencyConfigFile } from '../../src/dagster-yaml.js';
 import { decide, nextDeadline } from '../../src/domain/decide.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../../src/domain/errors.js';
 import type { DomainEvent } from '../../src/domain/events.js';
@@ -197,16 +197,35 @@ describe('max runtime (the dagster/max_runtime tag, in seconds)', () => {
     expect(summary(expireAt(s, 186))).toEqual(['RunFinished:starting', 'RunFinished:canceling']);
   });
 
-  it('accepts fractions of a second; refuses what is not a positive number, naming the tag value', () => {
+  it('accepts fractions of a second', () => {
     const s = new SlotScenario();
     s.given(cmd.enqueue('a', { tags: { 'dagster/max_runtime': '0.5' } }), cmd.start('a'));
     expect(expireAt(s, 0.4)).toEqual([]);
     expect(summary(expireAt(s, 0.5))).toEqual(['RunFinished:a']);
-    for (const value of ['0', '-5', 'soon', '']) {
-      const error = s.rejects(cmd.enqueue('b', { tags: [{ key: 'dagster/max_runtime', value }] }));
-      expect(error).toBeInstanceOf(InvalidInputError);
-      expect((error as InvalidInputError).field).toBe('input.tags.0.value');
-    }
+  });
+
+  it.each([
+    ['0', null],
+    ['-5', 'is below 0'],
+    ['soon', 'is not a number of seconds'],
+    ['nan', 'sets no deadline'],
+    ['inf', 'sets no deadline'],
+    ['31536001', 'more than a year'],
+  ])('accepts %j as Dagster does: the run has no max runtime, even with a default, and says why', (value, reason) => {
+    const s = new SlotScenario();
+    s.given(monitoring(180, 180, 50));
+    s.given(cmd.enqueue('b', { tags: [{ key: 'dagster/max_runtime', value }] }), cmd.start('b'));
+    expect(nextDeadline(s.state)).toBeNull();
+    const ignored = s.run('b').ignoredTags;
+    if (reason === null) expect(ignored).toEqual([]);
+    else expect(ignored).toEqual([{ key: 'dagster/max_runtime', reason: expect.stringContaining(reason) }]);
+  });
+
+  it("reads the value as Python's float() does: spaces, a sign, underscores, an exponent", () => {
+    const s = new SlotScenario();
+    s.given(cmd.enqueue('a', { tags: { 'dagster/max_runtime': ' +1_0e1 ' } }), cmd.start('a'));
+    expect(nextDeadline(s.state)).toMatchObject({ runId: 'a', at: T0 + 100_000 });
+    expect(s.run('a').ignoredTags).toEqual([]);
   });
 });
 
@@ -221,23 +240,42 @@ describe('max runtime: the dagster/max_runtime_seconds tag and run_monitoring.ma
     expect(s.run('a')).toMatchObject({ status: 'FAILURE', failureReason: 'RUN_TIMEOUT' });
   });
 
-  it('refuses both tags with different values, naming the second; the same value twice is fine', () => {
+  it('given both tags, dagster/max_runtime applies and dagster/max_runtime_seconds is recorded as ignored, as Dagster reads them', () => {
     const s = new SlotScenario();
-    const both = (a: string, b: string) =>
+    s.given(
       cmd.enqueue('b', {
         tags: [
-          { key: 'dagster/max_runtime', value: a },
-          { key: 'dagster/max_runtime_seconds', value: b },
+          { key: 'dagster/max_runtime_seconds', value: '90' },
+          { key: 'dagster/max_runtime', value: '60' },
         ],
-      });
-    const error = s.rejects(both('60', '90'));
-    expect(error).toBeInstanceOf(InvalidInputError);
-    expect((error as InvalidInputError).field).toBe('input.tags.1.value');
-    expect(error.message).toContain('give one max runtime');
-    expect(summary(s.when(both('60', '60.0')))).toContain('RunEnqueued:b');
-    expect(s.rejects(cmd.enqueue('c', { tags: { 'dagster/max_runtime_seconds': 'soon' } }))).toBeInstanceOf(
-      InvalidInputError,
+      }),
+      cmd.start('b'),
     );
+    expect(nextDeadline(s.state)).toMatchObject({ runId: 'b', at: T0 + 60_000 });
+    expect(s.run('b').ignoredTags).toEqual([
+      {
+        key: 'dagster/max_runtime_seconds',
+        reason: 'dagster/max_runtime is also set ("60"); Dagster reads that one, and so does Sluice',
+      },
+    ]);
+    expect(expireAt(s, 61)).toEqual([
+      finished('b', 'FAILURE', 'max runtime: running for more than 60 s (dagster/max_runtime)'),
+    ]);
+  });
+
+  it('given both tags where dagster/max_runtime is not a number, the run has no max runtime (Dagster does not fall back to the other)', () => {
+    const s = new SlotScenario();
+    s.given(
+      cmd.enqueue('c', {
+        tags: [
+          { key: 'dagster/max_runtime', value: 'soon' },
+          { key: 'dagster/max_runtime_seconds', value: '30' },
+        ],
+      }),
+      cmd.start('c'),
+    );
+    expect(nextDeadline(s.state)).toBeNull();
+    expect(s.run('c').ignoredTags.map((t) => t.key)).toEqual(['dagster/max_runtime_seconds', 'dagster/max_runtime']);
   });
 
   it('gives runs with neither tag the default max runtime; a tag overrides it; 0 or null means none', () => {

@@ -8,8 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { poolView } from '../../projections/pools.js';
 import { initialState } from '../../projections/state.js';
-import { configCommands } from '../../src/app/config-file.js';
-import { parseConcurrencyConfigFile } from '../../src/config-file.js';
+import { configCommands } from '../../src/app/apply-dagster-yaml.js';
+import { parseConcurrencyConfigFile } from '../../src/dagster-yaml.js';
 import type { Command } from '../../src/domain/commands.js';
 import type { Constraint } from '../../src/domain/constraints.js';
 import { nextWakeUp } from '../../src/domain/decide.js';

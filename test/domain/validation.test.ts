@@ -42,7 +42,6 @@ describe('enqueueRun input', () => {
     ['a 256-character run id', { runId: name256 }, 'input.runId'],
     ['a run id with a NUL character', { runId: 'a\u0000b' }, 'input.runId'],
     ['an empty tag key', { tags: [{ key: '', value: 'v' }] }, 'input.tags.0.key'],
-    ['an empty tag value', { tags: [{ key: 'k', value: '' }] }, 'input.tags.0.value'],
     [
       'a 256-character tag key',
       {
@@ -53,7 +52,7 @@ describe('enqueueRun input', () => {
       },
       'input.tags.1.key',
     ],
-    ['a 256-character tag value', { tags: [{ key: 'k', value: name256 }] }, 'input.tags.0.value'],
+    ['a tag value over 65,536 characters', { tags: [{ key: 'k', value: long(65_537) }] }, 'input.tags.0.value'],
     [
       'a duplicate tag key',
       {
@@ -104,22 +103,53 @@ describe('enqueueRun input', () => {
       },
       'input.steps.1.dependsOn.0',
     ],
-    [
-      'a dagster/max_runtime_seconds tag that is not a number',
-      { tags: [{ key: 'dagster/max_runtime_seconds', value: 'an hour' }] },
-      'input.tags.0.value',
-    ],
   ])('given %s, when enqueued, then InvalidInputError names %s', (_, input, field) => {
     expect(refusedField(enqueue(input))).toBe(field);
   });
 
-  it('given a dagster/priority tag outside -1,000,000..1,000,000, when enqueued, then it is refused as its error message promises', () => {
-    // The error for a bad tag says "must be an integer from -1000000 to 1000000", and an input
-    // priority above 1,000,000 is refused; a tag of up to 7 digits is let through, though.
-    expect(refusedField(enqueue({ tags: [{ key: 'dagster/priority', value: '9999999' }] }))).toBe('input.tags.0.value');
-    expect(refusedField(enqueue({ tags: [{ key: 'dagster/priority', value: '-5000000' }] }))).toBe(
-      'input.tags.0.value',
+  it('given a dagster/priority tag outside -1,000,000..1,000,000, when enqueued, then it is accepted at the nearest end, and says so', () => {
+    const s = scenario();
+    s.given(enqueue({ runId: 'high', tags: [{ key: 'dagster/priority', value: '9999999' }] }));
+    s.given(enqueue({ runId: 'low', tags: [{ key: 'dagster/priority', value: '-5000000' }] }));
+    expect(s.state.runs.get('high')).toMatchObject({
+      priority: 1_000_000,
+      ignoredTags: [{ key: 'dagster/priority', reason: '"9999999" is beyond -1000000..1000000: it counts as 1000000' }],
+    });
+    expect(s.state.runs.get('low')?.priority).toBe(-1_000_000);
+  });
+
+  it('given tags Sluice cannot count (an empty value, a value over 255 characters), when enqueued, then the run is accepted without them and says why', () => {
+    const s = scenario();
+    s.given(
+      enqueue({
+        tags: [
+          { key: 'empty', value: '' },
+          { key: 'long', value: name256 },
+          { key: 'team', value: 'a' },
+        ],
+      }),
     );
+    const run = s.state.runs.get('new');
+    expect(run?.tags).toEqual([{ key: 'team', value: 'a' }]);
+    expect(run?.ignoredTags).toEqual([
+      { key: 'empty', reason: 'its value is empty: Sluice keeps no empty tag values, no tag limit counts it' },
+      { key: 'long', reason: "its value is 256 characters, over Sluice's 255: not kept, no tag limit counts it" },
+    ]);
+    // A 255-character value is kept as it is.
+    s.given(enqueue({ runId: 'ok', tags: [{ key: 'k', value: name255 }] }));
+    expect(s.state.runs.get('ok')?.ignoredTags).toEqual([]);
+  });
+
+  it('given a max runtime tag that is not a number, when enqueued, then the run is accepted with the tag recorded as ignored', () => {
+    const s = scenario();
+    s.given(enqueue({ tags: [{ key: 'dagster/max_runtime_seconds', value: 'an hour' }] }));
+    expect(s.state.runs.get('new')?.ignoredTags).toEqual([
+      {
+        key: 'dagster/max_runtime_seconds',
+        reason:
+          '"an hour" is not a number of seconds: the run has no max runtime (Dagster\'s run monitoring skips it too)',
+      },
+    ]);
   });
 
   it('given a cycle, when refused, then the message shows the cycle', () => {

@@ -1,5 +1,5 @@
 /**
- * No cross-site access (issue 13), against a real server: CORS preflights and POSTs from a
+ * No cross-site access, against a real server: CORS preflights and POSTs from a
  * foreign origin, form and multipart bodies, cross-origin WebSockets and foreign Host headers
  * are refused and append nothing; the same origin and CORS_ORIGINS work.
  */

@@ -1,5 +1,5 @@
 /**
- * Hostile input (issue 13): requests of many distinct kinds that once froze or crashed the
+ * Hostile input: requests of many distinct kinds that once froze or crashed the
  * server, against a real server on a port, with an admin token so that only the limits refuse
  * them. Each must be refused (4xx) or answered with a typed error within a bound, append
  * nothing, and leave the server answering a normal query promptly; over repetitions the heap

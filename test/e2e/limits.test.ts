@@ -1,5 +1,5 @@
 /**
- * The request limits' defaults let real clients through (issue 13): every GraphQL operation in
+ * The request limits' defaults let real clients through: every GraphQL operation in
  * the README, and a dashboard page asking for everything at once, pass every limit.
  */
 import { readFileSync } from 'node:fs';
@@ -14,8 +14,10 @@ import { boundedParseCache, bracketDepth, fieldCost } from '../../src/graphql/li
 import { schema } from '../../src/graphql/schema.js';
 import { createSluiceYoga } from '../../src/server.js';
 import { CONFIG_FIELDS, DECISION_FIELDS, POOL_FIELDS, RUN_FIELDS } from '../support/e2e-http.js';
+import { walkthroughPages } from '../support/readme.js';
 
 const README = readFileSync(resolve(import.meta.dirname, '../../README.md'), 'utf8');
+const DOCS = [README, ...walkthroughPages().map((page) => page.text)].join('\n');
 const LIMIT_MESSAGES = /limit of|exceeded|over the limit|GRAPHQL_MAX|MAX_/i;
 
 let store: EventStore;
@@ -33,9 +35,9 @@ afterEach(async () => {
   await store.close();
 });
 
-/** Every operation of every ```graphql block of the README, printed on its own. */
+/** Every operation of every ```graphql block of the README and the walk-through pages, printed on its own. */
 function readmeOperations(): string[] {
-  const blocks = [...README.matchAll(/```graphql\n([\s\S]*?)```/g)].map((match) => match[1] as string);
+  const blocks = [...DOCS.matchAll(/```graphql\n([\s\S]*?)```/g)].map((match) => match[1] as string);
   return blocks.flatMap((block) =>
     parse(block).definitions.flatMap((definition) =>
       definition.kind === Kind.OPERATION_DEFINITION ? [print(definition)] : [],
@@ -60,7 +62,7 @@ async function answer(query: string) {
 }
 
 describe('the limits let real clients through', () => {
-  it('given every GraphQL operation in the README, in order, then none is refused by a limit', async () => {
+  it('given every GraphQL operation in the documentation, in order, then none is refused by a limit', async () => {
     const operations = readmeOperations();
     expect(operations.length).toBeGreaterThan(15);
     for (const operation of operations) {
@@ -97,6 +99,18 @@ describe('the field cost', () => {
     expect(cost('{ ...F ...F } fragment F on Query { simulate(change: {}) { config { maxConcurrentRuns } } }')).toBe(
       200,
     );
+  });
+
+  it("prices a run's waits and decisions once per run of the list they are in: a page's size, or the live queue's", () => {
+    const perRun = '{ waits { from } decisions { kind } }';
+    expect(cost(`{ run(id: "a") ${perRun} }`)).toBe(2);
+    expect(cost(`{ runs(first: 1000) { edges { node ${perRun} } } }`)).toBe(100 + 1000 * 2);
+    expect(cost(`{ runs(first: 20) { edges { node { id ...W } } } } fragment W on Run ${perRun}`)).toBe(2 + 20 * 2);
+    const queue = `{ queue ${perRun} snapshot { inProgress ${perRun} } }`;
+    expect(fieldCost(schema, parse(queue), null, {}, { queued: 3000, inProgress: 2 })).toBe(
+      10 + 3000 * 2 + 100 + 2 * 2,
+    );
+    expect(cost('{ runs(first: 1000) { edges { node { id blockedBy { message } } } } }')).toBe(100);
   });
 
   it('measures bracket nesting outside strings and comments', () => {

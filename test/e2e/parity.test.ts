@@ -3,9 +3,9 @@
  * the run's record says about Dagster's tags (ignoredTags, failureReason, steps' dependsOn).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { applyConfigFile } from '../../src/app/config-file.js';
+import { applyConfigFile } from '../../src/app/apply-dagster-yaml.js';
 import { Sluice } from '../../src/app/sluice.js';
-import { parseConcurrencyConfigFile } from '../../src/config-file.js';
+import { parseConcurrencyConfigFile } from '../../src/dagster-yaml.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
 import { createSluiceYoga } from '../../src/server.js';

@@ -1,5 +1,5 @@
 /**
- * Faults with several servers on one PostgreSQL database (issue 11, point 3): the database
+ * Faults with several servers on one PostgreSQL database: the database
  * restarting while clients keep sending commands, a server killed with -9 mid-load, and the
  * network between one server and the database cut and restored. In each: commands meanwhile
  * answer STORE_UNAVAILABLE (or nothing, for the killed process), `/ready` says why, everything

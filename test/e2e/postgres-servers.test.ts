@@ -1,5 +1,5 @@
 /**
- * Several servers on one PostgreSQL database (issue 11): 2 and then 3 real `sluice serve`
+ * Several servers on one PostgreSQL database: 2 and then 3 real `sluice serve`
  * processes on a fresh schema each, started at once (so they race the migration), driven by
  * concurrent clients with random commands through every server. Then the log is folded event by
  * event to show no limit was ever exceeded, every server shows the state the log folds to, and

@@ -1,19 +1,21 @@
 /**
- * The README's walk-through cannot drift: every GraphQL request it shows is sent, in order, to a
- * real server on a fresh log, and the answer must be the one the README shows, positions and all.
- * Each README section is also run alone on a fresh server, so that each stands on its own.
+ * The documentation's walk-through cannot drift: every GraphQL request the API and dashboard pages
+ * show is sent, in order, to a real server on a fresh log, and the answer must be the one the page
+ * shows, positions and all. Each section is also run alone on a fresh server, so that each stands
+ * on its own.
  */
-import { readFileSync } from 'node:fs';
 import { parse, validate } from 'graphql';
 import { afterEach, describe, expect, it } from 'vitest';
 import { schema } from '../../src/graphql/schema.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { Gql } from '../support/e2e-http.js';
-import { type ReadmeRequest, readmeRequests } from '../support/readme.js';
+import { type ReadmeRequest, readmeRequests, walkthroughPages } from '../support/readme.js';
 
-const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-const requests = readmeRequests(README);
+const requests = walkthroughPages().flatMap((page) =>
+  readmeRequests(page.text).map((request) => ({ ...request, section: `${page.path}: ${request.section}` })),
+);
+const where = (request: ReadmeRequest) => `${request.section.split(':')[0]} line ${request.line}`;
 
 let server: RunningServer | null = null;
 
@@ -35,28 +37,28 @@ async function follow(gql: Gql, list: readonly ReadmeRequest[]): Promise<void> {
   for (const request of list) {
     if (request.answerText === null) {
       // A subscription streams: it is checked against the schema here, and run in subscriptions.test.ts.
-      expect(validate(schema, parse(request.query)), `README line ${request.line}`).toEqual([]);
+      expect(validate(schema, parse(request.query)), where(request)).toEqual([]);
       continue;
     }
     const answer = await gql.answer(request.query);
-    expect(answer.body.errors, `README line ${request.line}: ${request.query}`).toBeUndefined();
-    expect(answer.body.data, `README line ${request.line}: ${request.query}`).toEqual(request.answer);
+    expect(answer.body.errors, `${where(request)}: ${request.query}`).toBeUndefined();
+    expect(answer.body.data, `${where(request)}: ${request.query}`).toEqual(request.answer);
   }
 }
 
-describe('README walk-through', () => {
+describe('the documentation walk-through', () => {
   it('has requests with answers in each of its sections', () => {
     const sections = new Set(requests.map((r) => r.section));
     expect([...sections]).toEqual([
-      'A session in GraphiQL',
-      'Worker protocol: claim, heartbeat, release, finish',
-      'Dashboard',
+      'docs/api.md: A session in GraphiQL',
+      'docs/api.md: Worker protocol: claim, heartbeat, release, finish',
+      'docs/dashboard.md: How it stays live',
     ]);
     expect(requests.filter((r) => r.answerText !== null).length).toBeGreaterThanOrEqual(15);
     expect(requests.every((r) => r.answerText !== 'ANSWER')).toBe(true);
   });
 
-  it('answers every request, in order on one fresh server, as the README shows', async () => {
+  it('answers every request, in order on one fresh server, as the pages show', async () => {
     await follow(await freshServer(), requests);
   });
 

@@ -4,7 +4,7 @@
  * health routes, and a graceful SIGTERM of the real CLI.
  */
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEPLOYMENT_STREAM } from '../../src/app/sluice.js';
@@ -12,6 +12,7 @@ import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings.js';
 import { CONFIG_FIELDS, Gql, type Json, observable, SseCollector, tempDir, waitFor } from '../support/e2e-http.js';
 import { type ServerProcess, startServerProcess, stopAll } from '../support/server-process.js';
+import { NOT_VERIFIED } from '../support/verify-logs.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -283,6 +284,7 @@ describe('a log with an unreadable event', () => {
   }
 
   function insertRaw(type: string, data: string): void {
+    writeFileSync(join(dirname(dbPath), NOT_VERIFIED), 'an event inserted behind the store on purpose');
     const db = new Database(dbPath);
     try {
       db.prepare(

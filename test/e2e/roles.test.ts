@@ -1,6 +1,6 @@
 /**
  * Every operation of the API under every role and anonymous, in token mode and in open mode
- * (issue 13): allowed ones run and record the token's name as the actor; the others answer
+ *: allowed ones run and record the token's name as the actor; the others answer
  * FORBIDDEN (or 401 without a token) and append nothing.
  */
 import { type GraphQLObjectType, getNamedType } from 'graphql';
@@ -53,6 +53,20 @@ const OPERATIONS: Operation[] = [
     field: 'events',
     kind: 'subscription',
     query: 'subscription { events(after: "0") { position type } }',
+    appends: false,
+  },
+  {
+    field: 'waitReport',
+    kind: 'query',
+    query:
+      '{ waitReport(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") { runs waitSeconds byLimit { kind heldSeconds } } }',
+    appends: false,
+  },
+  {
+    field: 'replayWhatIf',
+    kind: 'query',
+    query:
+      '{ replayWhatIf(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z", change: { maxConcurrentRuns: 5 }) { actualWaitSeconds replayedWaitSeconds assumptions } }',
     appends: false,
   },
   {

@@ -4,10 +4,10 @@
  * run monitor ending an allotment window, limitChanges, and dagster.yaml at start-up.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { applyConfigFile } from '../../src/app/config-file.js';
+import { applyConfigFile } from '../../src/app/apply-dagster-yaml.js';
 import { startRunMonitor } from '../../src/app/run-monitor.js';
 import { Sluice } from '../../src/app/sluice.js';
-import { parseConcurrencyConfigFile } from '../../src/config-file.js';
+import { parseConcurrencyConfigFile } from '../../src/dagster-yaml.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
 import { createSluiceYoga } from '../../src/server.js';

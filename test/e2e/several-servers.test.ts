@@ -1,5 +1,5 @@
 /**
- * Several servers, one store (issue 5, points 4 and 5): three real `sluice serve` processes
+ * Several servers, one store: three real `sluice serve` processes
  * on one SQLite file, driven at once through all of them. Afterwards the log is folded event
  * by event to show that no limit was ever exceeded at an admission, every server ends with
  * the same state, subscriptions on one server see decisions made on another, and servers

@@ -1,6 +1,6 @@
 /**
  * `sluice run -- COMMAND` and `sluice slot` as real processes against a real `sluice serve`
- * (issue 12): runs one after the other under a pool limit, exit codes and signals passed
+ *: runs one after the other under a pool limit, exit codes and signals passed
  * through, termination through the API, kill -9 of a wrapper, a server restart while a
  * wrapper waits, --wait-timeout, `sluice slot` inside `sluice run`, and --json events.
  * Leases are short so that expiry is quick; timestamps come from the commands themselves.

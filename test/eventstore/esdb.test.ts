@@ -25,6 +25,7 @@ import {
 } from '@eventstore/db-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConcurrencyError, StoreUnavailableError, StoreUsageError } from '../../src/eventstore/errors.js';
+import { openEsdbStore, openEsdbStoreWithClient } from '../../src/eventstore/esdb.js';
 import {
   describeConnectionString,
   type EsdbClient,
@@ -32,12 +33,10 @@ import {
   fromEsdbExpectedRevision,
   fromResolvedEvent,
   normalizeConnectionString,
-  openEsdbStore,
-  openEsdbStoreWithClient,
   toConcurrencyError,
   toEsdbExpectedRevision,
   toStoreError,
-} from '../../src/eventstore/esdb.js';
+} from '../../src/eventstore/esdb-translation.js';
 import type { EventStore } from '../../src/eventstore/store.js';
 import { collector, describeEventStoreContract, event, eventually } from './contract.js';
 

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { keepLogsForVerify } from './verify-logs.js';
 
 /** Loose JSON as the tests read it back. */
 // biome-ignore lint/suspicious/noExplicitAny: answers are checked field by field by the tests
@@ -118,13 +119,13 @@ export async function allDecisions(gql: Gql, runId?: string): Promise<Json[]> {
   }
 }
 
-/** Every run, following the pages to the end. */
+/** Every run, following the pages to the end (pages of 200: the field cost prices waits and decisions per run). */
 export async function allRuns(gql: Gql): Promise<Json[]> {
   const out: Json[] = [];
   let after: string | null = null;
   for (;;) {
     const data: Json = await gql.data(
-      `query($after: String) { runs(first: 1000, after: $after) {
+      `query($after: String) { runs(first: 200, after: $after) {
         edges { cursor node { ${RUN_FIELDS} } } pageInfo { hasNextPage endCursor } } }`,
       { after },
     );
@@ -342,7 +343,13 @@ export function describeErrors(errors: readonly unknown[]): string {
 
 export function tempDir(prefix = 'sluice-e2e-'): { path: string; remove: () => void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
-  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+  return {
+    path,
+    remove: () => {
+      keepLogsForVerify(path);
+      rmSync(path, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A port that was free a moment ago: bind to 0, read it, let it go. */

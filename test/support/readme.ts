@@ -1,20 +1,36 @@
 /**
- * The README's GraphQL examples as data: every request of every ```graphql block, with the
- * answer the README shows after it (`# → {json}`, continued on `#   ` lines), grouped by the
- * README section (## heading) it belongs to. Subscriptions are listed but have no answer.
+ * The documentation's GraphQL examples as data: every request of every ```graphql block, with the
+ * answer the page shows after it (`# → {json}`, continued on `#   ` lines), grouped by the
+ * section (## heading) it belongs to. Subscriptions are listed but have no answer.
  */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parse } from 'graphql';
+
+/** The pages whose GraphQL examples form the walk-through, in the order a reader follows them. */
+export const WALKTHROUGH_PAGES = ['docs/api.md', 'docs/dashboard.md'] as const;
+
+export interface WalkthroughPage {
+  path: string;
+  text: string;
+}
+
+/** The walk-through pages as they are in this checkout. */
+export function walkthroughPages(): WalkthroughPage[] {
+  const root = resolve(import.meta.dirname, '../..');
+  return WALKTHROUGH_PAGES.map((path) => ({ path, text: readFileSync(resolve(root, path), 'utf8') }));
+}
 
 export interface ReadmeRequest {
   section: string;
-  /** 1-based line of the README where the request starts. */
+  /** 1-based line of the page where the request starts. */
   line: number;
   query: string;
-  /** The `data` the README shows; null for a subscription. */
+  /** The `data` the page shows; null for a subscription. */
   answer: unknown;
   /** The answer's text as written, for placeholders and messages. */
   answerText: string | null;
-  /** Where the answer's text starts and ends in the README (character offsets). */
+  /** Where the answer's text starts and ends in the page (character offsets). */
   answerRange: [number, number] | null;
 }
 
@@ -36,22 +52,22 @@ export function readmeRequests(text: string): ReadmeRequest[] {
     const query = pending.join('\n').trim();
     pending = [];
     if (query === '') {
-      if (answer) throw new Error(`README line ${where}: an answer with no request before it`);
+      if (answer) throw new Error(`line ${where}: an answer with no request before it`);
       return;
     }
     const document = parse(query);
     if (document.definitions.length !== 1) {
-      throw new Error(`README line ${pendingLine}: one request per answer, found ${document.definitions.length}`);
+      throw new Error(`line ${pendingLine}: one request per answer, found ${document.definitions.length}`);
     }
     const definition = document.definitions[0];
     const isSubscription = definition?.kind === 'OperationDefinition' && definition.operation === 'subscription';
-    if (!answer && !isSubscription) throw new Error(`README line ${pendingLine}: a request without its answer (# →)`);
+    if (!answer && !isSubscription) throw new Error(`line ${pendingLine}: a request without its answer (# →)`);
     let parsed: unknown = null;
     if (answer && answer.text !== 'ANSWER') {
       try {
         parsed = JSON.parse(answer.text);
       } catch (error) {
-        throw new Error(`README line ${where}: the answer is not JSON: ${(error as Error).message}`);
+        throw new Error(`line ${where}: the answer is not JSON: ${(error as Error).message}`);
       }
     }
     requests.push({

@@ -15,6 +15,8 @@
  *   the limits holding it, counts included;
  * - afterwards, the invariants of reference.invariantProblems hold.
  */
+
+import { DeadlineIndex } from '../../projections/deadline-index.js';
 import { evolve } from '../../projections/evolve.js';
 import { PriorityQueue } from '../../projections/priority-queue.js';
 import { type Decision, initialState, type RunRecord, type State, type WaitInterval } from '../../projections/state.js';
@@ -147,6 +149,7 @@ function plain(value: unknown): unknown {
     );
   if (value instanceof Set) return sortedBy([...value].map(plain), (v) => v);
   if (value instanceof PriorityQueue) return { inOrder: [...value.inOrder()], size: value.size };
+  if (value instanceof DeadlineIndex) return value.view();
   const object = value as Record<string, unknown>;
   return Object.fromEntries(
     Object.keys(object)

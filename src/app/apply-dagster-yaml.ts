@@ -5,7 +5,7 @@
  */
 
 import type { RunMonitoring } from '../../projections/state.js';
-import type { ConfigFileSettings } from '../config-file.js';
+import type { ConfigFileSettings } from '../dagster-yaml.js';
 import type { Command } from '../domain/commands.js';
 import type { Sluice } from './sluice.js';
 

@@ -5,7 +5,7 @@ import {
   type ConfigFileSettings,
   parseConcurrencyConfigFile,
   readConcurrencyConfigFile,
-} from '../src/config-file.js';
+} from '../src/dagster-yaml.js';
 import { LIMITS } from '../src/domain/config.js';
 
 const FILE = 'dagster.yaml';
@@ -161,6 +161,20 @@ describe('parseConcurrencyConfigFile', () => {
         poolGranularity: 'OP',
         defaultPoolLimit: 1,
         runMonitoring: { startTimeoutSeconds: 300, cancelTimeoutSeconds: 180 },
+      });
+    });
+
+    it('given the Dagster deployment example (SluiceRunCoordinator selected), when parsed, then its limits are read and the coordinator config is left to Dagster', () => {
+      const text = readFileSync(new URL('../examples/dagster/dagster.yaml', import.meta.url), 'utf8');
+      expect(parseConcurrencyConfigFile(text, 'examples/dagster/dagster.yaml', {})).toEqual({
+        maxConcurrentRuns: 4,
+        tagConcurrencyLimits: [
+          { key: 'team', value: null, applyLimitPerUniqueValue: true, limit: 1 },
+          { key: 'dagster/backfill', value: null, applyLimitPerUniqueValue: true, limit: 2 },
+        ],
+        poolGranularity: 'OP',
+        defaultPoolLimit: 1,
+        runMonitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180 },
       });
     });
   });

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigFileError, readConcurrencyConfigFile } from '../src/config-file.js';
+import { ConfigFileError, readConcurrencyConfigFile } from '../src/dagster-yaml.js';
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/dagster/${name}`, import.meta.url), 'utf8');
 const read = (name: string, env: Record<string, string> = {}) => readConcurrencyConfigFile(fixture(name), name, env);
@@ -140,6 +140,74 @@ describe('the OP-granularity settings, validated though not acted on yet', () =>
     );
     expect(error('run_monitoring: {poll_interval_seconds: soon}')).toMatch(
       /run_monitoring.poll_interval_seconds: must be an integer/,
+    );
+  });
+});
+
+describe("exactly the keys Dagster's schema accepts (Dagster 1.10 to 1.13)", () => {
+  // Printed from Dagster's own instance schema; see the file's header for the releases compared.
+  const lines = fixture('schema-keys.txt')
+    .split('\n')
+    .filter((line) => line.trim() !== '' && !line.startsWith('#'))
+    .map((line) => {
+      const [path, type] = line.split(': ') as [string, string];
+      return { path, type };
+    });
+  const VALUES: Record<string, unknown> = { Int: 2, 'Int|env': 2, Bool: true, String: 'op' };
+
+  /** A file setting one value at a dotted path; run_coordinator.config needs Dagster's queued coordinator named. */
+  function fileSetting(path: string, value: unknown): string {
+    const nested = path
+      .split('.')
+      .reverse()
+      .reduce<unknown>((inner, key) => ({ [key]: inner }), value) as Record<string, Record<string, unknown>>;
+    if (nested.run_coordinator) {
+      nested.run_coordinator = {
+        module: 'dagster.core.run_coordinator',
+        class: 'QueuedRunCoordinator',
+        ...nested.run_coordinator,
+      };
+    }
+    return JSON.stringify(nested);
+  }
+
+  const leaves = lines.filter((l) => !l.path.includes('[]') && l.type in VALUES);
+  it.each(leaves)('$path ($type) is accepted', ({ path, type }) => {
+    expect(() => readConcurrencyConfigFile(fileSetting(path, VALUES[type]), 'dagster.yaml', {})).not.toThrow();
+  });
+
+  it.each(lines.filter((l) => l.type === 'Int|env'))('$path also takes {env: VAR}', ({ path }) => {
+    expect(() => readConcurrencyConfigFile(fileSetting(path, { env: 'N' }), 'dagster.yaml', { N: '3' })).not.toThrow();
+  });
+
+  it.each(lines.filter((l) => l.path.endsWith('.tag_concurrency_limits')))(
+    '$path takes entries with key, limit, and a value or applyLimitPerUniqueValue',
+    ({ path }) => {
+      const entries = [
+        { key: 'team', value: 'a', limit: 1 },
+        { key: 'region', limit: 2 },
+        { key: 'owner', value: { applyLimitPerUniqueValue: true }, limit: 3 },
+      ];
+      expect(() => readConcurrencyConfigFile(fileSetting(path, entries), 'dagster.yaml', {})).not.toThrow();
+    },
+  );
+
+  const blocks = [
+    'concurrency',
+    ...lines.filter((l) => l.type === 'mapping').map((l) => l.path),
+    'run_queue',
+    'run_monitoring',
+    'run_coordinator.config',
+  ];
+  it.each(blocks)('a key Dagster does not know inside %s is refused, as Dagster refuses it', (block) => {
+    expect(() => readConcurrencyConfigFile(fileSetting(`${block}.not_a_dagster_key`, 1), 'dagster.yaml', {})).toThrow(
+      ConfigFileError,
+    );
+  });
+
+  it('concurrency.pools.op_run_buffer is refused, as every Dagster release from 1.10 refuses it, naming the key Dagster has', () => {
+    expect(() => readConcurrencyConfigFile('concurrency: {pools: {op_run_buffer: 1}}', 'dagster.yaml', {})).toThrow(
+      'dagster.yaml: concurrency.pools.op_run_buffer: unknown key (did you mean op_granularity_run_buffer?)',
     );
   });
 });

@@ -494,7 +494,19 @@ function closest(key: string, known: readonly string[]): string | undefined {
       bestDistance = d;
     }
   }
-  return best;
+  // A shortened name (op_run_buffer for op_granularity_run_buffer): its words, in order, in one known key.
+  return best ?? known.find((candidate) => wordsInOrder(key.toLowerCase(), candidate.toLowerCase()));
+}
+
+function wordsInOrder(key: string, candidate: string): boolean {
+  const words = key.split('_').filter((w) => w !== '');
+  const others = candidate.split('_');
+  let at = 0;
+  for (const word of words) {
+    at = others.indexOf(word, at) + 1;
+    if (at === 0) return false;
+  }
+  return words.length > 1;
 }
 
 function editDistance(a: string, b: string): number {

@@ -1,0 +1,138 @@
+/**
+ * Checkpoints of the live state: when one is due, writing it, and finding the latest one that
+ * still matches the log (to start from, or to rebuild a past state from). The state is only the
+ * live one, so writing it costs what is queued and in progress, not the history.
+ */
+import { evolve } from '../../projections/evolve.js';
+import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
+import type { State } from '../../projections/state.js';
+import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
+import type { EventStore, RecordedEvent } from '../eventstore/store.js';
+import { eventHash, toLoggedEvent } from './recorded-events.js';
+
+export interface CheckpointingOptions {
+  store: EventStore;
+  stream: string;
+  checkpoints: CheckpointStore | null;
+  /** The least number of events between checkpoints (the spacing grows with the log). */
+  every: number;
+  /** How many checkpoints to keep; older ones are deleted. */
+  kept: number;
+  warn: (message: string) => void;
+  /**
+   * The live state and the last event folded into it, when that state is all durable (never one
+   * with a group's events folded in ahead of its append); null: no checkpoint may be taken now.
+   */
+  durableState: () => { state: State; recorded: RecordedEvent } | null;
+}
+
+export class Checkpointing {
+  /** Revision of the newest checkpoint that matches the log; -1n: none. */
+  lastCheckpoint = -1n;
+  private scheduled = false;
+
+  constructor(private readonly options: CheckpointingOptions) {}
+
+  /** Events between checkpoints: at least `every`, else a quarter of the log. */
+  private spacing(): bigint {
+    const every = BigInt(this.options.every);
+    const quarter = (this.lastCheckpoint + 1n) / 4n;
+    return quarter > every ? quarter : every;
+  }
+
+  /**
+   * Writes a checkpoint when one is due. While replaying at start-up it is written at once;
+   * while serving, after the current command has answered.
+   */
+  maybeCheckpoint(durable: bigint, replaying: boolean): void {
+    if (!this.options.checkpoints || this.scheduled) return;
+    if (durable - this.lastCheckpoint < this.spacing()) return;
+    if (replaying) {
+      this.write();
+      return;
+    }
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.write();
+    });
+  }
+
+  private write(): void {
+    const { checkpoints, kept, warn } = this.options;
+    const live = this.options.durableState();
+    if (!checkpoints || !live || live.recorded.revision !== live.state.revision) return;
+    const { recorded, state } = live;
+    try {
+      checkpoints.save({
+        revision: recorded.revision,
+        eventHash: eventHash(recorded),
+        format: STATE_FORMAT,
+        state: serializeState(state),
+      });
+      checkpoints.keepLatest(kept);
+    } catch (error) {
+      warn(`checkpoint at position ${recorded.revision} not written: ${(error as Error).message}`);
+    }
+    // After a failure too: the next attempt is due a spacing later, not on every event.
+    this.lastCheckpoint = recorded.revision;
+  }
+
+  /**
+   * The latest checkpoint at or before a revision that still matches the log, as a state.
+   * A checkpoint whose event is gone or changed, or from another format, is deleted.
+   */
+  async latestValid(revision: bigint): Promise<State | null> {
+    const { checkpoints, store, stream, warn } = this.options;
+    if (!checkpoints) return null;
+    // Walk down from the newest: a stale checkpoint that cannot be deleted is passed over.
+    for (let upTo = revision; upTo >= 0n; ) {
+      let candidates: CheckpointInfo[];
+      try {
+        candidates = checkpoints.atOrBefore(upTo, 3);
+      } catch (error) {
+        warn((error as Error).message);
+        return null;
+      }
+      if (candidates.length === 0) return null;
+      upTo = (candidates.at(-1) as CheckpointInfo).revision - 1n;
+      for (const candidate of candidates) {
+        const [event] = await store.readStream(stream, { fromRevision: candidate.revision, maxCount: 1 });
+        if (
+          candidate.format === STATE_FORMAT &&
+          event?.revision === candidate.revision &&
+          eventHash(event) === candidate.eventHash
+        ) {
+          try {
+            const text = checkpoints.load(candidate.revision);
+            if (text !== null) return deserializeState(text);
+          } catch (error) {
+            warn(`checkpoint at position ${candidate.revision} unreadable: ${(error as Error).message}`);
+          }
+        } else {
+          warn(`checkpoint at position ${candidate.revision} does not match the log: ignored`);
+        }
+        try {
+          checkpoints.delete(candidate.revision);
+        } catch {
+          // A stale checkpoint that cannot be deleted is still ignored next time.
+        }
+      }
+    }
+    return null;
+  }
+
+  /** Folds the log into a state until it reaches a revision (or the log's end). */
+  async foldUpTo(state: State, revision: bigint): Promise<State> {
+    const { store, stream } = this.options;
+    while (state.revision < revision) {
+      const batch = await store.readStream(stream, {
+        fromRevision: state.revision + 1n,
+        maxCount: Math.min(5_000, Number(revision - state.revision)),
+      });
+      if (batch.length === 0) break;
+      for (const recorded of batch) evolve(state, toLoggedEvent(recorded));
+    }
+    return state;
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Feeding the history read model. At start-up the history may be behind the log (deleted, of
+ * another log, or written less far than the checkpoint the live state starts from); the server
+ * answers as soon as its live state is rebuilt, and the history catches up in the background,
+ * in small batches that yield to the event loop between them. Once it has reached the live
+ * state, durable events are written to it as they come, in batches (one transaction each, soon
+ * after they are taken in, and before any read of it).
+ *
+ * A read of the history never answers from less than the log the live state holds: while it
+ * catches up, a read waits for it (bounded), then says how far it is (HistoryBehindError).
+ */
+import type { LoggedEvent } from '../domain/events.js';
+import { StoreUnavailableError } from '../eventstore/errors.js';
+import type { EventStore, RecordedEvent } from '../eventstore/store.js';
+import type { HistoryStore } from '../history/history-store.js';
+import { eventHash, toLoggedEvent } from './recorded-events.js';
+
+/** Pending events written at once when this many pile up. */
+const MAX_PENDING = 5_000;
+/** Events read and written per step of the catch-up: small enough that one step stalls nothing for long. */
+const CATCH_UP_BATCH = 1_000;
+/** Pause before a catch-up step that failed (the history file busy or the store down) is tried again. */
+const RETRY_MS = 500;
+
+/** The history has not yet reached the position a read needs; the client may try again. */
+export class HistoryBehindError extends StoreUnavailableError {
+  readonly code = 'HISTORY_CATCHING_UP';
+  constructor(
+    /** The last log position written to the history. */
+    readonly historyPosition: bigint,
+    /** The log position the read needed. */
+    readonly logPosition: bigint,
+  ) {
+    super(
+      `the history read model is still catching up with the log after a start: it is at position ${historyPosition} of ${logPosition}`,
+    );
+  }
+}
+
+export interface HistoryStatus {
+  /** The last log position written to the history; -1n: none. */
+  position: bigint;
+  /** True while the history is rebuilt in the background after a start. */
+  catchingUp: boolean;
+}
+
+export class HistoryFeed {
+  /** Durable events not yet written to the history; written in batches, and before any read. */
+  private readonly pending: LoggedEvent[] = [];
+  /** The last position written to the history. */
+  private position: bigint;
+  private scheduled = false;
+  /** False while the history catches up from the log in the background; events taken in meanwhile are read from the log. */
+  private live = false;
+  private closed = false;
+  /** Called (once each) when the history reaches the live state, or on every catch-up step. */
+  private readonly waiters = new Set<() => void>();
+  /** The log's first event, kept until the history is bound to it (a log that was empty at start). */
+  private firstRecorded: RecordedEvent | null = null;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly stream: string,
+    private readonly history: HistoryStore,
+    private readonly warn: (message: string) => void,
+    private readonly info: (message: string) => void,
+  ) {
+    this.position = history.position();
+  }
+
+  /**
+   * The history file must be of this log: one that followed another log is emptied (and then
+   * rebuilt from it). An empty log binds on its first event.
+   */
+  async bind(): Promise<void> {
+    const [first] = await this.store.readStream(this.stream, { fromRevision: 0n, maxCount: 1 });
+    if (!first) {
+      // An empty log: the file is bound when its first event is written (flush), against that
+      // event's hash. Not now: another server of this log may be writing it meanwhile, and what
+      // the file holds is taken on trust only once it is known to be of this log.
+      this.position = -1n;
+      return;
+    }
+    if (this.history.bindTo(eventHash(first))) {
+      this.warn('history read model was of another log: rebuilding it from this one');
+    }
+    this.position = this.history.position();
+  }
+
+  /**
+   * Brings the history up to the live state in the background, never past it (so what the
+   * history holds and the events handed on from then agree), then writes events as they come.
+   */
+  catchUpInBackground(durable: () => bigint): void {
+    if (this.position >= durable()) {
+      this.goLive();
+      return;
+    }
+    const from = this.position;
+    const started = performance.now();
+    this.info(`history read model catching up in the background from position ${from} to ${durable()}`);
+    const step = async (): Promise<void> => {
+      if (this.closed) return;
+      try {
+        const target = durable();
+        if (this.position < target) {
+          const batch = await this.store.readStream(this.stream, {
+            fromRevision: this.position + 1n,
+            maxCount: Math.min(CATCH_UP_BATCH, Number(target - this.position)),
+          });
+          if (this.closed) return;
+          const [first] = batch;
+          if (first?.revision === 0n) this.history.bindTo(eventHash(first));
+          this.history.apply(batch.map(toLoggedEvent));
+          if (batch.length > 0) this.position = (batch.at(-1) as RecordedEvent).revision;
+        }
+        // In the same step as the check: no event is taken in between.
+        if (this.position >= durable()) {
+          this.info(
+            `history read model caught up to position ${this.position} in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+          );
+          this.goLive();
+          return;
+        }
+        this.wakeWaiters();
+        setImmediate(() => void step());
+      } catch (error) {
+        if (this.closed) return;
+        this.warn(`history read model not caught up yet, will retry: ${(error as Error).message}`);
+        setTimeout(() => void step(), RETRY_MS).unref();
+      }
+    };
+    setImmediate(() => void step());
+  }
+
+  private goLive(): void {
+    this.live = true;
+    this.wakeWaiters();
+  }
+
+  private wakeWaiters(): void {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  status(): HistoryStatus {
+    return { position: this.position, catchingUp: !this.live };
+  }
+
+  /** Takes a durable event for the history; written soon, in a batch. */
+  record(event: LoggedEvent, recorded: RecordedEvent): void {
+    if (recorded.revision === 0n) this.firstRecorded = recorded;
+    // While catching up, the catch-up reads this event from the log.
+    if (!this.live || event.revision <= this.position) return;
+    this.pending.push(event);
+    if (this.pending.length >= MAX_PENDING) {
+      this.flush();
+      return;
+    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      try {
+        this.flush();
+      } catch (error) {
+        this.warn(`history not written yet, will retry: ${(error as Error).message}`);
+      }
+    });
+  }
+
+  /** Writes pending events to the history (one transaction); throws StoreUnavailableError when it cannot. */
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    const first = this.pending[0] as LoggedEvent;
+    if (first.revision === 0n && this.firstRecorded) this.history.bindTo(eventHash(this.firstRecorded));
+    this.history.apply(this.pending);
+    this.position = (this.pending.at(-1) as LoggedEvent).revision;
+    this.pending.length = 0;
+  }
+
+  /** The history with every event taken in so far written to it; null while it is still catching up. */
+  readNow(): HistoryStore | null {
+    if (!this.live) return null;
+    this.flush();
+    return this.history;
+  }
+
+  /**
+   * The history once it holds the log up to `position`: at once when it does, else after
+   * waiting for the catch-up, at most `waitMs`; then HistoryBehindError.
+   */
+  async readAt(position: bigint, waitMs: number): Promise<HistoryStore> {
+    const deadline = performance.now() + waitMs;
+    for (;;) {
+      const history = this.readNow();
+      if (history) return history;
+      if (this.position >= position) return this.history;
+      const left = deadline - performance.now();
+      if (left <= 0 || this.closed) throw new HistoryBehindError(this.position, position);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.add(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Calls back once the history has reached the live state (at once if it has), in the same step. */
+  whenLive(callback: () => void): void {
+    if (this.live) {
+      callback();
+      return;
+    }
+    const waiter = () => (this.live ? callback() : this.waiters.add(waiter));
+    this.waiters.add(waiter);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wakeWaiters();
+    if (this.live) {
+      try {
+        this.flush();
+      } catch (error) {
+        this.warn(`history not written at shutdown (it is rebuilt from the log): ${(error as Error).message}`);
+      }
+    }
+    this.history.close();
+  }
+}

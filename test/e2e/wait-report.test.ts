@@ -1,0 +1,181 @@
+/**
+ * `waitReport` over HTTP and `sluice report` against a real server on a real port, with Date
+ * faked so each command happens at a known time: the numbers a client reads are the ones the
+ * history records, bad windows are refused with the field named, and the cost limit prices it.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CliError } from '../../src/cli/client.js';
+import { runCli } from '../../src/cli/run.js';
+import { type RunningServer, startServer } from '../../src/server.js';
+import { DEFAULT_SETTINGS } from '../../src/settings.js';
+import { Gql } from '../support/e2e-http.js';
+
+vi.mock('graphql', async () => (await import('node:module')).createRequire(import.meta.url)('graphql'));
+
+const T0 = Date.parse('2026-11-27T14:00:00.000Z');
+const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
+
+let server: RunningServer;
+let gql: Gql;
+
+beforeEach(async () => {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  vi.setSystemTime(T0);
+  server = await startServer(
+    { ...DEFAULT_SETTINGS, port: 0, host: '127.0.0.1', eventStoreUrl: 'sqlite::memory:' },
+    () => {},
+  );
+  gql = new Gql(server.url);
+});
+
+afterEach(async () => {
+  await server.close();
+  vi.useRealTimers();
+});
+
+async function atTime(seconds: number, mutation: string): Promise<void> {
+  vi.setSystemTime(T0 + seconds * 1000);
+  const data = await gql.data(`mutation { ${mutation} }`);
+  for (const value of Object.values(data) as Array<{ __typename?: string; message?: string }>) {
+    if (value?.__typename?.endsWith('Error')) throw new Error(`${value.__typename}: ${value.message}`);
+  }
+}
+
+const enqueue = (id: string, tags = '') =>
+  `enqueueRun(input: {runId: "${id}", jobName: "etl", tags: [${tags}]}) { __typename }`;
+
+/** Max runs 1, tag team=a at 1: a runs; b (team a) and c wait; at 10 s max runs 5; at 30 s a finishes. */
+async function story(): Promise<void> {
+  await atTime(
+    0,
+    `m: setMaxConcurrentRuns(limit: 1) { __typename }
+     t: setTagConcurrencyLimits(limits: [{key: "team", value: "a", limit: 1}]) { __typename }`,
+  );
+  await atTime(
+    0,
+    `a: ${enqueue('a', '{key: "team", value: "a"}')} b: ${enqueue('b', '{key: "team", value: "a"}')} c: ${enqueue('c')}`,
+  );
+  await atTime(10, 'setMaxConcurrentRuns(limit: 5) { __typename }');
+  await atTime(30, 'markRunFinished(runId: "a", status: SUCCESS) { __typename }');
+}
+
+const REPORT = `query($from: DateTime!, $to: DateTime!) { waitReport(from: $from, to: $to) {
+  from to runs waitSeconds byLimit { kind key value pool heldSeconds soleSeconds runs } } }`;
+
+describe('waitReport over HTTP', () => {
+  it('answers held and sole seconds per limit, largest first, for a whole window and a cut one', async () => {
+    await story();
+    const whole = await gql.data(REPORT, { from: at(0), to: at(60) });
+    expect(whole.waitReport).toEqual({
+      from: at(0),
+      to: at(60),
+      runs: 2,
+      waitSeconds: 40,
+      byLimit: [
+        { kind: 'TAG_LIMIT', key: 'team', value: 'a', pool: null, heldSeconds: 30, soleSeconds: 20, runs: 1 },
+        { kind: 'MAX_CONCURRENT_RUNS', key: null, value: null, pool: null, heldSeconds: 20, soleSeconds: 10, runs: 2 },
+      ],
+    });
+    const cut = await gql.data(REPORT, { from: at(12), to: at(40) });
+    expect(cut.waitReport).toMatchObject({
+      runs: 1,
+      waitSeconds: 18,
+      byLimit: [{ kind: 'TAG_LIMIT', soleSeconds: 18 }],
+    });
+  });
+
+  it('counts a run still queued up to now when the window reaches past it', async () => {
+    await atTime(0, `setMaxConcurrentRuns(limit: 0) { __typename }`);
+    await atTime(0, enqueue('q'));
+    vi.setSystemTime(T0 + 45_000);
+    const report = await gql.data(REPORT, { from: at(-3600), to: at(3600) });
+    expect(report.waitReport).toMatchObject({ runs: 1, waitSeconds: 45 });
+  });
+
+  it('refuses a window that ends before it starts, naming the field', async () => {
+    const errors = (await gql.answer(REPORT, { from: at(10), to: at(10) })).body.errors ?? [];
+    expect(errors[0]).toMatchObject({
+      message: 'to must come after from',
+      extensions: { code: 'BAD_USER_INPUT', field: 'to' },
+    });
+  });
+
+  it('is priced by the field cost limit', async () => {
+    // 25 reports at 10 each and 3 simulations at 100: 550, over the default 500 (300 without the reports).
+    const reports = Array.from(
+      { length: 25 },
+      (_, i) => `r${i}: waitReport(from: "${at(0)}", to: "${at(1)}") { runs }`,
+    );
+    const simulations = Array.from({ length: 3 }, (_, i) => `s${i}: simulate(change: {}) { wouldAdmit { id } }`);
+    const errors = (await gql.answer(`{ ${[...reports, ...simulations].join(' ')} }`)).body.errors ?? [];
+    expect(errors[0]?.message).toMatch(/Field cost limit of 500 exceeded, found 550/);
+  });
+});
+
+const WHAT_IF = `query($from: DateTime!, $to: DateTime!, $change: ConfigChangeInput!) {
+  replayWhatIf(from: $from, to: $to, change: $change) {
+    actualWaitSeconds replayedWaitSeconds runs actualRuns assumptions
+    byLimit { kind heldSeconds soleSeconds runs } actualByLimit { kind heldSeconds soleSeconds runs } } }`;
+
+describe('replayWhatIf over HTTP', () => {
+  it('replays the record exactly with no change, less waiting with more room, and appends nothing', async () => {
+    await story();
+    vi.setSystemTime(T0 + 100_000);
+    const revision = server.sluice.state.revision;
+    const same = (await gql.data(WHAT_IF, { from: at(0), to: at(60), change: {} })).replayWhatIf;
+    expect(same).toMatchObject({ actualWaitSeconds: 40, replayedWaitSeconds: 40, runs: 2, actualRuns: 2 });
+    expect(same.byLimit).toEqual(same.actualByLimit);
+    const raised = (await gql.data(WHAT_IF, { from: at(0), to: at(60), change: { maxConcurrentRuns: 5 } }))
+      .replayWhatIf;
+    // Max runs 5 from the start: c is admitted at once; b waits for a (tag team=a) alone, 30 s.
+    expect(raised).toMatchObject({
+      actualWaitSeconds: 40,
+      replayedWaitSeconds: 30,
+      runs: 1,
+      byLimit: [{ kind: 'TAG_LIMIT', heldSeconds: 30, soleSeconds: 30, runs: 1 }],
+    });
+    expect(raised.assumptions.join(' ')).toMatch(/canceled while queued are replayed as canceled at the same instant/);
+    expect(server.sluice.state.revision).toBe(revision);
+  });
+
+  it('refuses a bad change, naming the field, and a window backwards', async () => {
+    const bad = (await gql.answer(WHAT_IF, { from: at(0), to: at(60), change: { maxConcurrentRuns: -2 } })).body.errors;
+    expect(bad?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'change.maxConcurrentRuns' } });
+    const backwards = (await gql.answer(WHAT_IF, { from: at(60), to: at(0), change: {} })).body.errors;
+    expect(backwards?.[0]).toMatchObject({ message: 'to must come after from', extensions: { field: 'to' } });
+  });
+});
+
+describe('sluice report', () => {
+  it('prints the same report for a person, and as JSON', async () => {
+    await story();
+    const url = server.url;
+    const text = await runCli(['report', '--from', at(0), '--to', at(60), '--url', url], {});
+    expect(text).toBe(
+      [
+        `waiting from ${at(0)} to ${at(60)}: 40s of run time, 2 runs waited`,
+        'limits, largest share first (held: the limit was among those holding a run; alone: it was the only one):',
+        '  tag team=a: held 30s (75%), alone 20s, 1 run',
+        '  max concurrent runs: held 20s (50%), alone 10s, 2 runs',
+      ].join('\n'),
+    );
+    const json = JSON.parse(
+      (await runCli(['report', '--from', at(0), '--to', at(60), '--json', '--url', url], {})) as string,
+    );
+    expect(json).toMatchObject({
+      runs: 2,
+      waitSeconds: 40,
+      byLimit: [{ kind: 'TAG_LIMIT' }, { kind: 'MAX_CONCURRENT_RUNS' }],
+    });
+  });
+
+  it('refuses a bad instant or a window backwards with a usage error', async () => {
+    const failure = await runCli(['report', '--from', 'yesterday', '--url', server.url], {}).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(CliError);
+    expect(failure).toMatchObject({ exitCode: 2, message: expect.stringMatching(/--from must be an instant/) });
+    const backwards = await runCli(['report', '--from', at(10), '--to', at(0), '--url', server.url], {}).catch(
+      (e: unknown) => e,
+    );
+    expect(backwards).toMatchObject({ exitCode: 2, message: '--to must come after --from' });
+  });
+});
