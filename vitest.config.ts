@@ -6,6 +6,8 @@ export default defineConfig({
   resolve: { alias: { graphql: 'graphql/index.js' } },
   test: {
     include: ['test/**/*.test.ts'],
+    // FC_SEED=<printed seed> replays a failed property test.
+    setupFiles: ['test/support/fast-check-seed.ts'],
     // Every log the tests leave is checked by `sluice verify` at the end.
     globalSetup: ['test/verify-logs.setup.ts'],
     environment: 'node',

@@ -1,5 +1,7 @@
 /** Pool views: what a pool allows, what it has in use and who waits, from the state. */
+
 import { poolCount, poolLimitOf } from '../src/domain/constraints.js';
+import { hasRootStepHold } from '../src/domain/rules.js';
 import { type State, type StepClaim, waitingKey } from './state.js';
 
 export interface PoolView {
@@ -38,7 +40,8 @@ export function poolView(state: State, name: string): PoolView {
     inUse: holders.length,
     pending: state.waitingClaims.get(name)?.size ?? 0,
     activeRunIds: [...new Set(holders)],
-    promised: state.promisedSlots.get(name) ?? 0,
+    // Nothing was promised under rules from before the root-step hold.
+    promised: hasRootStepHold(state.rules) ? (state.promisedSlots.get(name) ?? 0) : 0,
   };
 }
 

@@ -7,6 +7,7 @@
 import { type ConcurrencyConfig, defaultConcurrencyConfig } from '../src/domain/config.js';
 import type { Constraint } from '../src/domain/constraints.js';
 import type { EventData, MonitoringReason } from '../src/domain/events.js';
+import { UNRECORDED_RULES } from '../src/domain/rules.js';
 import { type IgnoredTag, poolsOf, type RunStatus, type Step, type Tag } from '../src/domain/run.js';
 import { DeadlineIndex } from './deadline-index.js';
 import { PriorityQueue } from './priority-queue.js';
@@ -143,6 +144,11 @@ export interface State {
   waitingClaims: Map<string, PriorityQueue>;
   nextClaimSeq: number;
   monitoring: RunMonitoring;
+  /**
+   * The version of the rules this state is read under (see domain/rules): set on past states
+   * from the log's record of its rules; UNRECORDED_RULES (today's rules) on the live state.
+   */
+  rules: number;
 }
 
 export function initialState(): State {
@@ -167,6 +173,7 @@ export function initialState(): State {
     waitingClaims: new Map(),
     nextClaimSeq: 0,
     monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: null },
+    rules: UNRECORDED_RULES,
   };
 }
 

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-const SECTIONS = ['core', 'slots', 'audit', 'parity', 'insight'];
+const SECTIONS = ['core', 'slots', 'audit', 'parity', 'insight', 'counts'];
 const checker = '../shared/contract/check.mjs';
 if (!existsSync(checker)) {
   console.log(`contract check SKIPPED: ${checker} not found (../shared is absent beside this checkout)`);

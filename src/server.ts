@@ -8,12 +8,14 @@ import { readFile } from 'node:fs/promises';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { applyConfigFile } from './app/apply-dagster-yaml.js';
+import { recordRulesVersion } from './app/rules-version.js';
 import { startRunMonitor } from './app/run-monitor.js';
 import { Sluice } from './app/sluice.js';
 import { DEFAULT_SECURITY, type SecuritySettings } from './auth/settings.js';
 import { isLoopback, sitePolicyFor } from './auth/site.js';
 import { Tokens } from './auth/tokens.js';
 import { readConcurrencyConfigFile } from './dagster-yaml.js';
+import { CURRENT_RULES } from './domain/rules.js';
 import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
@@ -182,6 +184,12 @@ export async function startServer(
  * allotment variable, then the dagster.yaml of CONCURRENCY_CONFIG (saying what it does not act on).
  */
 async function applyStartupLimits(sluice: Sluice, settings: Settings, logger: Logger): Promise<void> {
+  // A config file that is refused leaves the store as it was: it is read before anything is appended.
+  const file = settings.concurrencyConfigPath
+    ? readConcurrencyConfigFile(await readFile(settings.concurrencyConfigPath, 'utf8'), settings.concurrencyConfigPath)
+    : null;
+  // Before any edit: the record beside the log says which rules decide from here on.
+  if (await recordRulesVersion(sluice)) logger.info(`the log now records rules version ${CURRENT_RULES}`);
   if (settings.startedRunAllotmentSeconds !== undefined) {
     await sluice.execute(
       {
@@ -191,9 +199,7 @@ async function applyStartupLimits(sluice: Sluice, settings: Settings, logger: Lo
       `environment:${ALLOTMENT_ENV}`,
     );
   }
-  if (settings.concurrencyConfigPath) {
-    const text = await readFile(settings.concurrencyConfigPath, 'utf8');
-    const file = readConcurrencyConfigFile(text, settings.concurrencyConfigPath);
+  if (settings.concurrencyConfigPath && file) {
     const appended = await applyConfigFile(sluice, file.settings, settings.concurrencyConfigPath);
     logger.info(
       { configFile: settings.concurrencyConfigPath, events: appended },

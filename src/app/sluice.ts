@@ -33,6 +33,7 @@ import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-f
 import { LogFollower } from './log-follower.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
+import type { RulesRecord } from './rules-version.js';
 import { Speculation } from './speculation.js';
 
 export {
@@ -89,6 +90,8 @@ export class Sluice {
   private replaying = true;
   private closed = false;
   readonly stream: string;
+  /** The log's record of the rules it is written under, once read (see app/rules-version). */
+  rulesRecord: RulesRecord | null = null;
   private readonly clock: () => Date;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
@@ -342,7 +345,10 @@ export class Sluice {
    */
   async stateAt(revision: bigint): Promise<State> {
     await this.catchUp();
-    return this.past.stateAt(revision, this.current, this.durable);
+    const state = await this.past.stateAt(revision, this.current, this.durable);
+    // A past state is read under the rules the log was written under then (app/rules-version).
+    if (state !== this.current && this.rulesRecord) state.rules = this.rulesRecord.rulesAt(revision);
+    return state;
   }
 
   /** The revision of the last event recorded at or before an instant (-1n: none). */

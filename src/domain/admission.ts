@@ -17,6 +17,7 @@
  * holds a run only when every root-step counter of the run is full, so a run whose root steps
  * could take one free slot anywhere goes.
  */
+
 import { type RunRecord, rootPoolInUse, type State } from '../../projections/state.js';
 import type { ConcurrencyConfig } from './config.js';
 import {
@@ -37,6 +38,7 @@ import {
   tagKeyCount,
   toConstraint,
 } from './constraints.js';
+import { hasRootStepHold } from './rules.js';
 import { rootStepsOf } from './run.js';
 
 /** What a command changes before the pass runs. */
@@ -236,7 +238,9 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   const recordAnyway = new Set(firstHold ? rootKeysOf(firstHold.run) : []);
   for (const key of recordAnyway) touched.add(key);
   const counters: CounterChange[] = [];
-  for (const countKey of touched) {
+  // Listed by counter key, not by how `touched` was filled: that follows the history of the
+  // state's maps, which a checkpoint does not keep, and the same state must decide the same bytes.
+  for (const countKey of [...touched].sort(byKey)) {
     const inUse = count(countKey);
     const full = fullLimitsOn(countKey, config, inUse);
     if (recordAnyway.has(countKey) || !sameFullLimits(full, state.held.get(countKey) ?? [])) {
@@ -245,6 +249,8 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   }
   return { admitted, firstHold, counters };
 }
+
+const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * The counters an edit of the limits on a count key can change: the key itself and, for a tag
@@ -268,5 +274,7 @@ export function currentHolds(state: State, run: RunRecord): Constraint[] {
     .map((l) => ({ l, inUse: state.counts.get(l.countKey) ?? 0 }))
     .filter(({ l, inUse }) => inUse >= l.limit)
     .map(({ l, inUse }) => toConstraint(l, inUse));
+  // Under rules from before the root-step hold no run was held for its root steps.
+  if (!hasRootStepHold(state.rules)) return runHolds;
   return [...runHolds, ...rootHoldsOf(run, state.config, (key) => rootCountNow(state, key))];
 }

@@ -124,8 +124,9 @@ function existingRun(state: State, runId: string, context: DecideContext): RunRe
   return run;
 }
 
+/** The run's claims in the order they were made (each claim's sequence number, kept in the state). */
 function activeClaimsOf(state: State, run: RunRecord): StepClaim[] {
-  return [...run.activeClaims].map((key) => state.claims.get(key) as StepClaim);
+  return [...run.activeClaims].map((key) => state.claims.get(key) as StepClaim).sort((a, b) => a.seq - b.seq);
 }
 
 interface Ending {

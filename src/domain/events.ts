@@ -129,6 +129,20 @@ export const eventSchemas = {
   }),
   /** A heartbeat extended the run's lease (recorded at most every third of the lease). */
   RunHeartbeatRecorded: z.object({ runId: name }),
+  /**
+   * The rules and defaults the deployment's log is written under from position `from` on (see
+   * domain/rules). Kept in a stream of its own beside the deployment's, so that recording them
+   * moves no position of the log. Recorded by a server that first opens a log written under
+   * older rules, or none: answers about positions before `from` keep the `previous` rules.
+   */
+  RulesVersionRecorded: z.object({
+    rules: z.number().int().min(1),
+    /** The rules the log was written under before; null for a log that had no events. */
+    previous: z.number().int().min(1).nullable(),
+    /** The first position of the deployment's log decided under the new rules. */
+    from: z.string().regex(/^\d+$/),
+    changes: z.array(z.object({ name: z.string().min(1), description: z.string() })),
+  }),
   RunMonitoringSet: z.object({
     startTimeoutSeconds: z.number().int().min(1),
     cancelTimeoutSeconds: z.number().int().min(1),

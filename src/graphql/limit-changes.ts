@@ -1,5 +1,6 @@
 /** The parity section's `limitChanges`: who changed a limit, when, from what to what. */
 import { limitChanges } from '../app/limit-changes.js';
+import { totalName } from '../history/history-store.js';
 import { builder } from './builder.js';
 import { pageSize, positionArg } from './query.js';
 import { connection } from './types.js';
@@ -23,7 +24,7 @@ const LimitChangeType = builder.objectRef<LimitChangeView>('LimitChange').implem
   }),
 });
 
-const LimitChangeConnectionType = connection('LimitChange', LimitChangeType);
+const LimitChangeConnectionType = connection('LimitChange', LimitChangeType, 'limit changes');
 
 builder.queryField('limitChanges', (t) =>
   t.field({
@@ -42,7 +43,11 @@ builder.queryField('limitChanges', (t) =>
         pool: pool ?? null,
       });
       const edges = page.changes.map((node) => ({ cursor: node.position.toString(), node }));
-      return { edges, pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null } };
+      return {
+        edges,
+        pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null },
+        totalCount: async () => (await ctx.sluice.readHistory()).total(totalName.limitChanges(pool ?? null)),
+      };
     },
   }),
 );

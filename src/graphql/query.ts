@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { poolView, poolViews } from '../../projections/pools.js';
 import type { RunRecord } from '../../projections/state.js';
 import { knownRun } from '../domain/decide.js';
+import { totalName } from '../history/history-store.js';
 import { builder } from './builder.js';
 import {
   ConcurrencyConfigType,
@@ -18,7 +19,12 @@ export const positionArg = z.string().regex(/^\d{1,19}$/, 'must be a position or
 export const logPositionArg = z.string().regex(/^(-1|\d{1,19})$/, 'must be -1 or a position returned by this API');
 export const pageSize = z.number().int().min(0, 'must be from 0 to 1000').max(1000, 'must be from 0 to 1000');
 
-function page<T>(items: Iterable<T>, first: number, cursorOf: (item: T) => string) {
+function page<T>(
+  items: Iterable<T>,
+  first: number,
+  cursorOf: (item: T) => string,
+  totalCount: () => number | Promise<number>,
+) {
   const edges: Array<{ cursor: string; node: T }> = [];
   let hasNextPage = false;
   for (const node of items) {
@@ -28,7 +34,7 @@ function page<T>(items: Iterable<T>, first: number, cursorOf: (item: T) => strin
     }
     edges.push({ cursor: cursorOf(node), node });
   }
-  return { edges, pageInfo: { hasNextPage, endCursor: edges.at(-1)?.cursor ?? null } };
+  return { edges, pageInfo: { hasNextPage, endCursor: edges.at(-1)?.cursor ?? null }, totalCount };
 }
 
 builder.queryType({
@@ -53,7 +59,12 @@ builder.queryType({
         const past = history.runs(statuses ?? null, after == null ? -1 : Number(after), size + 1);
         // Live runs answer from the live state, which also knows their claims.
         const runs = past.map((run) => knownRun(ctx.sluice.state, run.id, {}) ?? run);
-        return page(runs, size, (run) => String(run.seq));
+        // Totals kept by status: a few rows read, whatever the history holds.
+        const total = () =>
+          statuses == null
+            ? history.total(totalName.runs(null))
+            : [...new Set(statuses)].reduce((sum, status) => sum + history.total(totalName.runs(status)), 0);
+        return page(runs, size, (run) => String(run.seq), total);
       },
     }),
     queue: t.field({
@@ -108,7 +119,13 @@ builder.queryType({
           after: after == null ? null : BigInt(after),
           limit: size + 1,
         });
-        return page(decisions, size, (d) => d.position.toString());
+        // A run's decisions cost what its own record holds (some are derived from limit states);
+        // all decisions, or a pool's, are totals kept as the history is written.
+        const total = () =>
+          runId == null
+            ? history.total(totalName.decisions(pool ?? null))
+            : history.decisions({ runId: String(runId), pool, limit: Number.MAX_SAFE_INTEGER }).length;
+        return page(decisions, size, (d) => d.position.toString(), total);
       },
     }),
   }),

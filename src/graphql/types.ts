@@ -250,7 +250,8 @@ export const PageInfoType = builder
     }),
   });
 
-export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
+/** A connection type; `plural` names its nodes in the description of totalCount (e.g. 'runs'). */
+export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>, plural: string) {
   const edge = builder.objectRef<{ cursor: string; node: T }>(`${name}Edge`).implement({
     fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.expose('node', { type: node }) }),
   });
@@ -258,17 +259,23 @@ export function connection<T>(name: string, node: ObjectRef<BuilderTypes, T>) {
     .objectRef<{
       edges: Array<{ cursor: string; node: T }>;
       pageInfo: { hasNextPage: boolean; endCursor: string | null };
+      /** How many match the filters whatever the page; asked only when selected. */
+      totalCount: () => number | Promise<number>;
     }>(`${name}Connection`)
     .implement({
       fields: (t) => ({
         edges: t.expose('edges', { type: [edge] }),
         pageInfo: t.expose('pageInfo', { type: PageInfoType }),
+        totalCount: t.int({
+          description: `How many ${plural} match the query's filters, whatever the page.`,
+          resolve: (c) => c.totalCount(),
+        }),
       }),
     });
 }
 
-export const RunConnectionType = connection('Run', RunType);
-export const DecisionConnectionType = connection('Decision', DecisionType);
+export const RunConnectionType = connection('Run', RunType, 'runs');
+export const DecisionConnectionType = connection('Decision', DecisionType, 'decisions');
 
 export const RunPayloadType = builder.objectRef<{ run: RunRecord }>('RunPayload').implement({
   isTypeOf: (value) => typeof value === 'object' && value !== null && 'run' in value,

@@ -16,13 +16,14 @@ import { decisionPools } from '../../projections/state.js';
 import { type DerivedWaits, deriveWaits, type HoldRecord } from '../../projections/waits.js';
 import { type Constraint, counterKey, heldKeysOf } from '../domain/constraints.js';
 import type { EventData, LoggedEvent } from '../domain/events.js';
+import { LIMIT_EDIT_TYPES, poolOfEdit } from '../domain/limit-changes.js';
 import { poolsOf, type RunStatus } from '../domain/run.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
 import { WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
 import { type WaitReportData, waitReport } from './wait-report.js';
 
 /** Bumped when the tables change; a file of another format is rebuilt from the log. */
-const HISTORY_FORMAT = 2;
+const HISTORY_FORMAT = 3;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,7 +64,15 @@ const SCHEMA = `
     full TEXT NOT NULL,
     PRIMARY KEY (count_key, position)
   ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 `;
+
+/** Names of the maintained totals (see HistoryStore.total): connections' totalCount reads one row each. */
+export const totalName = {
+  runs: (status: RunStatus | null) => (status === null ? 'runs' : `runs:${status}`),
+  decisions: (pool: string | null) => (pool === null ? 'decisions' : `decisions:pool:${pool}`),
+  limitChanges: (pool: string | null) => (pool === null ? 'limitChanges' : `limitChanges:pool:${pool}`),
+};
 
 type Enqueued = EventData<'RunEnqueued'>;
 
@@ -108,6 +117,11 @@ export interface HistoryStore {
   /** Runs in enqueue order after a seq, optionally of some statuses; one more than asked tells of a next page. */
   runs(statuses: readonly RunStatus[] | null, afterSeq: number, limit: number): RunRecord[];
   countsByStatus(): Map<RunStatus, number>;
+  /**
+   * A total kept as events are applied (names from `totalName`): runs (by status), decisions
+   * (about a pool), limit changes (of a pool). One row read, whatever the history holds.
+   */
+  total(name: string): number;
   /** A run's waits; with asOf, as they stood right after that position. */
   waitsOf(runId: string, asOf?: bigint | null): WaitInterval[];
   decisions(query: DecisionQuery): Decision[];
@@ -149,7 +163,7 @@ class SqliteHistory implements HistoryStore {
     const format = Number(db.pragma('user_version', { simple: true }));
     if (format !== HISTORY_FORMAT) {
       db.exec(
-        'DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS decisions; DROP TABLE IF EXISTS decision_pools; DROP TABLE IF EXISTS counter_states;',
+        'DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS decisions; DROP TABLE IF EXISTS decision_pools; DROP TABLE IF EXISTS counter_states; DROP TABLE IF EXISTS totals;',
       );
       for (const table of WAIT_LEDGER_TABLES) db.exec(`DROP TABLE IF EXISTS ${table}`);
       db.pragma(`user_version = ${HISTORY_FORMAT}`);
@@ -197,6 +211,11 @@ class SqliteHistory implements HistoryStore {
         'INSERT OR IGNORE INTO decisions (position, run_id, kind, decision) VALUES (?, ?, ?, ?)',
       ),
       insertDecisionPool: db.prepare('INSERT OR IGNORE INTO decision_pools (pool, position) VALUES (?, ?)'),
+      addTotal: db.prepare(
+        'INSERT INTO totals (name, n) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET n = n + excluded.n',
+      ),
+      total: db.prepare('SELECT n FROM totals WHERE name = ?').pluck(),
+      statusOf: db.prepare('SELECT status FROM runs WHERE id = ?').pluck(),
       insertCounter: db.prepare(
         'INSERT OR IGNORE INTO counter_states (count_key, position, at, full) VALUES (?, ?, ?, ?)',
       ),
@@ -242,6 +261,7 @@ class SqliteHistory implements HistoryStore {
             'decisions',
             'decision_pools',
             'counter_states',
+            'totals',
             ...WAIT_LEDGER_TABLES,
           ]) {
             this.db.exec(`DELETE FROM ${table}`);
@@ -266,11 +286,34 @@ class SqliteHistory implements HistoryStore {
 
   private enqueue(event: Extract<LoggedEvent, { type: 'RunEnqueued' }>, seq: number): void {
     const { runId, ...enqueued } = event.data;
-    this.statements.insertRun.run(runId, seq, JSON.stringify(enqueued), event.at, event.revision);
+    const inserted = this.statements.insertRun.run(runId, seq, JSON.stringify(enqueued), event.at, event.revision);
+    if (inserted.changes > 0) {
+      this.addTotal(totalName.runs(null), 1);
+      this.addTotal(totalName.runs('QUEUED'), 1);
+    }
+  }
+
+  private addTotal(name: string, by: number): void {
+    this.statements.addTotal.run(name, by);
+  }
+
+  /** Moves a run's count from its status as recorded to the one an event gives it. */
+  private moveStatus(runId: string, to: RunStatus): void {
+    const from = this.statements.statusOf.get(runId) as RunStatus | undefined;
+    if (from === undefined || from === to) return;
+    this.addTotal(totalName.runs(from), -1);
+    this.addTotal(totalName.runs(to), 1);
   }
 
   private fold(event: LoggedEvent): void {
     const s = this.statements;
+    if (LIMIT_EDIT_TYPES.has(event.type)) {
+      this.addTotal(totalName.limitChanges(null), 1);
+      const pool = poolOfEdit(event);
+      if (pool !== null) this.addTotal(totalName.limitChanges(pool), 1);
+    }
+    const status = statusAfter(event);
+    if (status) this.moveStatus(status.runId, status.status);
     switch (event.type) {
       case 'RunAdmitted':
         s.admitted.run(event.at, event.data.runId);
@@ -311,15 +354,18 @@ class SqliteHistory implements HistoryStore {
     }
     const decision = decisionOf(event);
     if (!decision) return;
-    s.insertDecision.run(
+    const inserted = s.insertDecision.run(
       decision.position,
       decision.runId,
       decision.kind,
       JSON.stringify({ ...decision, position: decision.position.toString() }),
     );
+    if (inserted.changes > 0) this.addTotal(totalName.decisions(null), 1);
     const enqueued = s.runPools.get(decision.runId) as string | undefined;
     const runPools = enqueued ? poolsOf((JSON.parse(enqueued) as Enqueued).steps) : [];
-    for (const pool of decisionPools(decision, runPools)) s.insertDecisionPool.run(pool, decision.position);
+    for (const pool of decisionPools(decision, runPools)) {
+      if (s.insertDecisionPool.run(pool, decision.position).changes > 0) this.addTotal(totalName.decisions(pool), 1);
+    }
   }
 
   /** A run leaves the queue once: its waits are then final, and go to the wait ledger. */
@@ -359,6 +405,10 @@ class SqliteHistory implements HistoryStore {
   countsByStatus(): Map<RunStatus, number> {
     const rows = this.statements.countsByStatus.all() as Array<{ status: RunStatus; n: bigint }>;
     return new Map(rows.map((row) => [row.status, Number(row.n)]));
+  }
+
+  total(name: string): number {
+    return Number((this.statements.total.get(name) as bigint | undefined) ?? 0n);
   }
 
   private derived(runId: string, asOf: bigint | null = null): DerivedWaits | null {
@@ -430,6 +480,22 @@ class SqliteHistory implements HistoryStore {
 
   close(): void {
     this.db.close();
+  }
+}
+
+/** The status an event gives a run, for the totals by status. */
+function statusAfter(event: LoggedEvent): { runId: string; status: RunStatus } | null {
+  switch (event.type) {
+    case 'RunAdmitted':
+      return { runId: event.data.runId, status: 'STARTING' };
+    case 'RunStarted':
+      return { runId: event.data.runId, status: 'STARTED' };
+    case 'RunCancellationRequested':
+      return { runId: event.data.runId, status: 'CANCELING' };
+    case 'RunFinished':
+      return { runId: event.data.runId, status: event.data.status };
+    default:
+      return null;
   }
 }
 

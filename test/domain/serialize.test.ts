@@ -74,6 +74,29 @@ describe('serializeState / deserializeState', () => {
         ],
         [{ kind: 'tick', seconds: 200 }, { kind: 'expire' }],
       ],
+      // Seed -923019731: counters created in one order (team=b, then team=a) and rebuilt by the
+      // round trip in another; an edit over both listed them in a LimitStatesChanged by map order.
+      [
+        [
+          { type: 'SetMaxConcurrentRuns', limit: 1 },
+          { type: 'SetTagConcurrencyLimits', limits: [{ key: 'env', value: 'prod', limit: 0 }] },
+          { type: 'SetPoolGranularity', granularity: 'OP' },
+          { type: 'SetDefaultPoolLimit', limit: null },
+          { type: 'SetPoolLimit', pool: 'db', limit: 1 },
+        ],
+        [
+          { kind: 'enqueue', team: 'b', env: 'prod', priority: null, steps: [], maxSteps: null },
+          { kind: 'enqueue', team: 'a', env: null, priority: null, steps: [], maxSteps: null },
+          { kind: 'change', change: { maxConcurrentRuns: 2, tagConcurrencyLimits: [] } },
+        ],
+        [
+          {
+            kind: 'change',
+            change: { tagConcurrencyLimits: [{ key: 'team', applyLimitPerUniqueValue: true, limit: 0 }] },
+          },
+          { kind: 'enqueue', team: null, env: null, priority: null, steps: [], maxSteps: null },
+        ],
+      ],
     ];
     fc.assert(
       fc.property(

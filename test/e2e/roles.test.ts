@@ -34,12 +34,17 @@ interface Operation {
 
 const OPERATIONS: Operation[] = [
   { field: 'run', kind: 'query', query: '{ run(id: "started") { id status } }', appends: false },
-  { field: 'runs', kind: 'query', query: '{ runs(first: 10) { edges { cursor } } }', appends: false },
+  { field: 'runs', kind: 'query', query: '{ runs(first: 10) { totalCount edges { cursor } } }', appends: false },
   { field: 'queue', kind: 'query', query: '{ queue { id blockedBy { message } } }', appends: false },
   { field: 'pools', kind: 'query', query: '{ pools { name inUse limit } }', appends: false },
   { field: 'pool', kind: 'query', query: '{ pool(name: "db") { name } }', appends: false },
   { field: 'concurrencyConfig', kind: 'query', query: '{ concurrencyConfig { maxConcurrentRuns } }', appends: false },
-  { field: 'decisions', kind: 'query', query: '{ decisions(first: 5) { edges { cursor } } }', appends: false },
+  {
+    field: 'decisions',
+    kind: 'query',
+    query: '{ decisions(first: 5) { totalCount edges { cursor } } }',
+    appends: false,
+  },
   { field: 'snapshot', kind: 'query', query: '{ snapshot { position queue { id } } }', appends: false },
   {
     field: 'simulate',
@@ -72,7 +77,7 @@ const OPERATIONS: Operation[] = [
   {
     field: 'limitChanges',
     kind: 'query',
-    query: '{ limitChanges(first: 5) { edges { node { actor description } } } }',
+    query: '{ limitChanges(first: 5) { totalCount edges { node { actor description } } } }',
     appends: false,
   },
   {
