@@ -21,13 +21,19 @@
  *       10 and 11: BENCH_CHILD_TIMEOUT_S (180), the most one measurement may take
  *   12  several servers on PostgreSQL beside one SQLite file: BENCH_PG_COMMANDS
  *   14  waitReport over a week of finished runs: BENCH_REPORT_RUNS (1000000)
+ *   15  replayWhatIf over a window of runs: BENCH_REPLAY_RUNS (100000)
+ *   16  commands with many runs in progress: BENCH_IN_PROGRESS_SIZES (100,100000)
+ *   17  enqueues with many SSE subscribers: BENCH_SUBSCRIBERS (1,1000), BENCH_FANOUT_ENQUEUES (1000)
+ *   18  stalls (longest /health wait) while the log grows, under 50 clients, behind a large read: BENCH_STALL_MS
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
 import { e2eSection } from './e2e.js';
+import { stallsSection, subscribersSection } from './fan-out.js';
 import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
 import { memorySection, readySection } from './history.js';
+import { inProgressSection } from './in-progress.js';
 import { waitReportSection } from './insight.js';
 import { postgresSection } from './postgres.js';
 import { raceSection } from './race.js';
@@ -35,6 +41,7 @@ import { replaySections } from './replay.js';
 import { rootStepHoldSection } from './root-step-hold.js';
 import { slotsSection } from './slots.js';
 import { throughputSection } from './throughput.js';
+import { whatIfSection } from './what-if.js';
 
 const started = performance.now();
 console.log('# Sluice benchmarks');
@@ -56,5 +63,9 @@ if (sectionEnabled(11)) await readySection();
 if (sectionEnabled(12)) await postgresSection();
 if (sectionEnabled(13)) await rootStepHoldSection();
 if (sectionEnabled(14)) waitReportSection();
+if (sectionEnabled(15)) whatIfSection();
+if (sectionEnabled(16)) inProgressSection();
+if (sectionEnabled(17)) await subscribersSection();
+if (sectionEnabled(18)) await stallsSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);

@@ -10,6 +10,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createSchema, createYoga } from 'graphql-yoga';
+import { DEFAULT_SECURITY } from '../src/auth/settings.js';
 import { startServer } from '../src/server.js';
 import { DEFAULT_SETTINGS } from '../src/settings.js';
 import { failStart, type Message, serveParent, tell } from './child.js';
@@ -63,7 +64,17 @@ async function main(): Promise<void> {
   if (mode === 'bare') server = await startBare();
   else if (mode === 'sluice' && dbPath) {
     server = await startServer(
-      { ...DEFAULT_SETTINGS, port: 0, host: '127.0.0.1', eventStoreUrl: `sqlite:${dbPath}` },
+      {
+        ...DEFAULT_SETTINGS,
+        port: 0,
+        host: '127.0.0.1',
+        eventStoreUrl: `sqlite:${dbPath}`,
+        // Room for the subscribers section's thousand SSE streams (all anonymous in open mode).
+        security: {
+          ...DEFAULT_SECURITY,
+          connections: { ...DEFAULT_SECURITY.connections, maxConnections: 5_000, maxSubscriptionsPerToken: 5_000 },
+        },
+      },
       () => {},
     );
   } else throw new Error('usage: serve-child.ts sluice DB_PATH | bare');

@@ -101,6 +101,9 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   // runs of the list it is in (LIST_SIZES), so a page of runs with their waits stays small.
   'Run.waits': () => 1,
   'Run.decisions': () => 1,
+  // totalCount reads one kept total, except a run's decisions: those are counted from the run's
+  // own record, as Run.decisions lists them. The total of runs and of limit changes costs nothing.
+  'DecisionConnection.totalCount': () => 1,
 };
 
 /** What the server knows before running an operation, for the sizes of lists without `first`. */

@@ -7,6 +7,7 @@ import type { ConcurrencyConfig, RootStepHold, TagConcurrencyLimit } from '../do
 import type { Constraint } from '../domain/constraints.js';
 import type { IgnoredTag, Step, Tag } from '../domain/run.js';
 import { type BuilderTypes, builder } from './builder.js';
+import { inTurns } from './in-turns.js';
 import { asOfOverride, holdsOverride } from './run-views.js';
 
 export const RunStatusEnum = builder.enumType('RunStatus', {
@@ -163,17 +164,20 @@ export const RunType = builder.objectRef<RunRecord>('Run').implement({
     waits: t.field({
       type: [WaitIntervalType],
       description: 'Every stretch this run spent held back, oldest first.',
-      resolve: async (run, _args, ctx) => (await ctx.sluice.readHistory()).waitsOf(run.id, asOfOverride(run)),
+      resolve: async (run, _args, ctx) => {
+        const history = await ctx.sluice.readHistory();
+        return inTurns(() => history.waitsOf(run.id, asOfOverride(run)));
+      },
     }),
     decisions: t.field({
       type: [DecisionType],
       description: 'Every decision about this run, oldest first.',
-      resolve: async (run, _args, ctx) =>
-        (await ctx.sluice.readHistory()).decisions({
-          runId: run.id,
-          asOf: asOfOverride(run),
-          limit: Number.MAX_SAFE_INTEGER,
-        }),
+      resolve: async (run, _args, ctx) => {
+        const history = await ctx.sluice.readHistory();
+        return inTurns(() =>
+          history.decisions({ runId: run.id, asOf: asOfOverride(run), limit: Number.MAX_SAFE_INTEGER }),
+        );
+      },
     }),
   }),
 });

@@ -407,11 +407,31 @@ class SqliteHistory implements HistoryStore {
     return new Map(rows.map((row) => [row.status, Number(row.n)]));
   }
 
+  /**
+   * A run's derivation as of one history position: waits and decisions of the same run in one
+   * request (a page of runs asking for both) derive it once. Emptied when the history moves on.
+   */
+  private readonly derivedCache = new Map<string, DerivedWaits | null>();
+  private derivedCacheAt = -1n;
+
   total(name: string): number {
     return Number((this.statements.total.get(name) as bigint | undefined) ?? 0n);
   }
 
   private derived(runId: string, asOf: bigint | null = null): DerivedWaits | null {
+    const position = this.position();
+    if (position !== this.derivedCacheAt || this.derivedCache.size >= DERIVED_CACHE_SIZE) {
+      this.derivedCache.clear();
+      this.derivedCacheAt = position;
+    }
+    const key = `${runId}\u0000${asOf ?? ''}`;
+    if (this.derivedCache.has(key)) return this.derivedCache.get(key) ?? null;
+    const derived = this.deriveNow(runId, asOf);
+    this.derivedCache.set(key, derived);
+    return derived;
+  }
+
+  private deriveNow(runId: string, asOf: bigint | null): DerivedWaits | null {
     const row = this.statements.run.get(runId) as RunRow | undefined;
     if (!row) return null;
     const run = toRunRecord(row);
@@ -482,6 +502,9 @@ class SqliteHistory implements HistoryStore {
     this.db.close();
   }
 }
+
+/** Derivations kept per history position (a page of runs is at most 1,000). */
+const DERIVED_CACHE_SIZE = 2_000;
 
 /** The status an event gives a run, for the totals by status. */
 function statusAfter(event: LoggedEvent): { runId: string; status: RunStatus } | null {

@@ -4,10 +4,13 @@
  * every filter's totalCount is the number of nodes found by paging through all of it, on every
  * page, and a history rebuilt from the log by another server gives the same totals.
  */
+import { parse } from 'graphql';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Sluice } from '../../src/app/sluice.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
+import { fieldCost } from '../../src/graphql/limits.js';
+import { schema } from '../../src/graphql/schema.js';
 import { createSluiceYoga } from '../../src/server.js';
 import { Gql, type Json } from '../support/e2e-http.js';
 import { prng } from '../support/prng.js';
@@ -149,6 +152,15 @@ describe('totalCount', () => {
       await rebuilt.close();
     }
   }, 60_000);
+
+  it('given totalCount selected, then the field cost counts a decision total as a run’s decisions and the others as nothing', () => {
+    const cost = (query: string) => fieldCost(schema, parse(query), undefined, {});
+    expect(cost('{ runs(first: 10) { totalCount } }')).toBe(cost('{ runs(first: 10) { pageInfo { hasNextPage } } }'));
+    expect(cost('{ decisions(first: 10, runId: "a") { totalCount } }')).toBe(
+      cost('{ decisions(first: 10, runId: "a") { pageInfo { hasNextPage } } }') + 1,
+    );
+    expect(cost('{ limitChanges { totalCount } }')).toBe(0);
+  });
 
   it('given an empty log, then every totalCount is 0', async () => {
     const data = await gql.data(

@@ -4,6 +4,8 @@ import { setToken } from './api';
 import { Note } from './components';
 import { useLiveQuery, useLiveVersion, useSession } from './hooks';
 import { live, startLive } from './live';
+import { Audit } from './pages/audit';
+import { Insights } from './pages/insights';
 import { Limits } from './pages/limits';
 import { Overview } from './pages/overview';
 import { Queue } from './pages/queue';
@@ -16,6 +18,8 @@ const PAGES = [
   { href: '/queue', label: 'Queue' },
   { href: '/limits', label: 'Limits' },
   { href: '/time-travel', label: 'Time travel' },
+  { href: '/insights', label: 'Insights' },
+  { href: '/audit', label: 'Audit' },
 ];
 
 function TokenPrompt() {
@@ -88,7 +92,9 @@ export function App() {
   else if (path === '/queue') page = <Queue />;
   else if (path === '/limits') page = <Limits canEdit={canEdit} role={role} />;
   else if (path === '/time-travel') page = <TimeTravel />;
-  else if (runMatch?.[1]) page = <RunPage id={decodeURIComponent(runMatch[1])} />;
+  else if (path === '/insights') page = <Insights />;
+  else if (path === '/audit') page = <Audit />;
+  else if (runMatch?.[1]) page = <RunPage id={decodeURIComponent(runMatch[1])} role={role} />;
 
   const state = session.connected ? 'live' : session.everConnected ? 'reconnecting…' : 'connecting…';
   return (

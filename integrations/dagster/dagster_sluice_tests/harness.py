@@ -22,8 +22,8 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget, Wo
 from dagster._utils.merger import merge_dicts
 
 TESTS_DIR = Path(__file__).resolve().parent
-#: The Sluice checkout these tests start servers from.
-REPO_ROOT = TESTS_DIR.parents[2]
+#: The Sluice checkout these tests start servers from: this one, unless SLUICE_REPO names another.
+REPO_ROOT = Path(os.environ.get("SLUICE_REPO") or TESTS_DIR.parents[2])
 WORKSPACE_FILE = TESTS_DIR / "workspace.yaml"
 LOCATION = "sluice_tests"
 

@@ -249,7 +249,7 @@ def test_launcher_killed_mid_queue_loses_nothing_and_launches_nothing_twice(four
     d.launcher.kill9()
     d.launcher.start()
 
-    wait_until(lambda: _all_finished(d.instance, run_ids), 600, "all 50 runs to end", every=1.0)
+    wait_until(lambda: _all_finished(d.instance, run_ids), 1500, "all 50 runs to end", every=1.0)
     for run_id in run_ids:
         # One run worker per run: the code server records each process it starts for a run. (A
         # kill between Dagster's two writes of a launch, the STARTING event and the run's status,

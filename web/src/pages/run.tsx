@@ -4,6 +4,7 @@ import { duration, time } from '../format';
 import { useLiveQuery } from '../hooks';
 import { CONSTRAINT, type Constraint, type Decision, type Tag } from '../types';
 import { constraintLabel } from '../usage';
+import { RunActions } from './run-actions';
 
 const QUERY = `query($id: ID!) { run(id: $id) {
   id jobName status priority tags { key value } maxConcurrentSteps leaseSeconds
@@ -119,8 +120,8 @@ function Timeline(props: { run: RunDetail }) {
   );
 }
 
-export function RunPage(props: { id: string }) {
-  const { data, error } = useLiveQuery<{ run: RunDetail | null }>(QUERY, { id: props.id });
+export function RunPage(props: { id: string; role: string | null }) {
+  const { data, error, refetch } = useLiveQuery<{ run: RunDetail | null }>(QUERY, { id: props.id });
   const run = data?.run;
   if (error) return <Note kind="error">{error}</Note>;
   if (!data) return <p class="muted">Loading…</p>;
@@ -138,6 +139,7 @@ export function RunPage(props: { id: string }) {
           {run.leaseSeconds !== null ? ` · lease ${run.leaseSeconds} s` : ''}
         </p>
         <Tags tags={run.tags} />
+        <RunActions run={run} role={props.role} onDone={refetch} />
       </div>
       {run.finishReason ? <Note>Ended by Sluice: {run.finishReason}</Note> : null}
       {run.deadline ? (

@@ -1,0 +1,138 @@
+/**
+ * The Insights page in real headless Chromium against a real server: the window's waiting and
+ * each limit's share as waitReport answers them, the waiting-over-time chart, a what-if replay
+ * with before and after side by side, a refused what-if showing the server's reason, keyboard
+ * use, a narrow screen, and no serious or critical axe-core violation. The screenshot goes to
+ * test-results/screenshots/ (UPDATE_SCREENSHOTS=1 also copies it to docs/screenshots/).
+ */
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningServer, startServer } from '../../src/server.js';
+import { DEFAULT_SETTINGS } from '../../src/settings.js';
+import { enqueued, Gql, mutated, tempDir } from '../support/e2e-http.js';
+import { type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
+
+const missing = browserMissing();
+if (missing) console.warn(`browser tests skipped: ${missing}`);
+
+const dir = tempDir('sluice-browser-insights-');
+const webDir = join(dir.path, 'web');
+let server: RunningServer;
+let gql: Gql;
+let origin: string;
+let browser: Browser;
+let page: Page;
+
+const change = (query: string) => mutated(gql, `mutation { ${query} }`);
+const poll = <T>(read: () => T | Promise<T>, timeout = 10_000) => expect.poll(read, { timeout, interval: 50 });
+
+async function screenshot(name: string): Promise<void> {
+  const path = screenshotPath(name);
+  await page.screenshot({ path, fullPage: true });
+  if (process.env.UPDATE_SCREENSHOTS === '1') {
+    mkdirSync('docs/screenshots', { recursive: true });
+    copyFileSync(path, join('docs/screenshots', `${name}.png`));
+  }
+}
+
+/** axe-core run in the page: the serious and critical violations, by rule and target. */
+async function axeViolations(): Promise<string[]> {
+  await page.addScriptTag({ content: readFileSync('node_modules/axe-core/axe.min.js', 'utf8') });
+  const violations = await page.evaluate(async () => {
+    const axe = (
+      window as unknown as {
+        axe: {
+          run: () => Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }>;
+        };
+      }
+    ).axe;
+    return (await axe.run()).violations;
+  });
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60_000 }, () => {
+  beforeAll(async () => {
+    const built = spawnSync(
+      process.execPath,
+      ['node_modules/vite/bin/vite.js', 'build', '--config', 'web/vite.config.ts', '--outDir', webDir],
+      { encoding: 'utf8' },
+    );
+    if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
+    server = await startServer(
+      { ...DEFAULT_SETTINGS, port: 0, eventStoreUrl: `sqlite:${join(dir.path, 'events.db')}`, dashboardDir: webDir },
+      () => {},
+    );
+    gql = new Gql(server.url);
+    origin = new URL(server.url).origin;
+    // One run at a time: a runs, b and c wait about a second, then a finishes and b goes.
+    await change('setMaxConcurrentRuns(limit: 1) { __typename }');
+    await enqueued(gql, { runId: 'a', jobName: 'nightly_etl' });
+    await enqueued(gql, { runId: 'b', jobName: 'nightly_etl' });
+    await enqueued(gql, { runId: 'c', jobName: 'train' });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await change('markRunFinished(runId: "a", status: SUCCESS) { __typename }');
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    dir.remove();
+  });
+
+  it('shows the waiting of the last day and the share of each limit, as waitReport answers', async () => {
+    await page.goto(`${origin}/insights`);
+    const shares = page.getByTestId('shares');
+    await poll(() => shares.textContent()).toContain('max concurrent runs');
+    await poll(() => page.getByTestId('wait-total').textContent()).toMatch(/2 runs waited/);
+    await page.getByTestId('waiting-chart').locator('canvas').waitFor();
+    await page.getByLabel('Last hour').check();
+    await poll(() => page.getByTestId('wait-total').textContent()).toMatch(/2 runs waited/);
+    await screenshot('insights');
+  });
+
+  it('replays the window with max concurrent runs raised: before and after side by side, by keyboard alone', async () => {
+    await page.goto(`${origin}/insights`);
+    await page.getByTestId('shares').waitFor();
+    const value = page.getByLabel('New value');
+    await value.focus();
+    await page.keyboard.type('5');
+    await page.keyboard.press('Enter');
+    const answer = page.getByTestId('what-if-answer');
+    await poll(() => answer.textContent()).toContain('With the change');
+    expect(await page.getByTestId('before').textContent()).toContain('max concurrent runs');
+    // With room for five, nobody waits, apart from the moment b and c arrived in the record.
+    expect(await answer.textContent()).toMatch(/With the change0 s waited by 0 runs/);
+    await screenshot('insights-what-if');
+  });
+
+  it('shows the server reason when the what-if is refused', async () => {
+    await page.goto(`${origin}/insights`);
+    await page.getByTestId('shares').waitFor();
+    await page.getByLabel('New value').fill('-2');
+    await page.getByRole('button', { name: 'Replay the window' }).click();
+    await poll(() => page.getByRole('alert').textContent()).toMatch(/max concurrent runs|-1/i);
+  });
+
+  it('has no serious or critical accessibility violation, and reads on a narrow screen', async () => {
+    await page.goto(`${origin}/insights`);
+    await page.getByTestId('shares').waitFor();
+    expect(await axeViolations()).toEqual([]);
+    await page.setViewportSize({ width: 380, height: 800 });
+    const wide = await page.evaluate(() =>
+      [...document.querySelectorAll('main *')]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+        .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)
+        .slice(0, 10),
+    );
+    expect(wide).toEqual([]);
+    await page.setViewportSize({ width: 1280, height: 860 });
+  });
+});
