@@ -103,9 +103,9 @@ export function App() {
         <Link href="/" class="brand">
           <img src="/favicon.svg" alt="" width={22} height={22} /> Sluice
         </Link>
-        <nav>
+        <nav aria-label="pages">
           {PAGES.map((p) => (
-            <Link key={p.href} href={p.href} class={path === p.href ? 'active' : ''}>
+            <Link key={p.href} href={p.href} class={path === p.href ? 'active' : ''} current={path === p.href}>
               {p.label}
             </Link>
           ))}

@@ -25,7 +25,14 @@ export function usePath(): string {
 }
 
 /** An anchor that changes the route without a reload (a new tab still works). */
-export function Link(props: { href: string; class?: string; children: ComponentChildren; title?: string }) {
+export function Link(props: {
+  href: string;
+  class?: string;
+  children: ComponentChildren;
+  title?: string;
+  /** The link to the page being shown (announced as the current page). */
+  current?: boolean;
+}) {
   const onClick = (event: JSX.TargetedMouseEvent<HTMLAnchorElement>) => {
     if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
     event.preventDefault();
@@ -33,7 +40,13 @@ export function Link(props: { href: string; class?: string; children: ComponentC
     scrollTo(0, 0);
   };
   return (
-    <a href={props.href} class={props.class} title={props.title} onClick={onClick}>
+    <a
+      href={props.href}
+      class={props.class}
+      title={props.title}
+      aria-current={props.current ? 'page' : undefined}
+      onClick={onClick}
+    >
       {props.children}
     </a>
   );

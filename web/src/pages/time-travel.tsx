@@ -68,6 +68,7 @@ export function TimeTravel() {
           <span class="muted">{time(new Date(from).toISOString())}</span>
           <input
             type="range"
+            aria-label="instant to look at"
             min={from}
             max={to}
             step={Math.max(1, Math.round((to - from) / 1000))}
