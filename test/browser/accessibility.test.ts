@@ -138,12 +138,14 @@ describe.skipIf(missing !== null)('every dashboard page, for accessibility, in C
     await page.keyboard.type('a');
     await page.keyboard.press('Enter');
     await poll(() => new URL(page.url()).pathname).toBe('/runs/a');
-    // Focus is visible where it lands: the focused link has an outline.
+    await page.locator('main h2').first().waitFor();
+    // Focus is visible where it lands: the focused control has an outline.
     await page.keyboard.press('Tab');
-    const outline = await page.evaluate(() => {
+    const focused = await page.evaluate(() => {
       const e = document.activeElement as HTMLElement | null;
-      return e ? getComputedStyle(e).outlineStyle : 'none';
+      return { tag: e?.tagName ?? '', outline: e ? getComputedStyle(e).outlineStyle : 'none' };
     });
-    expect(outline).not.toBe('none');
+    expect(focused.tag).not.toBe('BODY');
+    expect(focused.outline).not.toBe('none');
   });
 });
