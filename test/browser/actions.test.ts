@@ -171,4 +171,23 @@ describe.skipIf(missing !== null)('acting from the dashboard, by role', { timeou
     await screenshot(page, 'audit');
     await page.close();
   });
+
+  it('an admin terminates and force-terminates with the keyboard alone', async () => {
+    await as('worker', 'mutation { enqueueRun(input: {runId: "kb-1", jobName: "train"}) { __typename } }');
+    const page = await tabOf('admin');
+    await page.goto(`${origin}/runs/kb-1`);
+    await page.getByRole('button', { name: 'Force terminate…' }).waitFor();
+    const focusedText = () => page.evaluate(() => document.activeElement?.textContent?.trim() ?? '');
+    for (let i = 0; i < 40 && (await focusedText()) !== 'Force terminate…'; i++) await page.keyboard.press('Tab');
+    expect(await focusedText()).toBe('Force terminate…');
+    await page.keyboard.press('Enter');
+    // The focus moves to the safe answer; one step back is the forced one.
+    await poll(focusedText).toBe('No');
+    expect(await statusOf('kb-1')).toBe('QUEUED');
+    await page.keyboard.press('Shift+Tab');
+    expect(await focusedText()).toBe('Yes, force it');
+    await page.keyboard.press('Enter');
+    await poll(() => statusOf('kb-1')).toBe('CANCELED');
+    await page.close();
+  });
 });

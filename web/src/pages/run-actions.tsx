@@ -4,7 +4,7 @@
  * tab's token, so the log records the token's name. A viewer sees no buttons; an action the
  * server refuses shows the server's reason.
  */
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { gql } from '../api';
 import { Note } from '../components';
 
@@ -42,6 +42,12 @@ export function RunActions(props: {
       setConfirmForce(false);
     }
   };
+  // The button asking for confirmation is gone once clicked: the focus moves to the safe answer,
+  // so that a keyboard user is not sent back to the top of the page.
+  const safeChoice = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (confirmForce) safeChoice.current?.focus();
+  }, [confirmForce]);
   return (
     <div class="run-actions" data-testid="run-actions">
       {FINISHED.has(run.status) ? null : (
@@ -64,7 +70,7 @@ export function RunActions(props: {
               >
                 Yes, force it
               </button>{' '}
-              <button type="button" class="secondary" onClick={() => setConfirmForce(false)}>
+              <button type="button" class="secondary" ref={safeChoice} onClick={() => setConfirmForce(false)}>
                 No
               </button>
             </fieldset>
