@@ -101,7 +101,9 @@ export class DeadlineIndex {
     if (!inProgress) this.admission.delete(run.id);
     else if (order === undefined) this.admission.set(run.id, (order = this.nextAdmission++));
     const seq = order ?? 0;
-    const parse = (at: string | null) => (at === null ? null : Date.parse(at));
+    // Times count from the wall clock's reading then, moved by any forward step since (leases and
+    // allotments already are, by leaseRenewedAt and allotmentEndOf).
+    const parse = (at: string | null) => (at === null ? null : Date.parse(at) + (run.clockShiftMs ?? 0));
     const started = run.status === 'STARTED' ? parse(run.startedAt) : null;
     const tag = started === null ? null : maxRuntimeOf(run);
     this.starting.set(run.id, seq, run.status === 'STARTING' ? parse(run.admittedAt) : null);

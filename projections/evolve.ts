@@ -185,6 +185,15 @@ const MOVES_DEADLINES: ReadonlySet<LoggedEvent['type']> = new Set([
 ]);
 
 export function evolve(state: State, event: LoggedEvent): State {
+  if (event.type === 'ClockSteppedForward') {
+    // Rare: every run in progress has its deadlines moved by the step.
+    for (const run of state.runs.values()) {
+      if (!isInProgress(run.status)) continue;
+      run.clockShiftMs = (run.clockShiftMs ?? 0) + event.data.byMs;
+      state.deadlines.track(run);
+    }
+    return state;
+  }
   foldEvent(state, event);
   if (MOVES_DEADLINES.has(event.type)) {
     const runId = (event.data as { runId: string }).runId;

@@ -70,6 +70,11 @@ export interface RunRecord {
   allotmentEndedAt: string | null;
   /** Last heartbeat recorded in the log (see domain/leases). */
   lastHeartbeatAt: string | null;
+  /**
+   * How far the wall clock stepped forward (ClockSteppedForward) while the run was in progress:
+   * its deadlines count that much later, so a step neither ends it early nor at once. Absent: 0.
+   */
+  clockShiftMs?: number;
 }
 
 /** One step's claim for a slot. */

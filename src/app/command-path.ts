@@ -87,18 +87,19 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
       await path.awaitHistory();
       await path.catchUp();
     }
-    const { at: now, stepBack } = eventClock.stamp(path.lastLoggedAt());
+    const stamp = eventClock.stamp(path.lastLoggedAt());
+    const { at: now, stepBack, stepForward } = stamp;
     const base = path.durable();
     const newEvents: NewEvent[] = [];
     const outcomes: Array<{ error: unknown } | { start: number; count: number; runId: string | null }> = [];
-    const ahead = stepBack ? [stepBack] : [];
+    const ahead = [stepForward, stepBack].filter((e) => e !== null);
     const raise = formatRaise(path.logFormat(), ahead);
     speculation.start();
     const state = path.state();
     try {
       // The log's own facts (a raised format, a clock step) go ahead of the commands'.
       for (const event of raise ? [raise, ...ahead] : ahead) {
-        const actor = event.type === 'ClockSteppedBack' ? CLOCK_ACTOR : SERVER_ACTOR;
+        const actor = event.type === 'LogFormatRaised' ? SERVER_ACTOR : CLOCK_ACTOR;
         evolve(state, { ...event, revision: state.revision + 1n, at: now, actor } as LoggedEvent);
         newEvents.push({ ...event, schemaVersion: CURRENT_SCHEMA_VERSION, actor, at: now });
       }
@@ -157,7 +158,7 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
       }
       // The append won: no other event came between the base and these, so they are the ones
       // already folded in.
-      if (stepBack) eventClock.recorded();
+      eventClock.recorded(stamp);
       speculation.end();
       for (const event of recorded) path.apply(event);
     }

@@ -27,7 +27,7 @@ export interface DecisionFilter {
 export interface DecisionSource {
   readonly state: State;
   catchUp(): Promise<void>;
-  readHistory(): Promise<HistoryStore>;
+  readHistory(waitMs?: number): Promise<HistoryStore>;
   onEvent(listener: (event: LoggedEvent) => void): () => void;
   /** The pools of a run, live or past. */
   runPools(runId: string): readonly string[];
@@ -239,7 +239,9 @@ export class DecisionStream implements AsyncIterableIterator<Decision> {
       if (this.replaying) {
         const fromPage = this.page.shift();
         if (fromPage) return this.deliver(fromPage);
-        const history = await this.source.readHistory();
+        // A subscriber already waits for its stream: the replay waits for the history to catch up
+        // after a start however long that takes (closing the server ends the wait).
+        const history = await this.source.readHistory(Number.POSITIVE_INFINITY);
         const page = history.decisions({ ...this.filter, after: this.last, limit: REPLAY_PAGE });
         this.page = page;
         if (page.length === REPLAY_PAGE) continue;

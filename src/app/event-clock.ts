@@ -14,31 +14,67 @@ export const STEP_RECORDED_ABOVE_MS = 1000;
 /** The actor of ClockSteppedBack events. */
 export const CLOCK_ACTOR = 'clock';
 
+/** Wall and monotonic clocks drift apart by at most this fraction of the time between readings (NTP slews at 500 ppm). */
+const DRIFT_ALLOWED = 0.001;
+
+export interface Stamp {
+  at: string;
+  /** The clock was found behind the log (recorded once until it catches up). */
+  stepBack: DomainEvent | null;
+  /** The clock jumped ahead of the monotonic clock since the last recorded command. */
+  stepForward: DomainEvent | null;
+}
+
 export class EventClock {
   /** True while this server's clock is behind the log and the step is already recorded. */
   private behind = false;
-
-  constructor(private readonly clock: () => Date) {}
+  /** Wall and monotonic readings of the last command appended, to see the wall clock jump. */
+  private last: { wall: number; mono: number } | null = null;
+  private pending: { wall: number; mono: number } | null = null;
 
   /**
-   * The time to stamp a command with, given the last time in the log, and the event recording a
-   * step back when the clock is found behind the log for the first time.
+   * `monotonic`: a clock no step moves (performance.now); null when the wall clock is a test's
+   * own (injected), which has no monotonic counterpart: then forward steps are not looked for.
    */
-  stamp(lastLoggedAt: string | null): { at: string; stepBack: DomainEvent | null } {
+  constructor(
+    private readonly clock: () => Date,
+    private readonly monotonic: (() => number) | null = null,
+  ) {}
+
+  /** The time to stamp a command with, given the last time in the log, and the steps to record. */
+  stamp(lastLoggedAt: string | null): Stamp {
     const clock = this.clock();
-    const last = lastLoggedAt === null ? Number.NaN : Date.parse(lastLoggedAt);
-    if (Number.isNaN(last) || clock.getTime() >= last) {
-      this.behind = false;
-      return { at: clock.toISOString(), stepBack: null };
+    const wall = clock.getTime();
+    let stepForward: DomainEvent | null = null;
+    if (this.monotonic) {
+      const mono = this.monotonic();
+      if (this.last) {
+        const elapsed = mono - this.last.mono;
+        const ahead = Math.round(wall - (this.last.wall + elapsed));
+        if (ahead > STEP_RECORDED_ABOVE_MS + elapsed * DRIFT_ALLOWED) {
+          stepForward = { type: 'ClockSteppedForward', data: { clockAt: clock.toISOString(), byMs: ahead } };
+        }
+      }
+      this.pending = { wall, mono };
     }
-    const byMs = last - clock.getTime();
+    const last = lastLoggedAt === null ? Number.NaN : Date.parse(lastLoggedAt);
+    if (Number.isNaN(last) || wall >= last) {
+      this.behind = false;
+      return { at: clock.toISOString(), stepBack: null, stepForward };
+    }
+    const byMs = last - wall;
     const at = new Date(last).toISOString();
-    if (this.behind || byMs <= STEP_RECORDED_ABOVE_MS) return { at, stepBack: null };
-    return { at, stepBack: { type: 'ClockSteppedBack', data: { clockAt: clock.toISOString(), loggedAt: at, byMs } } };
+    if (this.behind || byMs <= STEP_RECORDED_ABOVE_MS) return { at, stepBack: null, stepForward };
+    return {
+      at,
+      stepBack: { type: 'ClockSteppedBack', data: { clockAt: clock.toISOString(), loggedAt: at, byMs } },
+      stepForward,
+    };
   }
 
-  /** The step back was appended: not recorded again until the clock has caught up with the log. */
-  recorded(): void {
-    this.behind = true;
+  /** The stamped command was appended: its steps are recorded, and its readings are the new reference. */
+  recorded(stamp: Stamp): void {
+    if (stamp.stepBack) this.behind = true;
+    if (this.pending) this.last = this.pending;
   }
 }

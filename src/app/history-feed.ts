@@ -2,7 +2,7 @@
  * Feeding the history read model. At start-up the history may be behind the log (deleted, of
  * another log, or written less far than the checkpoint the live state starts from); the server
  * answers as soon as its live state is rebuilt, and the history catches up in the background,
- * in small batches that yield to the event loop between them. Once it has reached the live
+ * in small steps (sized to take about 20 ms each) that yield to the event loop between them. Once it has reached the live
  * state, durable events are written to it as they come, in batches (one transaction each, soon
  * after they are taken in, and before any read of it).
  *
@@ -17,8 +17,12 @@ import { eventHash, toLoggedEvent } from './recorded-events.js';
 
 /** Pending events written at once when this many pile up. */
 const MAX_PENDING = 5_000;
-/** Events read and written per step of the catch-up: small enough that one step stalls nothing for long. */
-const CATCH_UP_BATCH = 1_000;
+/**
+ * Events read and written per step of the catch-up: the size adapts so that a step takes about
+ * STEP_MS, which keeps commands and /health from waiting long behind one, within these bounds.
+ */
+const CATCH_UP_BATCH = { first: 500, least: 250, most: 4_000 };
+const STEP_MS = 20;
 /** Pause before a catch-up step that failed (the history file busy or the store down) is tried again. */
 const RETRY_MS = 500;
 
@@ -99,20 +103,25 @@ export class HistoryFeed {
     const from = this.position;
     const started = performance.now();
     this.info(`history read model catching up in the background from position ${from} to ${durable()}`);
+    let size = CATCH_UP_BATCH.first;
     const step = async (): Promise<void> => {
       if (this.closed) return;
       try {
         const target = durable();
         if (this.position < target) {
+          const began = performance.now();
           const batch = await this.store.readStream(this.stream, {
             fromRevision: this.position + 1n,
-            maxCount: Math.min(CATCH_UP_BATCH, Number(target - this.position)),
+            maxCount: Math.min(size, Number(target - this.position)),
           });
           if (this.closed) return;
           const [first] = batch;
           if (first?.revision === 0n) this.history.bindTo(eventHash(first));
           this.history.apply(batch.map(toLoggedEvent));
           if (batch.length > 0) this.position = (batch.at(-1) as RecordedEvent).revision;
+          const took = performance.now() - began;
+          if (took < STEP_MS / 2) size = Math.min(size * 2, CATCH_UP_BATCH.most);
+          else if (took > STEP_MS * 2) size = Math.max(Math.floor(size / 2), CATCH_UP_BATCH.least);
         }
         // In the same step as the check: no event is taken in between.
         if (this.position >= durable()) {
@@ -189,7 +198,8 @@ export class HistoryFeed {
 
   /**
    * The history once it holds the log up to `position`: at once when it does, else after
-   * waiting for the catch-up, at most `waitMs`; then HistoryBehindError.
+   * waiting for the catch-up, at most `waitMs` (Infinity: until it has caught up, or the server
+   * closes); then HistoryBehindError.
    */
   async readAt(position: bigint, waitMs: number): Promise<HistoryStore> {
     const deadline = performance.now() + waitMs;
@@ -200,7 +210,7 @@ export class HistoryFeed {
       const left = deadline - performance.now();
       if (left <= 0 || this.closed) throw new HistoryBehindError(this.position, position);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
+        const timer = Number.isFinite(left) ? setTimeout(resolve, left) : undefined;
         this.waiters.add(() => {
           clearTimeout(timer);
           resolve();

@@ -140,7 +140,8 @@ export class Sluice {
     const path = {
       store,
       stream,
-      eventClock: new EventClock(this.clock),
+      // An injected clock is a test's own time: no monotonic clock to hold it against.
+      eventClock: new EventClock(this.clock, options.clock ? null : () => performance.now()),
       lastLoggedAt: () => this.lastApplied?.at ?? null,
       logFormat: () => this.logFormat,
       newRunId,
@@ -284,11 +285,12 @@ export class Sluice {
 
   /**
    * The history read model, with every durable event written to it. Right after a start, while
-   * it catches up, this waits for it (at most historyWaitMs), then throws HistoryBehindError.
+   * it catches up, this waits for it (at most `waitMs`, default historyWaitMs), then throws
+   * HistoryBehindError.
    */
-  async readHistory(): Promise<HistoryStore> {
+  async readHistory(waitMs = this.historyWaitMs): Promise<HistoryStore> {
     await this.catchUp();
-    return this.history.readAt(this.durable, this.historyWaitMs);
+    return this.history.readAt(this.durable, waitMs);
   }
 
   /** How far the history read model is, against the log the live state holds. */

@@ -46,8 +46,12 @@ export function maxRuntimeOf(
 export function leaseRenewedAt(run: RunRecord): number | null {
   if (run.admittedAt === null) return null;
   const admitted = Date.parse(run.admittedAt);
-  return run.lastHeartbeatAt === null ? admitted : Math.max(admitted, Date.parse(run.lastHeartbeatAt));
+  const renewed = run.lastHeartbeatAt === null ? admitted : Math.max(admitted, Date.parse(run.lastHeartbeatAt));
+  return renewed + shiftOf(run);
 }
+
+/** How far forward clock steps moved the run's deadlines (see RunRecord.clockShiftMs). */
+const shiftOf = (run: Pick<RunRecord, 'clockShiftMs'>): number => run.clockShiftMs ?? 0;
 
 /** The kinds of timeout, each the start of the reason it records on the run's RunFinished. */
 const TIMEOUT_REASONS = {
@@ -75,7 +79,7 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
   if (run.status === 'STARTING' && run.admittedAt !== null) {
     const limit = monitoring.startTimeoutSeconds;
     add(
-      Date.parse(run.admittedAt) + limit * 1000,
+      Date.parse(run.admittedAt) + shiftOf(run) + limit * 1000,
       'FAILURE',
       `${TIMEOUT_REASONS.start_timeout} STARTING for more than ${limit} s`,
       'START_TIMEOUT',
@@ -84,7 +88,7 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
   if (run.status === 'CANCELING' && run.cancelRequestedAt !== null) {
     const limit = monitoring.cancelTimeoutSeconds;
     add(
-      Date.parse(run.cancelRequestedAt) + limit * 1000,
+      Date.parse(run.cancelRequestedAt) + shiftOf(run) + limit * 1000,
       'CANCELED',
       `${TIMEOUT_REASONS.cancel_timeout} CANCELING for more than ${limit} s`,
       'CANCEL_TIMEOUT',
@@ -93,7 +97,7 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
   const maxRuntime = maxRuntimeOf(run, monitoring);
   if (run.status === 'STARTED' && run.startedAt !== null && maxRuntime !== null) {
     add(
-      Date.parse(run.startedAt) + maxRuntime.seconds * 1000,
+      Date.parse(run.startedAt) + shiftOf(run) + maxRuntime.seconds * 1000,
       'FAILURE',
       `${TIMEOUT_REASONS.max_runtime} running for more than ${maxRuntime.seconds} s (${maxRuntime.source})`,
       'RUN_TIMEOUT',
@@ -117,7 +121,7 @@ export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline
  */
 export function allotmentEndOf(run: RunRecord, startedRunAllotmentSeconds: number): number | null {
   if (run.status !== 'STARTED' || run.startedAt === null || run.promisedSteps.size === 0) return null;
-  return Date.parse(run.startedAt) + startedRunAllotmentSeconds * 1000;
+  return Date.parse(run.startedAt) + shiftOf(run) + startedRunAllotmentSeconds * 1000;
 }
 
 /** Whether a heartbeat at `now` should be recorded (see the rule above). */

@@ -160,6 +160,12 @@ export const eventSchemas = {
    * event, naming both formats, before it could read anything it does not understand.
    */
   LogFormatRaised: z.object({ format: z.number().int().min(1) }),
+  /**
+   * The server's wall clock moved ahead of its monotonic clock by `byMs` since its last command
+   * (an NTP step forward): deadlines of runs in progress count that much later, so the step
+   * does not end them early.
+   */
+  ClockSteppedForward: z.object({ clockAt: z.iso.datetime(), byMs: z.number().int().min(1) }),
   ClockSteppedBack: z.object({
     clockAt: z.iso.datetime(),
     loggedAt: z.iso.datetime(),
@@ -196,6 +202,7 @@ export const LOG_FORMAT = 2;
 export const EVENT_FORMAT_SINCE: Partial<Record<EventType, number>> = {
   LogFormatRaised: 2,
   ClockSteppedBack: 2,
+  ClockSteppedForward: 2,
 };
 
 export const formatOfEvent = (type: EventType): number => EVENT_FORMAT_SINCE[type] ?? 1;

@@ -11,7 +11,7 @@
  * in a pool that freed or changed, and those of a run that freed a slot.
  */
 import type { RunRecord, State, StepClaim } from '../../projections/state.js';
-import { claimKey } from '../../projections/state.js';
+import { claimKey, waitingKey } from '../../projections/state.js';
 import type { ConcurrencyConfig } from './config.js';
 import { type Constraint, describeLimit, poolLimitOf, sameConstraintSet } from './constraints.js';
 
@@ -226,4 +226,36 @@ export function currentClaimHolds(state: State, claim: StepClaim): Constraint[] 
     }))
     .filter(({ l, inUse }) => inUse >= l.limit)
     .map(({ l, inUse }) => stepConstraint(claim, l, inUse));
+}
+
+/**
+ * Where a waiting claim stands among the claims waiting for the same pool (1: served next when a
+ * slot frees); null unless it waits. Claims held back only by their own run's step limit share
+ * the pool's queue, so this counts them too: it is a place in line, not a promise of order.
+ */
+export function claimQueuePosition(state: State, claim: StepClaim): number | null {
+  if (claim.status !== 'PENDING') return null;
+  const key = claimKey(claim.runId, claim.stepKey);
+  let position = 0;
+  for (const waiting of state.waitingClaims.get(waitingKey(claim.pool)) ?? []) {
+    position += 1;
+    if (waiting === key) return position;
+  }
+  return null;
+}
+
+/** Seconds to the first re-claim of the claim served next; each claim ahead adds this much. */
+const RETRY_BASE_SECONDS = 1;
+const RETRY_PER_CLAIM_AHEAD_SECONDS = 0.5;
+const RETRY_MAX_SECONDS = 30;
+
+/**
+ * How long a client that polls (re-claims, which is idempotent) should wait before asking again:
+ * a second for the next in line, half a second more per claim ahead, at most 30 s. Workers that
+ * follow dequeueDecisions learn of their grant at once and need no polling at all.
+ */
+export function suggestedRetrySeconds(queuePosition: number | null): number | null {
+  if (queuePosition === null) return null;
+  const ahead = Math.max(0, queuePosition - 1);
+  return Math.min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS + ahead * RETRY_PER_CLAIM_AHEAD_SECONDS);
 }

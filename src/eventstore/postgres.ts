@@ -19,6 +19,7 @@ import pg from 'pg';
 import { checkExpected, checkMaxCount, checkStream, serializedData } from './checks.js';
 import { ConcurrencyError, CorruptEventError, StoreUnavailableError, StoreUsageError } from './errors.js';
 import { describe, isConnectionFailure, pgCode, toStoreError } from './postgres-errors.js';
+import { findWritable, hostOf, splitHosts } from './postgres-hosts.js';
 import { migrate, NewerSchemaError, NOTIFY_CHANNEL, quoteIdent } from './postgres-migrations.js';
 import { ReadingSubscription } from './reading-subscription.js';
 import type {
@@ -115,8 +116,14 @@ class PostgresEventStore implements EventStore {
   private readonly schema: string;
   private readonly table: string;
   private readonly appendLock: string;
-  private readonly clientConfig: pg.ClientConfig;
-  private readonly pool: pg.Pool;
+  private clientConfig: pg.ClientConfig;
+  private pool: pg.Pool;
+  /** With a host list: every host's connection string, in order (see postgres-hosts.ts). */
+  private readonly candidates: string[] | null;
+  /** With a host list: look for the writable host before the next statement. */
+  private needsProbe = false;
+  private probing: Promise<void> | null = null;
+  private readonly poolSize: number;
   private readonly pollIntervalMs: number;
   private readonly reconnectDelayMs: number;
   private readonly subscriptions = new Set<ReadingSubscription>();
@@ -128,8 +135,11 @@ class PostgresEventStore implements EventStore {
   private closed = false;
 
   constructor(options: PostgresStoreOptions) {
-    const url = parsePostgresUrl(options.url);
-    this.description = url.description;
+    const hosts = splitHosts(options.url);
+    const url = parsePostgresUrl(hosts?.[0] ?? options.url);
+    this.candidates = hosts?.map((u) => parsePostgresUrl(u).connectionString) ?? null;
+    this.needsProbe = this.candidates !== null;
+    this.description = hosts ? `${url.description} (host list: ${hosts.map(hostOf).join(', ')})` : url.description;
     this.schema = url.schema;
     this.table = `${quoteIdent(url.schema)}.events`;
     this.appendLock = advisoryKey(`sluice-append:${url.schema}`);
@@ -148,14 +158,51 @@ class PostgresEventStore implements EventStore {
       query_timeout: timeout + 2000,
       fallback_application_name: 'sluice',
     };
-    this.pool = new pg.Pool({ ...this.clientConfig, max: options.poolSize ?? 10 });
+    this.poolSize = options.poolSize ?? 10;
+    this.pool = this.newPool();
+  }
+
+  private newPool(): pg.Pool {
+    const pool = new pg.Pool({ ...this.clientConfig, max: this.poolSize });
     // An idle connection dropped by the server reports here; the next checkout connects anew.
-    this.pool.on('error', () => undefined);
+    pool.on('error', () => undefined);
+    return pool;
+  }
+
+  /**
+   * With a host list, after a failure (or at start): finds the writable host and moves the pool
+   * and the listener to it. While there is none, every statement is refused as unavailable.
+   */
+  private async writable(): Promise<void> {
+    if (this.candidates === null || !this.needsProbe) return;
+    this.probing ??= (async () => {
+      const found = await findWritable(this.candidates as string[], Number(this.clientConfig.connectionTimeoutMillis));
+      if (found !== this.clientConfig.connectionString) {
+        const old = this.pool;
+        this.clientConfig = { ...this.clientConfig, connectionString: found };
+        this.pool = this.newPool();
+        old.end().catch(() => undefined);
+        // The listener reconnects on its own, to the new host.
+        this.listener?.end().catch(() => undefined);
+      }
+      this.needsProbe = false;
+    })().finally(() => {
+      this.probing = null;
+    });
+    await this.probing;
+  }
+
+  /** toStoreError, and with a host list a failure makes the next statement look for the primary again. */
+  private failed(error: unknown, consequence: string): unknown {
+    const mapped = toStoreError(error, consequence);
+    if (mapped instanceof StoreUnavailableError && this.candidates !== null) this.needsProbe = true;
+    return mapped;
   }
 
   async migrate(): Promise<void> {
     let client: pg.PoolClient | undefined;
     try {
+      await this.writable();
       client = await this.pool.connect();
       await migrate(client, this.schema, `sluice-migrate:${this.schema}`);
       client.release();
@@ -165,7 +212,7 @@ class PostgresEventStore implements EventStore {
       if (error instanceof NewerSchemaError) {
         throw new StoreUnavailableError(`event store ${this.description}: ${error.message}`);
       }
-      const mapped = toStoreError(error, `cannot open event store ${this.description}`);
+      const mapped = this.failed(error, `cannot open event store ${this.description}`);
       throw mapped instanceof Error && !(mapped instanceof StoreUnavailableError)
         ? new StoreUnavailableError(`cannot open event store ${this.description}: ${mapped.message}`, error)
         : mapped;
@@ -251,7 +298,7 @@ class PostgresEventStore implements EventStore {
         const actual = await this.streamRevision(stream).catch(() => -1n);
         throw new ConcurrencyError(stream, expected, actual < 0n ? 'no_stream' : actual);
       }
-      throw toStoreError(error, 'nothing was appended');
+      throw this.failed(error, 'nothing was appended');
     } finally {
       client.release(broken === undefined ? undefined : true);
     }
@@ -276,9 +323,10 @@ class PostgresEventStore implements EventStore {
     this.assertOpen();
     checkStream(stream);
     try {
+      await this.writable();
       return await this.lastRevision(this.pool, stream);
     } catch (error) {
-      throw toStoreError(error, 'cannot read');
+      throw this.failed(error, 'cannot read');
     }
   }
 
@@ -326,9 +374,10 @@ class PostgresEventStore implements EventStore {
   private async select(sql: string, values: unknown[]): Promise<RecordedEvent[]> {
     let rows: EventRow[];
     try {
+      await this.writable();
       rows = (await this.pool.query<EventRow>(sql, values)).rows;
     } catch (error) {
-      throw toStoreError(error, 'cannot read');
+      throw this.failed(error, 'cannot read');
     }
     return rows.map(fromRow);
   }
@@ -344,6 +393,7 @@ class PostgresEventStore implements EventStore {
 
   private async connect(consequence: string): Promise<pg.PoolClient> {
     try {
+      await this.writable();
       const client = await this.pool.connect();
       // A connection lost between two statements of a checked-out client is reported as an
       // 'error' event, which would end the process unheard; the next statement fails anyway.
@@ -351,7 +401,7 @@ class PostgresEventStore implements EventStore {
       return client;
     } catch (error) {
       if (this.closed) throw new StoreUnavailableError('event store is closed');
-      throw toStoreError(error, consequence);
+      throw this.failed(error, consequence);
     }
   }
 

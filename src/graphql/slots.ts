@@ -4,7 +4,7 @@ import type { Command } from '../domain/commands.js';
 import { type Deadline, deadlinesOf } from '../domain/deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../domain/errors.js';
 import { isFinished, isInProgress } from '../domain/run.js';
-import { currentClaimHolds } from '../domain/slots.js';
+import { claimQueuePosition, currentClaimHolds, suggestedRetrySeconds } from '../domain/slots.js';
 import { builder, type GraphQLContext } from './builder.js';
 import { storeErrorsExplicit } from './errors.js';
 import { RunResult, runCommand } from './mutation.js';
@@ -21,6 +21,18 @@ export const StepSlotClaimType = builder.objectRef<StepClaim>('StepSlotClaim').i
       type: [ConstraintType],
       description: 'What holds the step back while it is not granted.',
       resolve: (claim, _args, ctx) => currentClaimHolds(ctx.sluice.state, claim),
+    }),
+    queuePosition: t.int({
+      nullable: true,
+      description:
+        "While waiting: the claim's place among the claims waiting for its pool (1: served next when a slot frees); null when granted or released.",
+      resolve: (claim, _args, ctx) => claimQueuePosition(ctx.sluice.state, claim),
+    }),
+    retryAfterSeconds: t.float({
+      nullable: true,
+      description:
+        'While waiting: how long a client that polls should wait before claiming again (a repeated claim is idempotent: it answers the claim as it stands and records nothing); null when granted or released. dequeueDecisions tells of the grant without polling.',
+      resolve: (claim, _args, ctx) => suggestedRetrySeconds(claimQueuePosition(ctx.sluice.state, claim)),
     }),
   }),
 });

@@ -51,6 +51,8 @@ export function createSluiceMetrics(options: SluiceMetricsOptions = {}): SluiceM
 
   let sluice: Sluice | null = null;
   const finished = new Map<RunStatus, number>();
+  /** False until the finished counts are read from the history (it catches up after a start): none reported until then. */
+  let countsKnown = false;
 
   new Gauge({
     name: 'sluice_runs',
@@ -61,7 +63,7 @@ export function createSluiceMetrics(options: SluiceMetricsOptions = {}): SluiceM
       this.reset();
       if (sluice === null) return;
       for (const [status, count] of Object.entries(liveRunCounts(sluice.state))) this.set({ status }, count);
-      for (const status of FINISHED) this.set({ status }, finished.get(status) ?? 0);
+      if (countsKnown) for (const status of FINISHED) this.set({ status }, finished.get(status) ?? 0);
     },
   });
   new Gauge({
@@ -190,8 +192,6 @@ export function createSluiceMetrics(options: SluiceMetricsOptions = {}): SluiceM
     registers,
   });
 
-  /** False until the finished counts are read from the history (it may catch up after a start). */
-  let countsKnown = false;
   const onEvent = (event: LoggedEvent) => {
     if (event.type in DECISION_KINDS)
       decisions.inc({ kind: DECISION_KINDS[event.type as keyof typeof DECISION_KINDS] });

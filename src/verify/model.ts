@@ -194,6 +194,17 @@ export class LogModel {
           maxRuntime: event.data.maxRuntimeSeconds ?? null,
         };
         return null;
+      case 'ClockSteppedForward':
+        // Deadlines of runs in progress count that much later (see RunRecord.clockShiftMs).
+        for (const run of this.runs.values()) {
+          if (!isLive(run.status)) continue;
+          const by = event.data.byMs;
+          if (run.admittedAt !== null) run.admittedAt += by;
+          if (run.startedAt !== null) run.startedAt += by;
+          if (run.cancelAt !== null) run.cancelAt += by;
+          if (run.heartbeatAt !== null) run.heartbeatAt += by;
+        }
+        return null;
       case 'MaxConcurrentRunsSet':
         this.config.maxConcurrentRuns = event.data.limit;
         return null;

@@ -59,7 +59,7 @@ async function writeLog(logPath: string, historyPath: string): Promise<void> {
   const all = (commands: Command[]) => Promise.all(commands.map((command) => first.sluice.execute(command, 'test')));
   await first.sluice.execute({ type: 'SetMaxConcurrentRuns', limit: 2_000 }, 'test');
   // More finished runs than the live state remembers: the first ones only the history knows.
-  const done = Array.from({ length: 1_200 }, (_, i) => `done${i}`);
+  const done = Array.from({ length: 2_000 }, (_, i) => `done${i}`);
   await all(done.map((runId): Command => ({ type: 'EnqueueRun', input: { runId, jobName: 'j' } })));
   await all(done.map((runId): Command => ({ type: 'MarkRunFinished', runId, status: 'SUCCESS' })));
   await first.sluice.execute({ type: 'SetMaxConcurrentRuns', limit: 2 }, 'test');
@@ -105,8 +105,9 @@ describe('answering first, history after', () => {
 
     const server = await open(logPath, historyPath, 0);
     const head = server.sluice.state.revision;
-    // Several steps of the catch-up (1,000 events each), so the reads below come before its end.
-    expect(head).toBeGreaterThan(5_000n);
+    // Several steps of the catch-up (the first of 500 events, each at most double the last), so the
+    // reads below come before its end.
+    expect(head).toBeGreaterThan(8_000n);
     expect(server.sluice.historyStatus()).toMatchObject({ catchingUp: true, logPosition: head });
 
     // A read of the history that it has not reached: it says how far it is.
@@ -126,10 +127,13 @@ describe('answering first, history after', () => {
     expect(body).toMatchObject({ status: 'ready', history: { catchingUp: true, logPosition: head.toString() } });
     expect(body.history.behind).toBeGreaterThan(0);
 
-    // A command about the live state answers while the history is still catching up.
+    // A command about the live state answers before the history has caught up.
+    const order: string[] = [];
+    const caughtUp = server.sluice.historyCaughtUp().then(() => order.push('history caught up'));
     const enqueued = await server.sluice.execute({ type: 'EnqueueRun', input: { jobName: 'j' } }, 'test');
+    order.push('command answered');
     expect(enqueued.events.length).toBeGreaterThan(0);
-    expect(server.sluice.historyStatus().catchingUp).toBe(true);
+    expect(order).toEqual(['command answered']);
 
     // A command naming a run the live state does not hold may name a finished one: with no time
     // to wait for the history, it is refused and records nothing.
@@ -142,14 +146,15 @@ describe('answering first, history after', () => {
     ).rejects.toBeInstanceOf(HistoryBehindError);
     expect(server.sluice.state.revision).toBe(revisionBefore);
 
-    await server.sluice.historyCaughtUp();
+    await caughtUp;
+    expect(order).toEqual(['command answered', 'history caught up']);
     expect(server.sluice.historyStatus()).toMatchObject({ catchingUp: false, position: server.sluice.state.revision });
-    const caughtUp = await answers(server.sluice);
+    const answersCaughtUp = await answers(server.sluice);
     await server.close();
 
     removeHistory(historyPath);
     const rebuilt = await open(logPath, historyPath);
-    expect(await answers(rebuilt.sluice)).toEqual(caughtUp);
+    expect(await answers(rebuilt.sluice)).toEqual(answersCaughtUp);
     await rebuilt.close();
   }, 60_000);
 

@@ -4,11 +4,13 @@
  * never leaking when a run ends. Every command also goes through the SlotScenario checks (each
  * grant against a brute-force recount, grant order, slot invariants, replay = live state).
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { poolView } from '../../projections/pools.js';
 import type { Constraint } from '../../src/domain/constraints.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from '../../src/domain/errors.js';
 import type { DomainEvent } from '../../src/domain/events.js';
+import { claimQueuePosition, suggestedRetrySeconds } from '../../src/domain/slots.js';
 import { cmd, type EnqueueOptions, summary, types } from '../support/scenario.js';
 import { claimOf, claimStatus, SlotScenario, slotCmd, slotSummary } from '../support/slots.js';
 
@@ -357,6 +359,37 @@ describe('repeats and refusals', () => {
     expect(s.when(claim('a', 'y'))).toEqual([]);
     expect(claimStatus(s.state, 'a', 'x')).toBe('GRANTED');
     expect(claimOf(s.state, 'a', 'y')).toMatchObject({ status: 'PENDING', seq: waitingSeq });
+  });
+
+  it('a repeated claim keeps its place in line and its suggested backoff', () => {
+    const s = setup();
+    running(s, 'b', { steps: ['z@db'] });
+    s.given(claim('b', 'z'));
+    const places = () =>
+      (['x', 'y', 'z'] as const).map((step) => {
+        const c = claimOf(s.state, step === 'z' ? 'b' : 'a', step);
+        return c ? claimQueuePosition(s.state, c) : undefined;
+      });
+    expect(places()).toEqual([null, 1, 2]);
+    expect(s.when(claim('b', 'z'))).toEqual([]);
+    expect(s.when(claim('a', 'y'))).toEqual([]);
+    expect(places()).toEqual([null, 1, 2]);
+    s.given(release('a', 'x'));
+    expect(places()).toEqual([null, null, 1]);
+  });
+
+  it('the suggested backoff grows with the claims ahead, within bounds, and is null unless waiting', () => {
+    expect(suggestedRetrySeconds(null)).toBeNull();
+    expect(suggestedRetrySeconds(1)).toBe(1);
+    expect(suggestedRetrySeconds(3)).toBe(2);
+    expect(suggestedRetrySeconds(10_000)).toBe(30);
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.integer({ min: 1, max: 1_000_000 }), (a, b) => {
+        const [low, high] = a <= b ? [a, b] : [b, a];
+        const lowWait = suggestedRetrySeconds(low) as number;
+        return lowWait >= 1 && lowWait <= (suggestedRetrySeconds(high) as number) && lowWait <= 30;
+      }),
+    );
   });
 
   it('a repeated release appends nothing', () => {

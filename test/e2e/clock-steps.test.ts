@@ -39,7 +39,7 @@ const enqueue = (runId: string) =>
   `mutation { enqueueRun(input: {runId: "${runId}", jobName: "j"}) { __typename ... on Error { message } } }`;
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
-describe.skipIf(!LIBFAKETIME)("a server process's clock stepped back", () => {
+describe.skipIf(!LIBFAKETIME)("a server process's clock stepped", () => {
   it('given runs enqueued, when the clock steps back an hour, then later events keep the log time, the step is recorded, and the past is answered without later runs', async () => {
     const clockFile = join(dir.path, 'faketime');
     writeFileSync(clockFile, '+0\n');
@@ -77,6 +77,41 @@ describe.skipIf(!LIBFAKETIME)("a server process's clock stepped back", () => {
       );
       const seen = [...snapshot.snapshot.queue, ...snapshot.snapshot.inProgress].map((r: { id: string }) => r.id);
       expect(seen).toEqual(['a']);
+      expect((await verifyLog(store, { gaplessPositions: true })).breach).toBeNull();
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('given a STARTING run, when the clock steps forward an hour, then the step is recorded and the run is not failed for its start timeout', async () => {
+    const clockFile = join(dir.path, 'faketime');
+    writeFileSync(clockFile, '+0\n');
+    const dbPath = join(dir.path, 'events.db');
+    const server = await startServerProcess({
+      name: 'stepped-forward',
+      dbPath,
+      env: {
+        LD_PRELOAD: LIBFAKETIME as string,
+        FAKETIME_TIMESTAMP_FILE: clockFile,
+        FAKETIME_NO_CACHE: '1',
+        DONT_FAKE_MONOTONIC: '1',
+      },
+    });
+    servers.push(server);
+    expect((await server.field(enqueue('a'))).__typename).toBe('RunPayload');
+    writeFileSync(clockFile, '+1h\n');
+    await sleep(50);
+    // A command after the step: the run monitor looks at every deadline again.
+    expect((await server.field(enqueue('b'))).__typename).toBe('RunPayload');
+    await sleep(2_000);
+    const runs = await server.data('{ a: run(id: "a") { status } b: run(id: "b") { status } }');
+    expect(runs.a.status).toBe('STARTING');
+    const store = openSqliteStore({ path: dbPath, readonly: true });
+    try {
+      const events = await store.readStream(DEPLOYMENT_STREAM);
+      const step = events.find((e) => e.type === 'ClockSteppedForward');
+      expect((step?.data as { byMs: number } | undefined)?.byMs).toBeGreaterThan(3_500_000);
+      expect(events.some((e) => e.type === 'RunFinished')).toBe(false);
       expect((await verifyLog(store, { gaplessPositions: true })).breach).toBeNull();
     } finally {
       await store.close();

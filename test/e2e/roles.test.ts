@@ -126,7 +126,9 @@ const OPERATIONS: Operation[] = [
   {
     field: 'claimStepSlot',
     kind: 'mutation',
-    query: 'mutation { claimStepSlot(runId: "started", stepKey: "s") { __typename } }',
+    // With the claim's place in line and suggested backoff: a worker reads what it claimed.
+    query:
+      'mutation { claimStepSlot(runId: "started", stepKey: "s") { __typename ... on StepSlotPayload { claim { granted queuePosition retryAfterSeconds } } } }',
     appends: true,
   },
   {

@@ -174,6 +174,32 @@ describe('claimStepSlot', () => {
     expect(await appendsNothing(() => claim('b', 'y'))).toEqual(waiting);
   });
 
+  it('given waiting claims, then each tells its place in line and a backoff, the same when repeated', async () => {
+    await contended();
+    await enqueue({ runId: 'c', jobName: 'etl', steps: [{ key: 'w', pool: 'db' }] });
+    await started('c');
+    const placed = (runId: string, stepKey: string) =>
+      mutate(
+        'claimStepSlot',
+        '$runId: ID!, $stepKey: String!',
+        'runId: $runId, stepKey: $stepKey',
+        '... on StepSlotPayload { claim { granted queuePosition retryAfterSeconds } }',
+        { runId, stepKey },
+      );
+    expect(await placed('a', 'x')).toEqual({ claim: { granted: true, queuePosition: null, retryAfterSeconds: null } });
+    // b/y has the higher step priority: it is served before c/w, whatever the order of claims.
+    await placed('c', 'w');
+    expect(await placed('b', 'y')).toEqual({ claim: { granted: false, queuePosition: 1, retryAfterSeconds: 1 } });
+    expect(await appendsNothing(() => placed('c', 'w'))).toEqual({
+      claim: { granted: false, queuePosition: 2, retryAfterSeconds: 1.5 },
+    });
+    await release('a', 'x');
+    expect(await appendsNothing(() => placed('b', 'y'))).toEqual({
+      claim: { granted: true, queuePosition: null, retryAfterSeconds: null },
+    });
+    expect(await appendsNothing(() => placed('c', 'w'))).toMatchObject({ claim: { queuePosition: 1 } });
+  });
+
   it('given a step the run does not declare, then a ValidationError names stepKey and nothing is appended', async () => {
     await contended();
     const result = await appendsNothing(() => claim('a', 'nope'));

@@ -237,6 +237,21 @@ describe.each<Transport>(['SSE', 'graphql-ws'])('dequeueDecisions over %s', (tra
     expectStrictlyIncreasing(received(c));
   });
 
+  it('given after -1 (the position of an empty log), when subscribing, then every decision from the start arrives, none twice', async () => {
+    // A client reads the log's position (snapshot answers -1 while it is empty), then subscribes:
+    // decisions made in between must not be lost.
+    await maxRuns(1);
+    await enqueue('a');
+    await enqueue('b');
+    const c = subscribe(transport, { after: '-1' });
+    const before = await allDecisions(gql);
+    expect(await waitForDecisions(c, before.length)).toEqual(before);
+    await finish('a');
+    const all = await allDecisions(gql);
+    expect(await waitForDecisions(c, all.length)).toEqual(all);
+    expectStrictlyIncreasing(received(c));
+  });
+
   it.each([
     ['everything', {}],
     ['runId r9', { runId: 'r9' }],

@@ -25,6 +25,8 @@ def test_claim_wait_reclaim_release(client: SluiceClient, name: str) -> None:
     waiting = client.claim_step_slot(second, "s0")
     assert waiting.waiting
     assert waiting.reasons[0].pool == name
+    assert (waiting.queue_position, waiting.retry_after_seconds) == (1, 1.0)
+    assert (granted.queue_position, granted.retry_after_seconds) == (None, None)
     # Claiming again is idempotent: the same claims, never a second slot.
     assert client.claim_step_slot(first, "s0") == granted
     assert client.claim_step_slot(second, "s0").waiting

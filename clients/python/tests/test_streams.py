@@ -81,6 +81,8 @@ def test_run_status_changes_of_one_run_end_when_it_finishes(client: SluiceClient
     client.terminate_run(run.id)
     client.mark_run_finished(run.id, "CANCELED")
     assert [c.status for c in changes] == [RunStatus.STARTED, RunStatus.CANCELING, RunStatus.CANCELED]
+    # A run that has already finished: its final status, then the end, rather than a wait forever.
+    assert [c.status for c in client.run_status_changes(run_id=run.id)] == [RunStatus.CANCELED]
 
 
 def test_run_status_changes_of_every_run_resume_after_a_restart(own_server: SluiceServer) -> None:

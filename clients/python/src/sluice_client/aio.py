@@ -15,7 +15,7 @@ import httpx
 from . import operations as ops
 from . import subscriptions
 from .client import next_wait, slot_run_id, slot_step_key, start_position
-from .errors import SluiceError, SluiceTimeout
+from .errors import NotFound, SluiceError, SluiceTimeout
 from .models import (
     ConcurrencyConfig,
     Decision,
@@ -144,8 +144,6 @@ class AsyncSluiceClient:
         """What holds the run back now, every stretch it waited, every decision about it."""
         answer = await self._call(ops.why(run_id))
         if answer is None:
-            from .errors import NotFound
-
             raise NotFound("NOT_FOUND", f"run {run_id} does not exist")
         return answer
 
@@ -257,5 +255,17 @@ class AsyncSluiceClient:
         self, after: str | None = None, run_id: str | None = None
     ) -> AsyncGenerator[RunStatusChange, None]:
         """Every run status change after ``after`` (None: from the moment of the await), of one
-        run or all; resumes like ``decisions``. With ``run_id`` it ends once the run finishes."""
+        run or all; resumes like ``decisions``. With ``run_id`` it ends once the run finishes, and
+        for a run that has already finished (with ``after`` None) it gives that status and ends."""
+        if run_id is not None and after is None:
+            after = await self._call(ops.log_position())
+            run = await self.run(run_id)
+            if run is None:
+                raise NotFound("NOT_FOUND", f"run {run_id} does not exist")
+            if run.status.finished:
+                return _once(subscriptions.final_change(run, after))
         return await self._stream(subscriptions.run_status_changes(run_id), after)
+
+
+async def _once(item: T) -> AsyncGenerator[T, None]:
+    yield item

@@ -14,7 +14,7 @@ import httpx
 
 from . import operations as ops
 from . import subscriptions
-from .errors import SluiceError, SluiceTimeout
+from .errors import NotFound, SluiceError, SluiceTimeout
 from .models import (
     ConcurrencyConfig,
     Decision,
@@ -166,8 +166,6 @@ class SluiceClient:
         """What holds the run back now, every stretch it waited, every decision about it."""
         answer = self._call(ops.why(run_id))
         if answer is None:
-            from .errors import NotFound
-
             raise NotFound("NOT_FOUND", f"run {run_id} does not exist")
         return answer
 
@@ -274,5 +272,13 @@ class SluiceClient:
         self, after: str | None = None, run_id: str | None = None
     ) -> Generator[RunStatusChange, None, None]:
         """Every run status change after ``after`` (None: from now on), of one run or all; resumes
-        like ``decisions``. With ``run_id`` it ends after the change that finishes the run."""
+        like ``decisions``. With ``run_id`` it ends after the change that finishes the run, and
+        for a run that has already finished (with ``after`` None) it gives that status and ends."""
+        if run_id is not None and after is None:
+            after = self._call(ops.log_position())
+            run = self.run(run_id)
+            if run is None:
+                raise NotFound("NOT_FOUND", f"run {run_id} does not exist")
+            if run.status.finished:
+                return (change for change in [subscriptions.final_change(run, after)])
         return self._stream(subscriptions.run_status_changes(run_id), after)

@@ -27,7 +27,7 @@ from .models import (
 T = TypeVar("T")
 
 REASON = "kind message limit inUse pool key value perUniqueValue"
-CLAIM = f"runId stepKey pool granted released reasons {{ {REASON} }}"
+CLAIM = f"runId stepKey pool granted released queuePosition retryAfterSeconds reasons {{ {REASON} }}"
 RUN = f"""id jobName status priority tags {{ key value }} steps {{ key pool priority }} pools
   enqueuedAt admittedAt startedAt finishedAt cancelRequestedAt lastHeartbeatAt finishReason failureReason
   leaseSeconds maxConcurrentSteps blockedBy {{ {REASON} }} ignoredTags {{ key reason }}

@@ -17,16 +17,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, 
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from gql import Client, GraphQLRequest
+import gql as gql_package
+from gql import Client
+from gql.transport import exceptions as gql_errors
 from gql.transport.exceptions import (
     TransportClosed,
-    TransportConnectionFailed,
     TransportProtocolError,
     TransportQueryError,
     TransportServerError,
 )
 from gql.transport.websockets import WebsocketsTransport
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from .errors import SluiceConnectionError, SluiceError, SubscriberBehind, Unauthorized, error_from_graphql
 from .models import Json
@@ -35,6 +36,21 @@ T = TypeVar("T")
 
 #: graphql-ws closes with 4403 when connection_init carries no known token.
 _FORBIDDEN_CLOSE = 4403
+
+# Dagster's GraphQL package holds gql below 4, so both majors are supported: gql 4 wraps socket
+# failures in TransportConnectionFailed and takes a GraphQLRequest; gql 3 raises the socket's
+# own errors and takes a parsed document with variable_values.
+_CONNECTION_FAILED: tuple[type[BaseException], ...] = tuple(
+    getattr(gql_errors, name) for name in ("TransportConnectionFailed",) if hasattr(gql_errors, name)
+)
+_GQL_MAJOR = int(str(getattr(gql_package, "__version__", "3")).split(".")[0])
+
+
+def _subscribe(session: Any, document: str, variables: Mapping[str, Any]) -> AsyncIterator[Json]:
+    if _GQL_MAJOR >= 4:
+        request: Any = getattr(gql_package, "GraphQLRequest")  # noqa: B009 (absent from gql 3's typing)
+        return session.subscribe(request(document, variable_values=dict(variables)))
+    return session.subscribe(gql_package.gql(document), variable_values=dict(variables))
 
 
 @dataclass(frozen=True)
@@ -97,8 +113,7 @@ async def resumable(
         client = Client(transport=transport)
         try:
             async with client as session:
-                request = GraphQLRequest(document, variable_values=dict(variables))
-                async for data in session.subscribe(request):
+                async for data in _subscribe(session, document, variables):
                     failures = 0
                     after = subscription.position(data)
                     item = subscription.read(data)
@@ -117,7 +132,7 @@ async def resumable(
             raise sluice_error from error
         except (
             TransportClosed,
-            TransportConnectionFailed,
+            *_CONNECTION_FAILED,
             TransportProtocolError,
             TransportServerError,
             WebSocketException,
@@ -153,10 +168,9 @@ def _auth_refusal(error: BaseException) -> SluiceError | None:
             return Unauthorized(
                 "UNAUTHENTICATED", "the server refused the stream's token (graphql-ws close 4403)"
             )
-        if isinstance(cause, InvalidStatus) and cause.response.status_code in (401, 403):
-            return Unauthorized(
-                "UNAUTHENTICATED", f"the server refused the stream: HTTP {cause.response.status_code}"
-            )
+        status = _handshake_status(cause)
+        if status in (401, 403):
+            return Unauthorized("UNAUTHENTICATED", f"the server refused the stream: HTTP {status}")
         cause = cause.__cause__ or cause.__context__
     return None
 
@@ -166,6 +180,14 @@ class _End:
 
     def __init__(self, error: BaseException | None) -> None:
         self.error = error
+
+
+def _handshake_status(error: BaseException) -> int | None:
+    """The HTTP status of a refused websocket handshake (websockets' InvalidStatus, or the older
+    InvalidStatusCode), else None."""
+    response: Any = getattr(error, "response", None)
+    status: Any = getattr(response, "status_code", None) or getattr(error, "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def blocking(stream: AsyncIterator[T], buffer: int = 1000) -> Generator[T, None, None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .models import Decision, Json, RunStatus, RunStatusChange, parse_time
+from .models import Decision, Json, Run, RunStatus, RunStatusChange, parse_time
 from .operations import DECISION
 from .streams import Subscription
 
@@ -71,4 +71,15 @@ def run_status_changes(run_id: str | None) -> Subscription[RunStatusChange]:
         read=read,
         position=lambda data: str(data["events"]["position"]),
         last=lambda change: run_id is not None and change.status.finished,
+    )
+
+
+def final_change(run: Run, position: str) -> RunStatusChange:
+    """The change that finished a run, for a stream of one run that had finished before it began."""
+    return RunStatusChange(
+        run_id=run.id,
+        status=run.status,
+        at=run.finished_at or run.enqueued_at,
+        position=position,
+        reason=run.finish_reason,
     )
