@@ -4,7 +4,7 @@
  *
  * Environment:
  *   BENCH_SCALE=0.1          every default size times 0.1 (a quick run)
- *   BENCH_SECTIONS=1,2       only these sections (1-13; 4 includes 5)
+ *   BENCH_SECTIONS=1,2       only these sections (1-23; 4 includes 5)
  *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
  *   BENCH_RACE_COMMANDS, BENCH_PG_COMMANDS
  *                            explicit sizes (comma separated), overriding the scaled defaults
@@ -25,14 +25,22 @@
  *   16  commands with many runs in progress: BENCH_IN_PROGRESS_SIZES (100,100000)
  *   17  enqueues with many SSE subscribers: BENCH_SUBSCRIBERS (1,1000), BENCH_FANOUT_ENQUEUES (1000)
  *   18  stalls (longest /health wait) while the log grows, under 50 clients, behind a large read: BENCH_STALL_MS
+ *   19-23 a command at 100 and at 100,000 of one dimension, p50 side by side (goal ≤1.5×):
+ *   19  queued runs: BENCH_QUEUED_SIZES (100,100000)
+ *   20  pools: BENCH_POOL_SIZES (100,10000)
+ *   21  values of a per-value tag limit: BENCH_TAG_VALUE_SIZES (100,100000)
+ *   22  pending step claims: BENCH_PENDING_CLAIM_SIZES (100,100000)
+ *   23  finished runs in the history read model: BENCH_HISTORY_SIZES (100,100000)
  */
 import { cpus, platform, release } from 'node:os';
 import { admissionSection } from './admission.js';
+import { pendingClaimsSection, poolsSection, queuedRunsSection, tagValuesSection } from './dimensions.js';
 import { e2eSection } from './e2e.js';
 import { stallsSection, subscribersSection } from './fan-out.js';
 import { finishSections } from './finish.js';
 import { fmt, load, memoryMetric, SCALE, sectionEnabled } from './harness.js';
 import { memorySection, readySection } from './history.js';
+import { historySizeSection } from './history-size.js';
 import { inProgressSection } from './in-progress.js';
 import { waitReportSection } from './insight.js';
 import { postgresSection } from './postgres.js';
@@ -67,5 +75,10 @@ if (sectionEnabled(15)) whatIfSection();
 if (sectionEnabled(16)) inProgressSection();
 if (sectionEnabled(17)) await subscribersSection();
 if (sectionEnabled(18)) await stallsSection();
+if (sectionEnabled(19)) queuedRunsSection();
+if (sectionEnabled(20)) poolsSection();
+if (sectionEnabled(21)) tagValuesSection();
+if (sectionEnabled(22)) pendingClaimsSection();
+if (sectionEnabled(23)) historySizeSection();
 
 console.log(`\nDone in ${fmt((performance.now() - started) / 1000)} s; ${load()} at the end.`);
