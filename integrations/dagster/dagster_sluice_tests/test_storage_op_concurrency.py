@@ -50,8 +50,12 @@ def pool_step_intervals(instance: DagsterInstance, run_id: str) -> list[tuple[fl
 
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
 def test_runs_sharing_a_pool_never_run_two_of_its_steps_at_once(
-    executor: str, storage_home: Path, sluice_client: SluiceClient
+    executor: str, storage_home: Path, storage_instance: DagsterInstance, sluice_client: SluiceClient
 ) -> None:
+    # Dagster's SQLite storages create their databases on first use; two run workers starting at
+    # once on a fresh DAGSTER_HOME race to create the same tables. Opening the instance here first
+    # creates them, as a deployment's first `dagster` command would.
+    storage_instance.get_runs(limit=1)
     sluice_client.set_pool_limit("warehouse", 1)
     workers = [start_run_worker(storage_home, "warehouse_loads", executor) for _ in range(RUNS)]
     outputs = [worker.communicate(timeout=600) for worker in workers]
