@@ -5,14 +5,13 @@
  * used with the keyboard alone.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { enqueued, Gql, mutated, tempDir } from '../support/e2e-http.js';
-import { type Browser, browserMissing, launchBrowser } from './browser.js';
+import { axeViolations, type Browser, browserMissing, launchBrowser } from './browser.js';
 
 const missing = browserMissing();
 if (missing) console.warn(`browser tests skipped: ${missing}`);
@@ -37,24 +36,6 @@ const PAGES = [
   { path: '/insights', name: 'Insights' },
   { path: '/audit', name: 'Audit' },
 ];
-
-/** axe-core run in the page: the serious and critical violations, by rule and target. */
-async function axeViolations(): Promise<string[]> {
-  await page.addScriptTag({ content: readFileSync('node_modules/axe-core/axe.min.js', 'utf8') });
-  const violations = await page.evaluate(async () => {
-    const axe = (
-      window as unknown as {
-        axe: {
-          run: () => Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }>;
-        };
-      }
-    ).axe;
-    return (await axe.run()).violations;
-  });
-  return violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
 
 /** Elements whose right edge passes the screen's (a page that scrolls sideways). */
 async function overflowing(): Promise<string[]> {
@@ -110,11 +91,11 @@ describe.skipIf(missing !== null)('every dashboard page, for accessibility, in C
     it(`${name} (${path}) has no serious or critical axe-core violation, and keeps to a 380 px screen`, async () => {
       await page.setViewportSize({ width: 1280, height: 860 });
       await open(path);
-      expect(await axeViolations()).toEqual([]);
+      expect(await axeViolations(page)).toEqual([]);
       await page.setViewportSize({ width: 380, height: 800 });
       await open(path);
       expect(await overflowing()).toEqual([]);
-      expect(await axeViolations()).toEqual([]);
+      expect(await axeViolations(page)).toEqual([]);
     });
   }
 

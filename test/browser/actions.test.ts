@@ -6,7 +6,7 @@
  * page visited passes axe-core with no serious or critical violation.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { tokenCreate } from '../../src/cli/token.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { Gql, type Json, tempDir } from '../support/e2e-http.js';
-import { type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
+import { axeViolations, type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
 
 const missing = browserMissing();
 if (missing) console.warn(`browser tests skipped: ${missing}`);
@@ -41,23 +41,6 @@ async function tabOf(role: keyof typeof tokens): Promise<Page> {
   const page = await browser.context.newPage();
   await page.addInitScript((token) => sessionStorage.setItem('sluice.token', token), tokens[role]);
   return page;
-}
-
-async function axeViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ content: readFileSync('node_modules/axe-core/axe.min.js', 'utf8') });
-  const violations = await page.evaluate(async () => {
-    const axe = (
-      window as unknown as {
-        axe: {
-          run: () => Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }>;
-        };
-      }
-    ).axe;
-    return (await axe.run()).violations;
-  });
-  return violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
 }
 
 async function screenshot(page: Page, name: string): Promise<void> {

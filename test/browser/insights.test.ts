@@ -6,14 +6,14 @@
  * test-results/screenshots/ (UPDATE_SCREENSHOTS=1 also copies it to docs/screenshots/).
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { enqueued, Gql, mutated, tempDir } from '../support/e2e-http.js';
-import { type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
+import { axeViolations, type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
 
 const missing = browserMissing();
 if (missing) console.warn(`browser tests skipped: ${missing}`);
@@ -36,24 +36,6 @@ async function screenshot(name: string): Promise<void> {
     mkdirSync('docs/screenshots', { recursive: true });
     copyFileSync(path, join('docs/screenshots', `${name}.png`));
   }
-}
-
-/** axe-core run in the page: the serious and critical violations, by rule and target. */
-async function axeViolations(): Promise<string[]> {
-  await page.addScriptTag({ content: readFileSync('node_modules/axe-core/axe.min.js', 'utf8') });
-  const violations = await page.evaluate(async () => {
-    const axe = (
-      window as unknown as {
-        axe: {
-          run: () => Promise<{ violations: Array<{ id: string; impact: string; nodes: Array<{ target: string[] }> }> }>;
-        };
-      }
-    ).axe;
-    return (await axe.run()).violations;
-  });
-  return violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
 }
 
 describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60_000 }, () => {
@@ -148,7 +130,7 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
   it('has no serious or critical accessibility violation, and reads on a narrow screen', async () => {
     await page.goto(`${origin}/insights`);
     await page.getByTestId('shares').waitFor();
-    expect(await axeViolations()).toEqual([]);
+    expect(await axeViolations(page)).toEqual([]);
     await page.setViewportSize({ width: 380, height: 800 });
     // The chart follows the new width on its next resize callback: poll.
     const wide = () =>
