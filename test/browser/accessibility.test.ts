@@ -1,17 +1,10 @@
-/**
- * Every dashboard page in real headless Chromium, for accessibility: axe-core finds no serious
- * or critical violation on Overview, Queue, a run, Limits, Time travel, Insights and Audit; the
- * shared header and each page keep to a 380 px screen; the navigation and the run search are
- * used with the keyboard alone.
- */
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { enqueued, Gql, mutated, tempDir } from '../support/e2e-http.js';
-import { axeViolations, type Browser, browserMissing, launchBrowser } from './browser.js';
+import { axeViolations, type Browser, browserMissing, buildDashboard, launchBrowser } from './browser.js';
 
 const missing = browserMissing();
 if (missing) console.warn(`browser tests skipped: ${missing}`);
@@ -59,12 +52,7 @@ async function open(path: string): Promise<void> {
 
 describe.skipIf(missing !== null)('every dashboard page, for accessibility, in Chromium', { timeout: 90_000 }, () => {
   beforeAll(async () => {
-    const built = spawnSync(
-      process.execPath,
-      ['node_modules/vite/bin/vite.js', 'build', '--config', 'web/vite.config.ts', '--outDir', webDir],
-      { encoding: 'utf8' },
-    );
-    if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
+    buildDashboard(webDir);
     server = await startServer(
       { ...DEFAULT_SETTINGS, port: 0, eventStoreUrl: `sqlite:${join(dir.path, 'events.db')}`, dashboardDir: webDir },
       () => {},

@@ -1,11 +1,3 @@
-/**
- * Acting from the dashboard in real headless Chromium, with real tokens of each role: an admin
- * frees a step's slot, terminates a queued run and force-terminates a started one after a
- * confirmation; a worker's action the server refuses shows the server's reason; a viewer sees no
- * action buttons; the audit page lists limit edits with who made them, filtered by pool. Every
- * page visited passes axe-core with no serious or critical violation.
- */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -14,7 +6,14 @@ import { tokenCreate } from '../../src/cli/token.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { Gql, type Json, tempDir } from '../support/e2e-http.js';
-import { axeViolations, type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
+import {
+  axeViolations,
+  type Browser,
+  browserMissing,
+  buildDashboard,
+  launchBrowser,
+  screenshotPath,
+} from './browser.js';
 
 const missing = browserMissing();
 if (missing) console.warn(`browser tests skipped: ${missing}`);
@@ -56,12 +55,7 @@ const statusOf = async (id: string) => (await as('viewer', `{ run(id: "${id}") {
 
 describe.skipIf(missing !== null)('acting from the dashboard, by role', { timeout: 60_000 }, () => {
   beforeAll(async () => {
-    const built = spawnSync(
-      process.execPath,
-      ['node_modules/vite/bin/vite.js', 'build', '--config', 'web/vite.config.ts', '--outDir', webDir],
-      { encoding: 'utf8' },
-    );
-    if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
+    buildDashboard(webDir);
     const file = join(dir.path, 'tokens');
     tokens.admin = (await tokenCreate('ops', 'admin', file)).token;
     tokens.worker = (await tokenCreate('dagster-daemon', 'worker', file)).token;

@@ -2,6 +2,7 @@
  * Headless Chromium for the browser tests: Debian's /usr/bin/chromium driven by playwright-core,
  * a fresh profile per launch, and a record of every request the pages make.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,4 +88,14 @@ export async function axeViolations(page: Page): Promise<string[]> {
   return violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+/** Builds the dashboard from web/ into `outDir`, as `npm run build` does, for a test's server. */
+export function buildDashboard(outDir: string): void {
+  const built = spawnSync(
+    process.execPath,
+    ['node_modules/vite/bin/vite.js', 'build', '--config', 'web/vite.config.ts', '--outDir', outDir],
+    { encoding: 'utf8' },
+  );
+  if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
 }

@@ -1,12 +1,3 @@
-/**
- * The dashboard in real headless Chromium against a real server (in-process, a temp SQLite
- * file, the dashboard built from web/ for this run): live overview, a new run in the queue
- * without a reload, the run page's waits, an admin's what-if then apply, a viewer who cannot
- * edit, time travel, a restart the page rides through, and no request to any other origin.
- * Each page's screenshot goes to test-results/screenshots/ (UPDATE_SCREENSHOTS=1 also copies
- * them to docs/screenshots/ for the documentation).
- */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -14,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings.js';
 import { enqueued, Gql, type Json, mutated, tempDir } from '../support/e2e-http.js';
-import { type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
+import { type Browser, browserMissing, buildDashboard, launchBrowser, screenshotPath } from './browser.js';
 
 const missing = browserMissing();
 if (missing) console.warn(`browser tests skipped: ${missing}`);
@@ -52,12 +43,7 @@ const poll = <T>(read: () => T | Promise<T>, timeout = 10_000) => expect.poll(re
 describe.skipIf(missing !== null)('the dashboard in Chromium', { timeout: 60_000 }, () => {
   beforeAll(async () => {
     // The page under test is built from the sources of this checkout, not from a stale dist/.
-    const built = spawnSync(
-      process.execPath,
-      ['node_modules/vite/bin/vite.js', 'build', '--config', 'web/vite.config.ts', '--outDir', webDir],
-      { encoding: 'utf8' },
-    );
-    if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
+    buildDashboard(webDir);
     settings = {
       ...DEFAULT_SETTINGS,
       port: 0,

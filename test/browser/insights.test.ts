@@ -1,11 +1,3 @@
-/**
- * The Insights page in real headless Chromium against a real server: the window's waiting and
- * each limit's share as waitReport answers them, the waiting-over-time chart, a what-if replay
- * with before and after side by side, a refused what-if showing the server's reason, keyboard
- * use, a narrow screen, and no serious or critical axe-core violation. The screenshot goes to
- * test-results/screenshots/ (UPDATE_SCREENSHOTS=1 also copies it to docs/screenshots/).
- */
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -13,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { DEFAULT_SETTINGS } from '../../src/settings.js';
 import { enqueued, Gql, mutated, tempDir } from '../support/e2e-http.js';
-import { axeViolations, type Browser, browserMissing, launchBrowser, screenshotPath } from './browser.js';
+import {
+  axeViolations,
+  type Browser,
+  browserMissing,
+  buildDashboard,
+  launchBrowser,
+  screenshotPath,
+} from './browser.js';
 
 const missing = browserMissing();
 if (missing) console.warn(`browser tests skipped: ${missing}`);
@@ -40,12 +39,7 @@ async function screenshot(name: string): Promise<void> {
 
 describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60_000 }, () => {
   beforeAll(async () => {
-    const built = spawnSync(
-      process.execPath,
-      ['node_modules/vite/bin/vite.js', 'build', '--config', 'web/vite.config.ts', '--outDir', webDir],
-      { encoding: 'utf8' },
-    );
-    if (built.status !== 0) throw new Error(`vite build failed: ${built.stderr}${built.stdout}`);
+    buildDashboard(webDir);
     server = await startServer(
       { ...DEFAULT_SETTINGS, port: 0, eventStoreUrl: `sqlite:${join(dir.path, 'events.db')}`, dashboardDir: webDir },
       () => {},
