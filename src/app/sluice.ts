@@ -52,6 +52,12 @@ export interface SluiceOptions {
   stream?: string;
   /** Injected so tests can drive time. */
   clock?: () => Date;
+  /**
+   * A clock no step moves, in milliseconds (default performance.now when `clock` is not given;
+   * none for an injected `clock` unless given too): event time runs on by it after the wall
+   * clock steps back (see EventClock).
+   */
+  monotonic?: () => number;
   newRunId?: () => string;
   /** How many lost races a command may retry before giving up. */
   maxAttempts?: number;
@@ -93,6 +99,7 @@ export class Sluice {
   /** The log's record of the rules it is written under, once read (see app/rules-version). */
   rulesRecord: RulesRecord | null = null;
   private readonly clock: () => Date;
+  private readonly eventClock: EventClock;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
   private readonly speculation = new Speculation();
@@ -111,6 +118,8 @@ export class Sluice {
     const warn = options.warn ?? ((message) => console.warn(message));
     this.stream = stream;
     this.clock = options.clock ?? (() => new Date());
+    // An injected clock is a test's own time: no monotonic clock to hold it against unless given.
+    this.eventClock = new EventClock(this.clock, options.monotonic ?? (options.clock ? null : () => performance.now()));
     this.onCommand = options.onCommand ?? null;
     this.checkpointing = new Checkpointing({
       store,
@@ -140,8 +149,7 @@ export class Sluice {
     const path = {
       store,
       stream,
-      // An injected clock is a test's own time: no monotonic clock to hold it against.
-      eventClock: new EventClock(this.clock, options.clock ? null : () => performance.now()),
+      eventClock: this.eventClock,
       lastLoggedAt: () => this.lastApplied?.at ?? null,
       logFormat: () => this.logFormat,
       newRunId,
@@ -203,8 +211,9 @@ export class Sluice {
     return this.follower.notReadyBecause();
   }
 
+  /** Event time now: the wall clock, unless it stepped back (see EventClock). */
   now(): Date {
-    return this.clock();
+    return this.eventClock.now(this.lastApplied?.at ?? null);
   }
 
   /**
