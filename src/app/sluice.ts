@@ -19,9 +19,10 @@ import { evolve } from '../../projections/evolve.js';
 import { type Decision, initialState, type RunRecord, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
 import { knownRun } from '../domain/decide.js';
-import { type LoggedEvent, UnreadableEventError } from '../domain/events.js';
+import { CURRENT_SCHEMA_VERSION, type LoggedEvent, UnreadableEventError } from '../domain/events.js';
 import type { RunStatus } from '../domain/run.js';
 import type { CheckpointStore } from '../eventstore/checkpoints.js';
+import { ConcurrencyError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
 import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
 import { Checkpointing } from './checkpointing.js';
@@ -31,6 +32,7 @@ import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
 import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
+import { SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
 import type { RulesRecord } from './rules-version.js';
@@ -274,6 +276,39 @@ export class Sluice {
       });
       for (const recorded of batch) this.apply(recorded);
       if (batch.length < 5_000) return;
+    }
+  }
+
+  /**
+   * Raises the log's format to this server's unless it is there already, and says whether it
+   * appended. Older servers stop at the raise (naming both formats, or, before format 2, the
+   * event they do not know) instead of deciding on under rules this log no longer follows.
+   * Appended as another server's event would be: a command folded in meanwhile loses its race
+   * and is decided again after it.
+   */
+  async raiseLogFormat(): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      await this.catchUp();
+      if (this.logFormat >= SERVER_LOG_FORMAT) return false;
+      const raise = {
+        type: 'LogFormatRaised',
+        schemaVersion: CURRENT_SCHEMA_VERSION,
+        data: { format: SERVER_LOG_FORMAT },
+        actor: SERVER_ACTOR,
+        at: this.now().toISOString(),
+      };
+      try {
+        const { events } = await this.store.append(
+          this.stream,
+          [raise],
+          this.durable < 0n ? 'no_stream' : this.durable,
+        );
+        await this.speculation.settled();
+        for (const recorded of events) this.apply(recorded);
+        return true;
+      } catch (error) {
+        if (!(error instanceof ConcurrencyError) || attempt >= 50) throw error;
+      }
     }
   }
 
