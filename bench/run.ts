@@ -27,7 +27,7 @@
  *   18  stalls (longest /health wait) while the log grows, under 50 clients, behind a large read: BENCH_STALL_MS
  *   19-23 a command at 100 and at 100,000 of one dimension, p50 side by side (goal ≤1.5×):
  *   19  queued runs: BENCH_QUEUED_SIZES (100,100000)
- *   20  pools: BENCH_POOL_SIZES (100,10000)
+ *   20  pools: BENCH_POOL_SIZES (100,10000,100000)
  *   21  values of a per-value tag limit: BENCH_TAG_VALUE_SIZES (100,100000)
  *   22  pending step claims: BENCH_PENDING_CLAIM_SIZES (100,100000)
  *   23  finished runs in the history read model: BENCH_HISTORY_SIZES (100,100000)
