@@ -15,7 +15,7 @@ import type { DomainEvent, LoggedEvent } from '../../src/domain/events.js';
 import { MapOverlay } from '../../src/domain/map-overlay.js';
 import { simulateChange } from '../../src/domain/simulate.js';
 
-const key = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f');
+const key = fc.constantFrom<string>('a', 'b', 'c', 'd', 'e', 'f');
 type MapOp = { set: string; value: number } | { delete: string };
 const mapOp: fc.Arbitrary<MapOp> = fc.oneof(
   fc.record({ set: key, value: fc.integer({ min: 0, max: 9 }) }),
