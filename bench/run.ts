@@ -8,6 +8,7 @@
  *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
  *   BENCH_RACE_COMMANDS, BENCH_PG_COMMANDS
  *                            explicit sizes (comma separated), overriding the scaled defaults
+ *   BENCH_CHILD_PROF=DIR     servers and other children write a CPU profile into DIR as they exit
  *
  * The scale sections (servers and long logs in child processes of their own):
  *   7   enqueue throughput over HTTP vs a bare graphql-yoga server, event-loop stalls
