@@ -7,8 +7,8 @@
  * Here the frame of an event (`event: next`, its `data:` line) is encoded once per result
  * object, and the subscribers of one operation get the same result object (see
  * shared-subscriptions), so they get the same Buffer. Each subscriber's stream is a Node
- * Readable that the HTTP layer pipes straight into the response, and events that reach a
- * subscriber in one turn are written in that turn, so they leave in one write to its socket.
+ * Readable that the HTTP layer pipes straight into the response, and the events that reach a
+ * subscriber in one turn are written together, as one chunk, in one write to its socket.
  * When a client reads too slowly its stream stops pulling events: its decision stream buffers
  * them up to its capacity (then tells the client where to resume), and the stalled-client check
  * closes the connection once the response holds too much. The protocol is Yoga's: a ping first
@@ -80,6 +80,20 @@ export function sseBody(results: AsyncIterable<Result>): Readable {
   // Some browsers hold a fetch until the first bytes arrive.
   body.push(PING);
 
+  // Frames that came in this turn, written together once the turn's deliveries are done: a tick
+  // runs after the promise jobs that hand a subscriber its decisions one by one.
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  const roomLeft = () => body.readableLength + batchBytes < body.readableHighWaterMark;
+  const flush = () => {
+    const frames = batch;
+    batch = [];
+    batchBytes = 0;
+    if (over || frames.length === 0) return;
+    body.push(frames.length === 1 ? frames[0] : Buffer.concat(frames));
+    if (!pulling && roomLeft()) void pull();
+  };
+
   async function pull(): Promise<void> {
     pulling = true;
     try {
@@ -87,14 +101,20 @@ export function sseBody(results: AsyncIterable<Result>): Readable {
         const step = await iterator.next();
         if (over) return;
         if (step.done) {
+          flush();
           body.push(COMPLETE);
           body.push(null);
           over = true;
           clearInterval(ping);
           return;
         }
-        // Pushed in the turn it came, with the others of that turn: one write to the socket.
-        if (step.value != null && !body.push(frameOf(step.value))) return;
+        if (step.value == null) continue;
+        if (batch.length === 0) process.nextTick(flush);
+        const frame = frameOf(step.value);
+        batch.push(frame);
+        batchBytes += frame.length;
+        // A client that reads slowly: stop taking events until the response drains (read()).
+        if (!roomLeft()) return;
       }
     } catch (error) {
       if (!over) body.destroy(error as Error);
