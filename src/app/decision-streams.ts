@@ -91,9 +91,12 @@ interface Listener {
 /**
  * Subscribers handed their decisions per turn of the event loop: past this many waiting, the
  * rest wait for the next turn, so that commands (and the answers to them) are not held behind
- * the fan-out of what they decided.
+ * the fan-out of what they decided. Small on purpose: each subscriber handed its decisions costs
+ * its iterator chain and a write per turn, and the longer a round of all subscribers takes, the
+ * more decisions each collects for one write (with 1,000 SSE subscribers, 8 measured about
+ * a third less server CPU per enqueue than 64, and half the enqueue latency).
  */
-export const FAN_OUT_SLICE = 64;
+export const FAN_OUT_SLICE = 8;
 
 /**
  * One listener on a source's events for all its live subscribers: each event's decision is
