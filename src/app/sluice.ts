@@ -15,7 +15,7 @@
  * in order, and hands it to the others.
  */
 import { randomUUID } from 'node:crypto';
-import { evolve } from '../../projections/evolve.js';
+import { BulkFold, evolve } from '../../projections/evolve.js';
 import { type Decision, initialState, type RunRecord, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
 import { knownRun } from '../domain/decide.js';
@@ -88,6 +88,8 @@ export class Sluice {
   /** The format the log was raised to, as far as this server has read it (1: never raised). */
   private logFormat = 1;
   private replaying = true;
+  /** While replaying at start-up: the fold that rebuilds the derived indexes once, at the end. */
+  private bulk: BulkFold | null = null;
   private closed = false;
   readonly stream: string;
   /** The log's record of the rules it is written under, once read (see app/rules-version). */
@@ -183,7 +185,10 @@ export class Sluice {
       sluice.checkpointing.lastCheckpoint = start.revision;
       sluice.durable = start.revision;
     }
+    sluice.bulk = new BulkFold(sluice.current);
     await sluice.catchUp();
+    sluice.current = sluice.bulk.finish();
+    sluice.bulk = null;
     sluice.replaying = false;
     await sluice.follower.start();
     sluice.history.catchUpInBackground(() => sluice.durable);
@@ -227,7 +232,8 @@ export class Sluice {
       // the wrong runs; skipped as "already folded" it would be lost.
     } else if (recorded.revision > this.current.revision && !this.speculation.restoring) {
       // While restoring, the rebuilt state takes this event from the log instead.
-      evolve(this.current, event);
+      if (this.bulk) this.bulk.add(event);
+      else evolve(this.current, event);
     }
     this.durable = recorded.revision;
     this.lastApplied = recorded;

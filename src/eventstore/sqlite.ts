@@ -228,7 +228,7 @@ class SqliteEventStore implements EventStore {
 
   private query(run: () => unknown[]): RecordedEvent[] {
     try {
-      return (run() as EventRow[]).map(fromRow);
+      return (run() as EventColumns[]).map(fromColumns);
     } catch (error) {
       throw toStoreError(error, 'cannot read');
     }
@@ -290,8 +290,12 @@ function prepare(db: Database.Database) {
          RETURNING position`,
       )
       .pluck(),
-    readStream: db.prepare('SELECT * FROM events WHERE stream = ? AND revision >= ? ORDER BY revision LIMIT ?'),
-    readAll: db.prepare('SELECT * FROM events WHERE position > ? ORDER BY position LIMIT ?'),
+    // Rows as arrays (raw): for a long read, better-sqlite3 builds an array per row far faster
+    // than an object with named fields (half the time of a replay from scratch went there).
+    readStream: db
+      .prepare(`SELECT ${COLUMNS} FROM events WHERE stream = ? AND revision >= ? ORDER BY revision LIMIT ?`)
+      .raw(true),
+    readAll: db.prepare(`SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`).raw(true),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
   };
 }
@@ -306,6 +310,32 @@ function toRow(stream: string, event: NewEvent) {
     actor: event.actor,
     at: event.at,
   };
+}
+
+/** The columns the reads select, in the order of EventColumns. */
+const COLUMNS = 'position, stream, revision, type, schema_version, data, actor, at';
+type EventColumns = [
+  position: bigint,
+  stream: string,
+  revision: bigint,
+  type: string,
+  schema_version: bigint,
+  data: string,
+  actor: string,
+  at: string,
+];
+
+function fromColumns(c: EventColumns): RecordedEvent {
+  return fromRow({
+    position: c[0],
+    stream: c[1],
+    revision: c[2],
+    type: c[3],
+    schema_version: c[4],
+    data: c[5],
+    actor: c[6],
+    at: c[7],
+  });
 }
 
 function fromRow(row: EventRow): RecordedEvent {
