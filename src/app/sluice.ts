@@ -157,10 +157,11 @@ export class Sluice {
       awaitHistory: async () => {
         await this.history.readAt(this.durable, this.historyWaitMs).catch(() => undefined);
       },
+      findPastRun: (runId: string) => this.history.pastRun(runId, this.durable),
       pastRun: (runId: string) => {
-        const history = this.history.readNow();
-        if (!history) throw new HistoryBehindError(this.history.status().position, this.durable);
-        return history.run(runId);
+        const run = this.history.pastRunNow(runId);
+        if (run === undefined) throw new HistoryBehindError(this.history.status().position, this.durable);
+        return run;
       },
       restoreLiveState: () => this.restoreLiveState(),
     };
@@ -314,11 +315,18 @@ export class Sluice {
     this.history.whenLive(callback);
   }
 
-  /** A run by id: live, recently finished, or from the history. */
+  /**
+   * A run by id: live, recently finished, or from the history. While the history catches up
+   * after a start, an id no run has answers null at once, and a finished run the history has
+   * not reached is read from the log (see RunsBehindHistory).
+   */
   async run(id: string): Promise<RunRecord | null> {
     await this.catchUp();
     const live = knownRun(this.current, id, {});
     if (live) return live;
+    // While the history catches up, what it and the log say of the id, if that is enough.
+    const past = await this.history.pastRun(id, this.durable);
+    if (past !== undefined) return past;
     return (await this.readHistory()).run(id);
   }
 
