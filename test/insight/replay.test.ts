@@ -98,22 +98,17 @@ describe('a replay with no change', () => {
     console.log(`no-change replay property seed ${seed} (SEED=${seed} reproduces it)`);
     let waited = 0;
     fc.assert(
-      fc.property(
-        historyOps(60),
-        windowFractions,
-        fc.boolean(),
-        (ops, [a, b], granularityRun) => {
-          const s = randomHistory(ops, granularityRun);
-          const nowMs = Date.parse(s.now);
-          const span = Math.max(1000, nowMs - T0);
-          const fromMs = Math.round(T0 + Math.min(a, b) * span);
-          const toMs = Math.max(fromMs + 1, Math.round(T0 + Math.max(a, b) * span));
-          const actual = s.history.waitReport(fromMs, toMs, nowMs);
-          const replayed = replayOf(s, fromMs, Math.min(toMs, nowMs), {});
-          if (actual.waitSeconds > 0) waited++;
-          expect(brief(replayed)).toEqual(brief(actual));
-        },
-      ),
+      fc.property(historyOps(60), windowFractions, fc.boolean(), (ops, [a, b], granularityRun) => {
+        const s = randomHistory(ops, granularityRun);
+        const nowMs = Date.parse(s.now);
+        const span = Math.max(1000, nowMs - T0);
+        const fromMs = Math.round(T0 + Math.min(a, b) * span);
+        const toMs = Math.max(fromMs + 1, Math.round(T0 + Math.max(a, b) * span));
+        const actual = s.history.waitReport(fromMs, toMs, nowMs);
+        const replayed = replayOf(s, fromMs, Math.min(toMs, nowMs), {});
+        if (actual.waitSeconds > 0) waited++;
+        expect(brief(replayed)).toEqual(brief(actual));
+      }),
       { seed, numRuns: 150 },
     );
     expect(waited).toBeGreaterThan(20);
