@@ -35,7 +35,7 @@ import { LogFollower } from './log-follower.js';
 import { SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
-import type { RulesRecord } from './rules-version.js';
+import { type RulesRecord, RulesScan, rulesRecordMissing } from './rules-version.js';
 import { Speculation } from './speculation.js';
 
 export {
@@ -102,6 +102,11 @@ export class Sluice {
   readonly stream: string;
   /** The log's record of the rules it is written under, once read (see app/rules-version). */
   rulesRecord: RulesRecord | null = null;
+  /**
+   * What the replay from the log's first event at start-up saw of the rules it was written
+   * under, when the log records none yet (see app/rules-version); null otherwise.
+   */
+  rulesScan: RulesScan | null = null;
   private readonly clock: () => Date;
   private readonly eventClock: EventClock;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
@@ -196,10 +201,14 @@ export class Sluice {
       sluice.checkpointing.lastCheckpoint = start.revision;
       sluice.durable = start.revision;
     }
+    // A log that records no rules is read once to find what wrote it: a replay from its first
+    // event does that on the way, instead of a second read of the whole log.
+    if (!start && (await rulesRecordMissing(sluice))) sluice.rulesScan = new RulesScan();
     sluice.bulk = new BulkFold(sluice.current);
     await sluice.catchUp();
     sluice.current = sluice.bulk.finish();
     sluice.bulk = null;
+    sluice.rulesScan?.stop();
     sluice.replaying = false;
     await sluice.follower.start();
     sluice.history.catchUpInBackground(() => sluice.durable);
@@ -250,6 +259,7 @@ export class Sluice {
     this.durable = recorded.revision;
     this.lastApplied = recorded;
     if (event.type === 'LogFormatRaised') this.logFormat = Math.max(this.logFormat, event.data.format);
+    this.rulesScan?.see(event);
     this.history.record(event, recorded);
     this.checkpointing.maybeCheckpoint(this.durable, this.replaying);
     for (const listener of this.eventListeners) listener(event);
