@@ -124,9 +124,7 @@ export class HistoryFeed {
           if (this.closed) return;
           const [first] = batch;
           if (first?.revision === 0n) this.history.bindTo(eventHash(first));
-          const events = batch.map(toLoggedEvent);
-          this.history.apply(events);
-          this.behindRuns.written(events);
+          this.history.apply(batch.map(toLoggedEvent));
           if (batch.length > 0) this.position = (batch.at(-1) as RecordedEvent).revision;
           const took = performance.now() - began;
           if (took < STEP_MS / 2) size = Math.min(size * 2, CATCH_UP_BATCH.most);
@@ -218,7 +216,8 @@ export class HistoryFeed {
   pastRunNow(runId: string): RunRecord | null | undefined {
     const history = this.readNow();
     if (history) return history.run(runId);
-    const answer = this.behindRuns.lookUp(runId, this.history);
+    const answer = this.behindRuns.lookUpNow(runId, this.history);
+    if (answer === null) return undefined;
     if (!answer.known) return null;
     return answer.run ?? undefined;
   }
@@ -230,7 +229,7 @@ export class HistoryFeed {
   async pastRun(runId: string, durable: bigint): Promise<RunRecord | null | undefined> {
     const now = this.pastRunNow(runId);
     if (now !== undefined || this.live) return now;
-    const answer = this.behindRuns.lookUp(runId, this.history);
+    const answer = await this.behindRuns.lookUp(runId, this.history);
     if (!answer.known) return null;
     if (answer.run) return answer.run;
     return (await this.behindRuns.readFromLog(runId, answer, durable)) ?? undefined;
