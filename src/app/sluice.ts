@@ -211,8 +211,10 @@ export class Sluice {
     // A log that records no rules is read once to find what wrote it: a replay from its first
     // event does that on the way, instead of a second read of the whole log.
     if (!start && (await rulesRecordMissing(sluice))) sluice.rulesScan = new RulesScan();
+    sluice.checkpointing.replayTo(await options.store.streamRevision(sluice.stream));
     sluice.bulk = new BulkFold(sluice.current);
     await sluice.catchUp();
+    sluice.checkpointing.replayTo(null);
     sluice.current = sluice.bulk.finish();
     sluice.bulk = null;
     sluice.rulesScan?.stop();
