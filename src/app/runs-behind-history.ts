@@ -26,7 +26,8 @@ import { toLoggedEvent } from './recorded-events.js';
 
 /** Events read from the log, at most, to find one run's finish before waiting for the history instead. */
 const MOST_EVENTS_SCANNED = 200_000;
-const PAGE = 5_000;
+/** Events per read of that scan; the event loop turns between reads, so none holds it long. */
+const PAGE = 2_000;
 /** Answers kept (finished runs read from the log, ids found to be no run) so a retry does not read again. */
 const KEPT = 1_000;
 
@@ -168,6 +169,7 @@ export class RunsBehindHistory {
       }
       if (finishedAt !== -1) break;
       scanned += page.length;
+      await new Promise((resolve) => setImmediate(resolve));
       next = (page.at(-1) as { revision: bigint }).revision + 1n;
     }
     if (finishedAt === -1 || own[0]?.type !== 'RunEnqueued') return null;
