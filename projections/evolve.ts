@@ -13,6 +13,7 @@ import {
 } from '../src/domain/constraints.js';
 import type { LoggedEvent } from '../src/domain/events.js';
 import { isInProgress, rootStepsOf } from '../src/domain/run.js';
+import { rebuildIndexes } from './indexes.js';
 import { PriorityQueue } from './priority-queue.js';
 import {
   claimKey,
@@ -32,11 +33,13 @@ function runOf(state: State, runId: string): RunRecord {
   return run;
 }
 
-function countRun(state: State, run: RunRecord, by: 1 | -1): void {
-  for (const key of countKeysOf(run)) {
-    const next = (state.counts.get(key) ?? 0) + by;
-    if (next === 0) state.counts.delete(key);
-    else state.counts.set(key, next);
+function countRun(state: State, run: RunRecord, by: 1 | -1, indexes: boolean): void {
+  if (indexes) {
+    for (const key of countKeysOf(run)) {
+      const next = (state.counts.get(key) ?? 0) + by;
+      if (next === 0) state.counts.delete(key);
+      else state.counts.set(key, next);
+    }
   }
   if (by === 1) state.inProgress.add(run.id);
   else state.inProgress.delete(run.id);
@@ -53,9 +56,9 @@ function countRun(state: State, run: RunRecord, by: 1 | -1): void {
 }
 
 /** A pool that joins an in-progress run: counted as if the run had used it since admission. */
-function countPool(state: State, run: RunRecord, pool: string): void {
+function countPool(state: State, run: RunRecord, pool: string, indexes: boolean): void {
   const key = poolCount(pool);
-  state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
+  if (indexes) state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
   setMember(state.activeRunsByPool, pool, run.id, true);
 }
 
@@ -85,20 +88,21 @@ function addPromised(state: State, pool: string, by: number): void {
 }
 
 /** An admitted run's root steps in pools count as holding their slots until they claim. */
-function promiseRootSteps(state: State, run: RunRecord): void {
+function promiseRootSteps(state: State, run: RunRecord, indexes: boolean): void {
   for (const step of rootStepsOf(run.steps)) {
     if (step.pool === null || run.promisedSteps.has(step.key)) continue;
     run.promisedSteps.add(step.key);
-    addPromised(state, step.pool, 1);
+    if (indexes) addPromised(state, step.pool, 1);
   }
 }
 
 /** One root step claimed (its claim counts from now on), or every promise of the run ends. */
-function endPromises(state: State, run: RunRecord, stepKey: string | null = null): void {
+function endPromises(state: State, run: RunRecord, indexes: boolean, stepKey: string | null = null): void {
+  if (run.promisedSteps.size === 0) return;
   for (const key of stepKey === null ? [...run.promisedSteps] : [stepKey]) {
     if (!run.promisedSteps.delete(key)) continue;
     const pool = poolOfStep(run, key);
-    if (pool !== null) addPromised(state, pool, -1);
+    if (pool !== null && indexes) addPromised(state, pool, -1);
   }
 }
 
@@ -186,6 +190,8 @@ const MOVES_DEADLINES: ReadonlySet<LoggedEvent['type']> = new Set([
 
 export function evolve(state: State, event: LoggedEvent): State {
   if (event.type === 'ClockSteppedForward') {
+    // The state is at this event now: a command's events folded after it in the same group
+    // (speculatively, numbered from the state's revision) must not take its position.
     state.revision = event.revision;
     state.lastEventAt = event.at;
     // Rare: every run in progress has its deadlines moved by the step.
@@ -196,7 +202,7 @@ export function evolve(state: State, event: LoggedEvent): State {
     }
     return state;
   }
-  foldEvent(state, event);
+  foldEvent(state, event, true);
   if (MOVES_DEADLINES.has(event.type)) {
     const runId = (event.data as { runId: string }).runId;
     const run = state.runs.get(runId) ?? state.recentlyFinished.get(runId);
@@ -205,7 +211,36 @@ export function evolve(state: State, event: LoggedEvent): State {
   return state;
 }
 
-function foldEvent(state: State, event: LoggedEvent): void {
+/**
+ * A fold of many events in a row (a replay), which leaves the indexes derived from the runs
+ * (see rebuildIndexes) untouched until `finish` rebuilds them once: most runs of a long log
+ * are enqueued and finished within it, and keeping their queue entries, counts and deadlines
+ * on the way costs more than the rest of the fold. Until `finish`, only the fold may read the
+ * state. `finish` answers the same state `evolve` of each event would have.
+ */
+export class BulkFold {
+  constructor(readonly state: State) {}
+
+  add(event: LoggedEvent): void {
+    if (event.type === 'ClockSteppedForward') {
+      this.state.revision = event.revision;
+      this.state.lastEventAt = event.at;
+      for (const run of this.state.runs.values()) {
+        if (isInProgress(run.status)) run.clockShiftMs = (run.clockShiftMs ?? 0) + event.data.byMs;
+      }
+      return;
+    }
+    foldEvent(this.state, event, false);
+  }
+
+  finish(): State {
+    rebuildIndexes(this.state);
+    return this.state;
+  }
+}
+
+/** `indexes` false: leave the derived indexes for rebuildIndexes (see BulkFold). */
+function foldEvent(state: State, event: LoggedEvent, indexes: boolean): void {
   state.revision = event.revision;
   state.lastEventAt = event.at;
   switch (event.type) {
@@ -213,16 +248,16 @@ function foldEvent(state: State, event: LoggedEvent): void {
       const run = enqueuedRun(event.data, state.runCount++, event.at);
       state.runs.set(run.id, run);
       for (const pool of run.pools) state.knownPools.add(pool);
-      indexQueued(state, run, true);
+      if (indexes) indexQueued(state, run, true);
       break;
     }
     case 'RunAdmitted': {
       const run = runOf(state, event.data.runId);
-      leaveQueue(state, run);
+      if (indexes) leaveQueue(state, run);
       run.status = 'STARTING';
       run.admittedAt = event.at;
-      countRun(state, run, 1);
-      promiseRootSteps(state, run);
+      countRun(state, run, 1, indexes);
+      promiseRootSteps(state, run, indexes);
       break;
     }
     case 'RunBlocked': {
@@ -245,14 +280,14 @@ function foldEvent(state: State, event: LoggedEvent): void {
       const run = runOf(state, event.data.runId);
       run.status = 'CANCELING';
       run.cancelRequestedAt = event.at;
-      endPromises(state, run);
+      endPromises(state, run, indexes);
       break;
     }
     case 'RunFinished': {
       const run = runOf(state, event.data.runId);
-      if (run.status === 'QUEUED') leaveQueue(state, run);
-      if (isInProgress(run.status)) countRun(state, run, -1);
-      endPromises(state, run);
+      if (run.status === 'QUEUED' && indexes) leaveQueue(state, run);
+      if (isInProgress(run.status)) countRun(state, run, -1, indexes);
+      endPromises(state, run, indexes);
       run.status = event.data.status;
       run.finishedAt = event.at;
       run.finishReason = event.data.reason;
@@ -287,7 +322,7 @@ function foldEvent(state: State, event: LoggedEvent): void {
         run.pools = [...run.pools, pool];
         state.knownPools.add(pool);
         // Counted from now on; RunFinished uncounts it with the run's other keys (countKeysOf).
-        if (isInProgress(run.status)) countPool(state, run, pool);
+        if (isInProgress(run.status)) countPool(state, run, pool, indexes);
       }
       break;
     }
@@ -302,7 +337,7 @@ function foldEvent(state: State, event: LoggedEvent): void {
       const run = runOf(state, claim.runId);
       run.stepsHolding++;
       run.activeClaims.add(key);
-      endPromises(state, run, claim.stepKey);
+      endPromises(state, run, indexes, claim.stepKey);
       break;
     }
     case 'StepSlotPending': {
@@ -312,7 +347,7 @@ function foldEvent(state: State, event: LoggedEvent): void {
       claim.reasons = event.data.reasons;
       const run = runOf(state, claim.runId);
       run.activeClaims.add(key);
-      endPromises(state, run, claim.stepKey);
+      endPromises(state, run, indexes, claim.stepKey);
       break;
     }
     case 'StepSlotReleased': {
@@ -348,7 +383,7 @@ function foldEvent(state: State, event: LoggedEvent): void {
     case 'RootStepAllotmentEnded': {
       const run = runOf(state, event.data.runId);
       run.allotmentEndedAt = event.at;
-      endPromises(state, run);
+      endPromises(state, run, indexes);
       break;
     }
     case 'PoolLimitDeleted':

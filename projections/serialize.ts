@@ -6,9 +6,9 @@
  */
 
 import type { Constraint } from '../src/domain/constraints.js';
-import { countKeysOf, heldKeysOf } from '../src/domain/constraints.js';
+import { rebuildIndexes } from './indexes.js';
 import { PriorityQueue } from './priority-queue.js';
-import { initialState, poolOfStep, type RunRecord, type State, type StepClaim } from './state.js';
+import { initialState, type RunRecord, type State, type StepClaim } from './state.js';
 
 /** Bumped whenever State changes shape. */
 export const STATE_FORMAT = 5;
@@ -87,28 +87,13 @@ export function deserializeState(text: string): State {
   state.revision = BigInt(json.revision);
   state.lastEventAt = json.lastEventAt;
   state.config = { ...json.config, poolLimits: new Map(json.config.poolLimits) };
-  state.queue = new PriorityQueue();
   state.runCount = json.runCount;
   state.held = new Map(json.held);
   state.recentlyFinished = new Map(json.recentlyFinished.map((run) => [run.id, fromJsonRun(run)]));
+  // In enqueue order (see serializeState), which rebuildIndexes relies on.
   for (const jsonRun of json.runs) {
     const run = fromJsonRun(jsonRun);
     state.runs.set(run.id, run);
-    if (run.status === 'QUEUED') {
-      state.queue.add(run.id, run.priority);
-      for (const key of heldKeysOf(run).slice(1)) {
-        let ids = state.queuedByKey.get(key);
-        if (!ids) state.queuedByKey.set(key, (ids = new Set()));
-        ids.add(run.id);
-      }
-    }
-    if (run.status === 'STARTING' || run.status === 'STARTED' || run.status === 'CANCELING') {
-      for (const key of countKeysOf(run)) state.counts.set(key, (state.counts.get(key) ?? 0) + 1);
-    }
-    for (const stepKey of run.promisedSteps) {
-      const pool = poolOfStep(run, stepKey);
-      if (pool !== null) state.promisedSlots.set(pool, (state.promisedSlots.get(pool) ?? 0) + 1);
-    }
   }
   state.knownPools = new Set(json.knownPools);
   state.claims = new Map(json.claims.map((c) => [`${c.runId}\u0000${c.stepKey}`, c]));
@@ -122,6 +107,6 @@ export function deserializeState(text: string): State {
   state.monitoring = json.monitoring;
   state.inProgress = new Set(json.inProgress);
   state.activeRunsByPool = setMap(json.activeRunsByPool);
-  for (const runId of state.inProgress) state.deadlines.track(state.runs.get(runId) as RunRecord);
+  rebuildIndexes(state);
   return state;
 }

@@ -30,14 +30,34 @@ export class Checkpointing {
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
   lastCheckpoint = -1n;
   private scheduled = false;
+  /** The log's last position when the start-up replay began; null: not replaying. */
+  private replayHead: bigint | null = null;
 
   constructor(private readonly options: CheckpointingOptions) {}
 
-  /** Events between checkpoints: at least `every`, else a quarter of the log. */
-  private spacing(): bigint {
+  /** Events between checkpoints after one at `last`: at least `every`, else a quarter of the log. */
+  private spacing(last = this.lastCheckpoint): bigint {
     const every = BigInt(this.options.every);
-    const quarter = (this.lastCheckpoint + 1n) / 4n;
+    const quarter = (last + 1n) / 4n;
     return quarter > every ? quarter : every;
+  }
+
+  /**
+   * The start-up replay is to reach `head`: of the checkpoints due on the way, only those that
+   * will be kept are written (the others would be deleted at once), at the same positions.
+   */
+  replayTo(head: bigint | null): void {
+    this.replayHead = head;
+  }
+
+  /** True when `kept` more checkpoints fall due after one at `at` before the replay's end. */
+  private prunedBeforeReplayEnds(at: bigint): boolean {
+    if (this.replayHead === null) return false;
+    let due = 0;
+    for (let next = at + this.spacing(at); next <= this.replayHead; next += this.spacing(next)) {
+      if (++due >= this.options.kept) return true;
+    }
+    return false;
   }
 
   /**
@@ -48,7 +68,8 @@ export class Checkpointing {
     if (!this.options.checkpoints || this.scheduled) return;
     if (durable - this.lastCheckpoint < this.spacing()) return;
     if (replaying) {
-      this.write();
+      if (this.prunedBeforeReplayEnds(durable)) this.lastCheckpoint = durable;
+      else this.write();
       return;
     }
     this.scheduled = true;

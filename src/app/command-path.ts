@@ -69,6 +69,12 @@ export interface CommandPathOptions {
   awaitHistory: () => Promise<void>;
   /** False while the history catches up after a start. */
   historyCaughtUp: () => boolean;
+  /**
+   * While the history catches up: a run the live state does not hold, from the history as far as
+   * it goes and the log after it (null: no run has the id); undefined when the history must be
+   * waited for. A run found is then answered by pastRun at once.
+   */
+  findPastRun: (runId: string) => Promise<RunRecord | null | undefined>;
   /** A finished run from the history, for a command naming a run the live state no longer has. */
   pastRun: (runId: string) => RunRecord | null;
   /** The live state again as the log has it, after an append that failed. */
@@ -81,10 +87,18 @@ export async function commitGroup(path: CommandPathOptions, group: GroupMember[]
   for (let attempt = 1; attempt <= path.maxAttempts; attempt++) {
     // Every command is decided on a state that includes everything acknowledged before it.
     await path.catchUp();
-    // A command naming a run the live state does not hold may name one that finished long ago,
-    // which only the history knows: right after a start, it waits for the history to catch up.
-    if (!path.historyCaughtUp() && group.some((member) => namesPastRun(path, member.command))) {
-      await path.awaitHistory();
+    // A command naming a run the live state does not hold may name one that finished long ago.
+    // Right after a start, while the history catches up, the history as far as it goes and the
+    // runs enqueued after it tell at once whether the id is a run (Dagster's enqueues name new
+    // ids); only a finished run whose record neither the history nor a short read of the log
+    // gives waits for the history.
+    if (!path.historyCaughtUp()) {
+      let waitForHistory = false;
+      for (const member of group) {
+        const runId = pastRunId(path, member.command);
+        if (runId !== null && (await path.findPastRun(runId)) === undefined) waitForHistory = true;
+      }
+      if (waitForHistory) await path.awaitHistory();
       await path.catchUp();
     }
     const stamp = eventClock.stamp(path.lastLoggedAt());
@@ -188,10 +202,6 @@ function pastRunId(path: CommandPathOptions, command: Command): string | null {
         : null;
   if (typeof runId !== 'string' || knownRun(path.state(), runId, {})) return null;
   return runId;
-}
-
-function namesPastRun(path: CommandPathOptions, command: Command): boolean {
-  return pastRunId(path, command) !== null;
 }
 
 /** The finished run a command names when the live state no longer has it. */

@@ -9,11 +9,14 @@
  * A read of the history never answers from less than the log the live state holds: while it
  * catches up, a read waits for it (bounded), then says how far it is (HistoryBehindError).
  */
+
+import type { RunRecord } from '../../projections/state.js';
 import type { LoggedEvent } from '../domain/events.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
 import type { HistoryStore } from '../history/history-store.js';
 import { eventHash, toLoggedEvent } from './recorded-events.js';
+import { RunsBehindHistory } from './runs-behind-history.js';
 
 /** Pending events written at once when this many pile up. */
 const MAX_PENDING = 5_000;
@@ -61,6 +64,8 @@ export class HistoryFeed {
   private readonly waiters = new Set<() => void>();
   /** The log's first event, kept until the history is bound to it (a log that was empty at start). */
   private firstRecorded: RecordedEvent | null = null;
+  /** While catching up: the runs enqueued after the history's position, so commands naming them need not wait. */
+  private readonly behindRuns: RunsBehindHistory;
 
   constructor(
     private readonly store: EventStore,
@@ -70,6 +75,7 @@ export class HistoryFeed {
     private readonly info: (message: string) => void,
   ) {
     this.position = history.position();
+    this.behindRuns = new RunsBehindHistory(store, stream);
   }
 
   /**
@@ -89,6 +95,7 @@ export class HistoryFeed {
       this.warn('history read model was of another log: rebuilding it from this one');
     }
     this.position = this.history.position();
+    this.behindRuns.startAfter(this.history.runCount());
   }
 
   /**
@@ -144,6 +151,7 @@ export class HistoryFeed {
 
   private goLive(): void {
     this.live = true;
+    this.behindRuns.clear();
     this.wakeWaiters();
   }
 
@@ -160,8 +168,13 @@ export class HistoryFeed {
   /** Takes a durable event for the history; written soon, in a batch. */
   record(event: LoggedEvent, recorded: RecordedEvent): void {
     if (recorded.revision === 0n) this.firstRecorded = recorded;
-    // While catching up, the catch-up reads this event from the log.
-    if (!this.live || event.revision <= this.position) return;
+    // While catching up, the catch-up reads this event from the log; until it has, the runs it
+    // enqueues are known here.
+    if (!this.live) {
+      if (event.revision > this.position) this.behindRuns.takenIn(event);
+      return;
+    }
+    if (event.revision <= this.position) return;
     this.pending.push(event);
     if (this.pending.length >= MAX_PENDING) {
       this.flush();
@@ -194,6 +207,32 @@ export class HistoryFeed {
     if (!this.live) return null;
     this.flush();
     return this.history;
+  }
+
+  /**
+   * A run of the past (one the live state does not hold) by id, at once: null when no run has
+   * that id; undefined when its record needs the log read (pastRun) or the history waited for.
+   */
+  pastRunNow(runId: string): RunRecord | null | undefined {
+    const history = this.readNow();
+    if (history) return history.run(runId);
+    const answer = this.behindRuns.lookUpNow(runId, this.history);
+    if (answer === null) return undefined;
+    if (!answer.known) return null;
+    return answer.run ?? undefined;
+  }
+
+  /**
+   * As pastRunNow, reading a finished run the history has not reached from the log (up to
+   * `durable`); undefined only when the history must be waited for (see RunsBehindHistory).
+   */
+  async pastRun(runId: string, durable: bigint): Promise<RunRecord | null | undefined> {
+    const now = this.pastRunNow(runId);
+    if (now !== undefined || this.live) return now;
+    const answer = await this.behindRuns.lookUp(runId, this.history);
+    if (!answer.known) return null;
+    if (answer.run) return answer.run;
+    return (await this.behindRuns.readFromLog(runId, answer, durable)) ?? undefined;
   }
 
   /**

@@ -7,14 +7,15 @@ import { SERVER_LOG_FORMAT } from './log-format.js';
 export const DEPLOYMENT_STREAM = 'sluice-deployment';
 
 export function toLoggedEvent(recorded: RecordedEvent): LoggedEvent {
-  const event = parseEvent(
-    recorded.type,
-    recorded.schemaVersion,
-    recorded.data,
-    `event at position ${recorded.revision} of stream ${recorded.stream}`,
-    SERVER_LOG_FORMAT,
-  );
-  return { ...event, revision: recorded.revision, at: recorded.at, actor: recorded.actor } as LoggedEvent;
+  const event = parseEvent(recorded.type, recorded.schemaVersion, recorded.data, recorded, SERVER_LOG_FORMAT);
+  // Built field by field: an object spread here was the largest single cost of a replay.
+  return {
+    type: event.type,
+    data: event.data,
+    revision: recorded.revision,
+    at: recorded.at,
+    actor: recorded.actor,
+  } as LoggedEvent;
 }
 
 /** Identifies an event's content, so a checkpoint can tell whether the log still holds it. */

@@ -6,7 +6,7 @@
  * under the rules of its position. New rules come with a new log format (RULES_LOG_FORMAT), and
  * the log's format is raised before the record, so no older server decides past it.
  */
-import { CURRENT_SCHEMA_VERSION, type EventData, parseEvent } from '../domain/events.js';
+import { CURRENT_SCHEMA_VERSION, type EventData, type LoggedEvent, parseEvent } from '../domain/events.js';
 import {
   CURRENT_RULES,
   changesBetween,
@@ -47,6 +47,41 @@ export class RulesRecord {
 
 const PAGE = 5_000;
 
+/** The rules recorded beside a stream, oldest first. */
+async function recordsOf(sluice: Sluice): Promise<Recorded[]> {
+  const stream = rulesStream(sluice.stream);
+  return (await sluice.store.readStream(stream)).map(
+    (e) => parseEvent(e.type, e.schemaVersion, e.data, `${stream} position ${e.revision}`).data as Recorded,
+  );
+}
+
+/** True when the log records no rules, or older ones than this server's. */
+export async function rulesRecordMissing(sluice: Sluice): Promise<boolean> {
+  const latest = (await recordsOf(sluice)).at(-1);
+  return !latest || latest.rules < CURRENT_RULES;
+}
+
+/**
+ * What a replay from the log's first event saw of the rules the log was written under: whether
+ * an event showed the root-step hold, and how far it read (the rest is read when recording).
+ */
+export class RulesScan {
+  rootStepHold = false;
+  upTo = -1n;
+  private active = true;
+
+  see(event: LoggedEvent): void {
+    if (!this.active || event.revision !== this.upTo + 1n) return;
+    this.upTo = event.revision;
+    if (!this.rootStepHold && writtenUnderRootStepHold(event)) this.rootStepHold = true;
+  }
+
+  /** The replay is over: events taken in later are read from the log when recording. */
+  stop(): void {
+    this.active = false;
+  }
+}
+
 /**
  * Reads the record of the log's rules and, when the log is not yet written under this server's,
  * appends what changed and from which position. Returns whether it appended; sets
@@ -55,9 +90,7 @@ const PAGE = 5_000;
 export async function recordRulesVersion(sluice: Sluice): Promise<boolean> {
   const stream = rulesStream(sluice.stream);
   for (let attempt = 0; ; attempt++) {
-    const records = (await sluice.store.readStream(stream)).map(
-      (e) => parseEvent(e.type, e.schemaVersion, e.data, `${stream} position ${e.revision}`).data as Recorded,
-    );
+    const records = await recordsOf(sluice);
     const latest = records.at(-1);
     if (latest && latest.rules >= CURRENT_RULES) {
       sluice.rulesRecord = new RulesRecord(records);
@@ -95,9 +128,14 @@ export async function recordRulesVersion(sluice: Sluice): Promise<boolean> {
   }
 }
 
-/** The rules a log that records none was written under, read a page at a time (once, at the upgrade). */
+/**
+ * The rules a log that records none was written under, read a page at a time (once, at the
+ * upgrade), after what the start-up replay already saw of it.
+ */
 async function rulesOfLog(sluice: Sluice): Promise<number> {
-  for (let from = 0n; ; from += BigInt(PAGE)) {
+  const scan = sluice.rulesScan;
+  if (scan?.rootStepHold) return ROOT_STEP_HOLD_RULES;
+  for (let from = scan ? scan.upTo + 1n : 0n; ; from += BigInt(PAGE)) {
     const page = await sluice.store.readStream(sluice.stream, { fromRevision: from, maxCount: PAGE });
     if (page.some(writtenUnderRootStepHold)) return ROOT_STEP_HOLD_RULES;
     if (page.length < PAGE) return rulesOfUnrecordedLog([]);

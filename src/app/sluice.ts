@@ -15,7 +15,7 @@
  * in order, and hands it to the others.
  */
 import { randomUUID } from 'node:crypto';
-import { evolve } from '../../projections/evolve.js';
+import { BulkFold, evolve } from '../../projections/evolve.js';
 import { type Decision, initialState, type RunRecord, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
 import { knownRun } from '../domain/decide.js';
@@ -35,7 +35,7 @@ import { LogFollower } from './log-follower.js';
 import { SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
-import type { RulesRecord } from './rules-version.js';
+import { type RulesRecord, RulesScan, rulesRecordMissing } from './rules-version.js';
 import { Speculation } from './speculation.js';
 
 export {
@@ -88,6 +88,13 @@ export interface SluiceOptions {
   historyWaitMs?: number;
 }
 
+/**
+ * Events read from the store at a time when catching up. Small batches keep what is alive at a
+ * garbage collection small: a replay from scratch spent a third less time collecting than with
+ * batches of 5,000.
+ */
+const READ_BATCH = 500;
+
 export class Sluice {
   private current: State = initialState();
   /** Revision of the last event known durable and handed to history and listeners. */
@@ -96,10 +103,17 @@ export class Sluice {
   /** The format the log was raised to, as far as this server has read it (1: never raised). */
   private logFormat = 1;
   private replaying = true;
+  /** While replaying at start-up: the fold that rebuilds the derived indexes once, at the end. */
+  private bulk: BulkFold | null = null;
   private closed = false;
   readonly stream: string;
   /** The log's record of the rules it is written under, once read (see app/rules-version). */
   rulesRecord: RulesRecord | null = null;
+  /**
+   * What the replay from the log's first event at start-up saw of the rules it was written
+   * under, when the log records none yet (see app/rules-version); null otherwise.
+   */
+  rulesScan: RulesScan | null = null;
   private readonly clock: () => Date;
   private readonly eventClock: EventClock;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
@@ -165,10 +179,11 @@ export class Sluice {
       awaitHistory: async () => {
         await this.history.readAt(this.durable, this.historyWaitMs).catch(() => undefined);
       },
+      findPastRun: (runId: string) => this.history.pastRun(runId, this.durable),
       pastRun: (runId: string) => {
-        const history = this.history.readNow();
-        if (!history) throw new HistoryBehindError(this.history.status().position, this.durable);
-        return history.run(runId);
+        const run = this.history.pastRunNow(runId);
+        if (run === undefined) throw new HistoryBehindError(this.history.status().position, this.durable);
+        return run;
       },
       restoreLiveState: () => this.restoreLiveState(),
     };
@@ -193,7 +208,16 @@ export class Sluice {
       sluice.checkpointing.lastCheckpoint = start.revision;
       sluice.durable = start.revision;
     }
+    // A log that records no rules is read once to find what wrote it: a replay from its first
+    // event does that on the way, instead of a second read of the whole log.
+    if (!start && (await rulesRecordMissing(sluice))) sluice.rulesScan = new RulesScan();
+    sluice.checkpointing.replayTo(await options.store.streamRevision(sluice.stream));
+    sluice.bulk = new BulkFold(sluice.current);
     await sluice.catchUp();
+    sluice.checkpointing.replayTo(null);
+    sluice.current = sluice.bulk.finish();
+    sluice.bulk = null;
+    sluice.rulesScan?.stop();
     sluice.replaying = false;
     await sluice.follower.start();
     sluice.history.catchUpInBackground(() => sluice.durable);
@@ -238,11 +262,13 @@ export class Sluice {
       // the wrong runs; skipped as "already folded" it would be lost.
     } else if (recorded.revision > this.current.revision && !this.speculation.restoring) {
       // While restoring, the rebuilt state takes this event from the log instead.
-      evolve(this.current, event);
+      if (this.bulk) this.bulk.add(event);
+      else evolve(this.current, event);
     }
     this.durable = recorded.revision;
     this.lastApplied = recorded;
     if (event.type === 'LogFormatRaised') this.logFormat = Math.max(this.logFormat, event.data.format);
+    this.rulesScan?.see(event);
     this.history.record(event, recorded);
     this.checkpointing.maybeCheckpoint(this.durable, this.replaying);
     for (const listener of this.eventListeners) listener(event);
@@ -272,10 +298,10 @@ export class Sluice {
     for (;;) {
       const batch = await this.store.readStream(this.stream, {
         fromRevision: this.durable + 1n,
-        maxCount: 5_000,
+        maxCount: READ_BATCH,
       });
       for (const recorded of batch) this.apply(recorded);
-      if (batch.length < 5_000) return;
+      if (batch.length < READ_BATCH) return;
     }
   }
 
@@ -352,11 +378,18 @@ export class Sluice {
     this.history.whenLive(callback);
   }
 
-  /** A run by id: live, recently finished, or from the history. */
+  /**
+   * A run by id: live, recently finished, or from the history. While the history catches up
+   * after a start, an id no run has answers null at once, and a finished run the history has
+   * not reached is read from the log (see RunsBehindHistory).
+   */
   async run(id: string): Promise<RunRecord | null> {
     await this.catchUp();
     const live = knownRun(this.current, id, {});
     if (live) return live;
+    // While the history catches up, what it and the log say of the id, if that is enough.
+    const past = await this.history.pastRun(id, this.durable);
+    if (past !== undefined) return past;
     return (await this.readHistory()).run(id);
   }
 

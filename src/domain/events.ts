@@ -214,22 +214,31 @@ export class UnreadableEventError extends Error {
 /** The log was written by a newer Sluice than this one: refused, never read half-understood. */
 export class NewerLogFormatError extends UnreadableEventError {}
 
+/** Where an event sits in the store, named only when an error needs it (not per event a replay reads). */
+export interface EventPlace {
+  stream: string;
+  revision: bigint;
+}
+
+const describePlace = (where: string | EventPlace): string =>
+  typeof where === 'string' ? where : `event at position ${where.revision} of stream ${where.stream}`;
+
 /** Validates a stored event's data against its schema; throws naming the position. */
 export function parseEvent(
   type: string,
   schemaVersion: number,
   data: unknown,
-  where: string,
+  where: string | EventPlace,
   readsUpTo: number = LOG_FORMAT,
 ): DomainEvent {
   if (!Object.hasOwn(eventSchemas, type)) {
     throw new UnreadableEventError(
-      `${where}: unknown event type ${JSON.stringify(type)} (this Sluice reads log format ${readsUpTo}; was the log written by a newer one?)`,
+      `${describePlace(where)}: unknown event type ${JSON.stringify(type)} (this Sluice reads log format ${readsUpTo}; was the log written by a newer one?)`,
     );
   }
   if (schemaVersion !== CURRENT_SCHEMA_VERSION) {
     throw new UnreadableEventError(
-      `${where}: ${type} has schema version ${schemaVersion}, this server reads version ${CURRENT_SCHEMA_VERSION}`,
+      `${describePlace(where)}: ${type} has schema version ${schemaVersion}, this server reads version ${CURRENT_SCHEMA_VERSION}`,
     );
   }
   const schema = eventSchemas[type as EventType];
@@ -237,12 +246,12 @@ export function parseEvent(
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const path = issue?.path.join('.') || '(root)';
-    throw new UnreadableEventError(`${where}: ${type} is invalid at ${path}: ${issue?.message}`);
+    throw new UnreadableEventError(`${describePlace(where)}: ${type} is invalid at ${path}: ${issue?.message}`);
   }
   if (type === 'LogFormatRaised' && (parsed.data as { format: number }).format > readsUpTo) {
     const format = (parsed.data as { format: number }).format;
     throw new NewerLogFormatError(
-      `${where}: the log was raised to format ${format} by a newer Sluice; this Sluice reads log formats up to ${readsUpTo}: upgrade it to serve this log`,
+      `${describePlace(where)}: the log was raised to format ${format} by a newer Sluice; this Sluice reads log formats up to ${readsUpTo}: upgrade it to serve this log`,
     );
   }
   return { type, data: parsed.data } as DomainEvent;

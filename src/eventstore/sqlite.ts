@@ -223,12 +223,13 @@ class SqliteEventStore implements EventStore {
 
   private readStreamNow(stream: string, fromRevision: bigint, maxCount: number): RecordedEvent[] {
     if (this.closed) throw new StoreUnavailableError('event store is closed');
-    return this.query(() => this.statements.readStream.all(stream, fromRevision, maxCount));
+    return this.query(() => this.statements.readStream.all(stream, fromRevision, maxCount), stream);
   }
 
-  private query(run: () => unknown[]): RecordedEvent[] {
+  /** Rows read as EventColumns; `stream`: the one stream they are all of (not read per row). */
+  private query(run: () => unknown[], stream: string | null = null): RecordedEvent[] {
     try {
-      return (run() as EventRow[]).map(fromRow);
+      return (run() as EventColumns[]).map((columns) => fromColumns(columns, stream));
     } catch (error) {
       throw toStoreError(error, 'cannot read');
     }
@@ -290,8 +291,12 @@ function prepare(db: Database.Database) {
          RETURNING position`,
       )
       .pluck(),
-    readStream: db.prepare('SELECT * FROM events WHERE stream = ? AND revision >= ? ORDER BY revision LIMIT ?'),
-    readAll: db.prepare('SELECT * FROM events WHERE position > ? ORDER BY position LIMIT ?'),
+    // Rows as arrays (raw): for a long read, better-sqlite3 builds an array per row far faster
+    // than an object with named fields (half the time of a replay from scratch went there).
+    readStream: db
+      .prepare(`SELECT ${STREAM_COLUMNS} FROM events WHERE stream = ? AND revision >= ? ORDER BY revision LIMIT ?`)
+      .raw(true),
+    readAll: db.prepare(`SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`).raw(true),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
   };
 }
@@ -306,6 +311,34 @@ function toRow(stream: string, event: NewEvent) {
     actor: event.actor,
     at: event.at,
   };
+}
+
+/** The columns the reads select, in the order of EventColumns. */
+const COLUMNS = 'position, stream, revision, type, schema_version, data, actor, at';
+/** The same for a read of one stream, whose name is known: NULL in its place, one string less per row. */
+const STREAM_COLUMNS = 'position, NULL, revision, type, schema_version, data, actor, at';
+type EventColumns = [
+  position: bigint,
+  stream: string | null,
+  revision: bigint,
+  type: string,
+  schema_version: bigint,
+  data: string,
+  actor: string,
+  at: string,
+];
+
+function fromColumns(c: EventColumns, stream: string | null): RecordedEvent {
+  return fromRow({
+    position: c[0],
+    stream: stream ?? (c[1] as string),
+    revision: c[2],
+    type: c[3],
+    schema_version: c[4],
+    data: c[5],
+    actor: c[6],
+    at: c[7],
+  });
 }
 
 function fromRow(row: EventRow): RecordedEvent {

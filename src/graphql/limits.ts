@@ -9,6 +9,7 @@ import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { maxDirectivesPlugin } from '@escape.tech/graphql-armor-max-directives';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import {
+  BREAK,
   type DocumentNode,
   type ExecutionArgs,
   type FieldNode,
@@ -22,6 +23,7 @@ import {
   Kind,
   type SelectionSetNode,
   type Source,
+  visit,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { LRUCache } from 'lru-cache';
@@ -146,6 +148,33 @@ function argumentValues(field: FieldNode, variables: Record<string, unknown>): R
   return values;
 }
 
+/** The field names of FIELD_COSTS and LIST_SIZES: a document that selects none of them costs 0. */
+const COSTED_FIELD_NAMES = new Set(
+  [...Object.keys(FIELD_COSTS), ...Object.keys(LIST_SIZES)].map((key) => key.slice(key.indexOf('.') + 1)),
+);
+/** Per parsed document (the parse cache hands the same one back for the same text). */
+const selectsCostedField = new WeakMap<DocumentNode, boolean>();
+
+/**
+ * Whether a document selects any field whose name a costed field has, on whatever type: when it
+ * does not (an enqueue, a claim), its cost is 0 without walking it against the schema each time.
+ */
+function namesCostedField(document: DocumentNode): boolean {
+  let names = selectsCostedField.get(document);
+  if (names === undefined) {
+    names = false;
+    visit(document, {
+      Field(node) {
+        if (!COSTED_FIELD_NAMES.has(node.name.value)) return undefined;
+        names = true;
+        return BREAK;
+      },
+    });
+    selectsCostedField.set(document, names);
+  }
+  return names;
+}
+
 /** The summed cost of the expensive fields an operation selects, through fragments and aliases. */
 export function fieldCost(
   schema: GraphQLSchema,
@@ -154,6 +183,7 @@ export function fieldCost(
   variables: Record<string, unknown>,
   context: CostContext = { queued: 0, inProgress: 0 },
 ): number {
+  if (!namesCostedField(document)) return 0;
   const operation = getOperationAST(document, operationName);
   const root = operation ? schema.getRootType(operation.operation) : undefined;
   if (!operation || !root) return 0;

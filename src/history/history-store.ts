@@ -115,6 +115,10 @@ export interface HistoryStore {
   bindTo(logIdentity: string): boolean;
   apply(events: readonly LoggedEvent[]): void;
   run(id: string): RunRecord | null;
+  /** How many runs it has taken in (RunEnqueued events written): the next run's enqueue order. */
+  runCount(): number;
+  /** The log position of a run's RunEnqueued, or null when it holds no such run. */
+  enqueuedPosition(id: string): bigint | null;
   /** Runs in enqueue order after a seq, optionally of some statuses; one more than asked tells of a next page. */
   runs(statuses: readonly RunStatus[] | null, afterSeq: number, limit: number): RunRecord[];
   countsByStatus(): Map<RunStatus, number>;
@@ -228,6 +232,7 @@ class SqliteHistory implements HistoryStore {
         'INSERT OR IGNORE INTO counter_states (count_key, position, at, full) VALUES (?, ?, ?, ?)',
       ),
       run: db.prepare('SELECT * FROM runs WHERE id = ?'),
+      enqueuedPosition: db.prepare('SELECT enqueued_position FROM runs WHERE id = ?').pluck(),
       hasBlocked: db.prepare("SELECT 1 FROM decisions WHERE run_id = ? AND kind = 'BLOCKED' LIMIT 1").pluck(),
       queuedIds: db.prepare("SELECT id FROM runs WHERE status = 'QUEUED'").pluck(),
       runsAfter: db.prepare('SELECT * FROM runs WHERE seq > ? ORDER BY seq LIMIT ?'),
@@ -421,6 +426,14 @@ class SqliteHistory implements HistoryStore {
   run(id: string): RunRecord | null {
     const row = this.statements.run.get(id) as RunRow | undefined;
     return row ? toRunRecord(row) : null;
+  }
+
+  runCount(): number {
+    return Number(this.statements.meta.get('runCount') ?? '0');
+  }
+
+  enqueuedPosition(id: string): bigint | null {
+    return (this.statements.enqueuedPosition.get(id) as bigint | undefined) ?? null;
   }
 
   runs(statuses: readonly RunStatus[] | null, afterSeq: number, limit: number): RunRecord[] {

@@ -210,6 +210,31 @@ describe('writing checkpoints', () => {
     await expectCheckpointsMatch(checkpoints, events);
   });
 
+  it('given a log replayed at start-up that keeps 2 checkpoints, when many fall due on the way, then only the 2 it keeps are written, at the positions they fall due', async () => {
+    const { events, checkpoints, last } = await written();
+    for (const revision of revisions(checkpoints)) checkpoints.delete(revision);
+    const saved: bigint[] = [];
+    const counting = new Proxy(checkpoints, {
+      get(target, property) {
+        if (property === 'save') {
+          return (c: Parameters<CheckpointStore['save']>[0]) => {
+            saved.push(c.revision);
+            target.save(c);
+          };
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const due = checkpointModel(revisionsBetween(0n, last), 5);
+    expect(due.length).toBeGreaterThan(4);
+    const restarted = await open(events, counting, { every: 5, kept: 2 });
+    expect(restarted.warnings).toEqual([]);
+    expect(saved).toEqual(due.slice(-2));
+    expect(revisions(checkpoints)).toEqual(due.slice(-2));
+    await expectCheckpointsMatch(checkpoints, events);
+  });
+
   it('given two servers on one store, when one appends, then the other, following the log, writes checkpoints of its own that match the log', async () => {
     const events = store();
     const writerCheckpoints = checkpointStore('writer.db');

@@ -2,9 +2,11 @@
  * The wall clock stepping back (NTP, or a server whose clock is behind the others'): event
  * times in the log never go backwards, the step is recorded once, and an answer about an
  * instant before the step sees nothing that arrived after it. The clock here is the Sluice's
- * injected one; test/e2e/clock-steps.test.ts moves a real server process's clock.
+ * injected one (with a monotonic clock of its own where a step forward is looked for);
+ * test/e2e/clock-steps.test.ts moves a real server process's clock.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { serializeState } from '../../projections/serialize.js';
 import { DEPLOYMENT_STREAM, Sluice } from '../../src/app/sluice.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
@@ -75,6 +77,35 @@ describe('a clock that steps back', () => {
     const events = await store.readStream(DEPLOYMENT_STREAM);
     expect(events.some((e) => e.type === 'ClockSteppedBack')).toBe(false);
     expect(events.at(-1)?.at).toBe(new Date(T0 + 500).toISOString());
+  });
+});
+
+describe('a clock that steps forward', () => {
+  it('given a run enqueued, when the clock steps forward an hour before the next enqueue, then the step and the enqueue are each folded once and the live state is the log replayed', async () => {
+    let wall = T0;
+    let mono = 0;
+    const own = openSqliteStore({ path: ':memory:' });
+    const live = await Sluice.open({ store: own, clock: () => new Date(wall), monotonic: () => mono });
+    try {
+      await live.execute({ type: 'EnqueueRun', input: { runId: 'before', jobName: 'job' } } as never, 'test');
+      mono += 1_000;
+      wall += 1_000 + 3_600_000;
+      await live.execute({ type: 'EnqueueRun', input: { runId: 'after', jobName: 'job' } } as never, 'test');
+      const events = await own.readStream(DEPLOYMENT_STREAM);
+      expect(events.map((e) => e.type)).toContain('ClockSteppedForward');
+      expect(live.state.revision).toBe(events.at(-1)?.revision);
+      expect(live.state.runCount).toBe(2);
+      const replayed = await Sluice.open({ store: own });
+      try {
+        expect(serializeState(live.state)).toBe(serializeState(replayed.state));
+        expect(live.state.counts).toEqual(replayed.state.counts);
+      } finally {
+        await replayed.close();
+      }
+    } finally {
+      await live.close();
+      await own.close();
+    }
   });
 });
 

@@ -136,19 +136,24 @@ describe('answering first, history after', () => {
     expect(order).toEqual(['command answered']);
 
     // A command naming a run the live state does not hold may name a finished one: with no time
-    // to wait for the history, it is refused and records nothing.
+    // to wait for the history, the log after the history's position tells that it is one (a
+    // retry: nothing is recorded) and gives its record, the one the history will hold.
     const finishedRun = 'done0';
     expect(server.sluice.state.runs.has(finishedRun)).toBe(false);
     expect(server.sluice.state.recentlyFinished.has(finishedRun)).toBe(false);
     const revisionBefore = server.sluice.state.revision;
     await expect(
       server.sluice.execute({ type: 'EnqueueRun', input: { runId: finishedRun, jobName: 'j' } }, 'test'),
-    ).rejects.toBeInstanceOf(HistoryBehindError);
+    ).resolves.toEqual({ events: [], runId: finishedRun });
     expect(server.sluice.state.revision).toBe(revisionBefore);
+    const finishedBefore = await server.sluice.run(finishedRun);
+    expect(finishedBefore?.status).toBe('SUCCESS');
+    expect(order).toEqual(['command answered']);
 
     await caughtUp;
     expect(order).toEqual(['command answered', 'history caught up']);
     expect(server.sluice.historyStatus()).toMatchObject({ catchingUp: false, position: server.sluice.state.revision });
+    expect(await server.sluice.run(finishedRun)).toEqual(finishedBefore);
     const answersCaughtUp = await answers(server.sluice);
     await server.close();
 
@@ -158,7 +163,7 @@ describe('answering first, history after', () => {
     await rebuilt.close();
   }, 60_000);
 
-  it('given a log whose history is deleted, when history reads and a command naming a finished run come before it has caught up, then they wait for it and answer as on a full history', async () => {
+  it('given a log whose history is deleted, when history reads and a command naming a finished run come before it has caught up, then the reads wait for it and both answer as on a full history', async () => {
     const { logPath, historyPath } = logWithoutHistory();
     const full = await open(logPath, historyPath);
     const before = await answers(full.sluice);

@@ -306,6 +306,8 @@ export type Outcome = { events: DomainEvent[] } | { refused: string };
  */
 export class Lane {
   state: State = initialState();
+  /** Every event folded into the state, in order, as the log would hold it. */
+  readonly log: LoggedEvent[] = [];
   private ms: number;
   private nextRun = 0;
 
@@ -333,6 +335,7 @@ export class Lane {
     }
     for (const event of events) {
       const logged = { ...event, revision: this.state.revision + 1n, at: this.now, actor: 'test' } as LoggedEvent;
+      this.log.push(logged);
       evolve(this.state, readBack(logged));
     }
     return { events };
