@@ -17,7 +17,7 @@ import { bytes, collect, fmt, fmtInt, heading, load, note, now, retainedBytes, s
 
 const START = Date.parse('2026-11-02T00:00:00.000Z');
 
-function writeLog(runs: number): LoggedEvent[] {
+export function writeLog(runs: number): LoggedEvent[] {
   const random = prng(15);
   const state: State = initialState();
   const log: LoggedEvent[] = [];
@@ -82,7 +82,7 @@ export function whatIfSection(): void {
       bytes(peak),
       fmt(result.waitSeconds / 3600),
       fmtInt(result.runs),
-      fmtInt(result.events.length),
+      fmtInt(result.replayedEvents),
     ]);
   }
   table(

@@ -222,10 +222,32 @@ export function runLimitsOf(
 }
 
 /**
- * The run limits that count under one counter. Every run counted under the counter is subject
- * to all of them, so a queued run's reasons are the full limits of its counters.
+ * limitsOnCounter's answers per config. A config is never changed once the state holds it (an
+ * edit makes a new one), and every admission pass asks about the same few counters, so each
+ * counter's limits are worked out once per config rather than once per command.
  */
-export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): ApplicableLimit[] {
+const limitsOnCounterCache = new WeakMap<ConcurrencyConfig, Map<string, readonly ApplicableLimit[]>>();
+
+/**
+ * The run limits that count under one counter. Every run counted under the counter is subject
+ * to all of them, so a queued run's reasons are the full limits of its counters. The list is
+ * shared: read it, never change it.
+ */
+export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): readonly ApplicableLimit[] {
+  let byKey = limitsOnCounterCache.get(config);
+  if (!byKey) {
+    byKey = new Map();
+    limitsOnCounterCache.set(config, byKey);
+  }
+  let limits = byKey.get(countKey);
+  if (!limits) {
+    limits = counterLimits(countKey, config);
+    byKey.set(countKey, limits);
+  }
+  return limits;
+}
+
+function counterLimits(countKey: string, config: ConcurrencyConfig): ApplicableLimit[] {
   const counter = counterOfKey(countKey);
   const base = { countKey, key: counter.key, value: counter.value, pool: counter.pool, perUniqueValue: false };
   if (countKey === ALL_RUNS) {
@@ -257,9 +279,9 @@ export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): Ap
 
 /** The limits of a counter that are full at a count, as constraints with that count. */
 export function fullLimitsOn(countKey: string, config: ConcurrencyConfig, inUse: number): Constraint[] {
-  return limitsOnCounter(countKey, config)
-    .filter((l) => inUse >= l.limit)
-    .map((l) => toConstraint(l, inUse));
+  const full: Constraint[] = [];
+  for (const l of limitsOnCounter(countKey, config)) if (inUse >= l.limit) full.push(toConstraint(l, inUse));
+  return full;
 }
 
 /** A sentence a person can read, built only from the constraint's data. */

@@ -18,6 +18,7 @@ import { admissionPass, type CapacityChange } from './admission.js';
 import {
   type Command,
   type ConfigEdits,
+  recordedEnqueue,
   validateConfigChange,
   validateEnqueue,
   validateFinalStatus,
@@ -49,6 +50,12 @@ export interface DecideContext {
    * looks it up in the history, so the decider can answer retries and conflicts about it.
    */
   pastRun?: RunRecord | null;
+  /**
+   * The command was rebuilt from recorded events (a replay of the log): its input passed
+   * validation when it was first decided, so it is not validated again. Never for a command
+   * from a client.
+   */
+  fromLog?: boolean;
 }
 
 interface Change {
@@ -96,7 +103,14 @@ function withPasses(state: State, primary: DomainEvent[], change: Change): Domai
     }
   }
   if (capacity) {
-    const { admitted, firstHold, counters } = admissionPass(state, { ...capacity, rootDelta });
+    // Each field named: a spread of whichever change the command made costs more than the pass.
+    const { admitted, firstHold, counters } = admissionPass(state, {
+      config: capacity.config,
+      freed: capacity.freed,
+      enqueued: capacity.enqueued,
+      editedKeys: capacity.editedKeys,
+      rootDelta,
+    });
     for (const run of admitted) events.push({ type: 'RunAdmitted', data: { runId: run.id } });
     if (firstHold) events.push({ type: 'RunBlocked', data: { runId: firstHold.run.id, reasons: firstHold.reasons } });
     if (counters.length > 0) {
@@ -119,7 +133,7 @@ export function knownRun(state: State, runId: string, context: Pick<DecideContex
 }
 
 function existingRun(state: State, runId: string, context: DecideContext): RunRecord {
-  const run = knownRun(state, validateRunId(runId), context);
+  const run = knownRun(state, context.fromLog ? runId : validateRunId(runId), context);
   if (!run) throw new RunNotFoundError(runId);
   return run;
 }
@@ -325,7 +339,7 @@ function expiredNow(state: State, run: RunRecord, now: string): DomainEvent[] | 
 export function decide(command: Command, state: State, context: DecideContext): DomainEvent[] {
   switch (command.type) {
     case 'EnqueueRun': {
-      const input = validateEnqueue(command.input);
+      const input = context.fromLog ? recordedEnqueue(command.input) : validateEnqueue(command.input);
       const runId = input.runId ?? context.newRunId;
       // Enqueueing an id twice is a retry, not a second run.
       if (knownRun(state, runId, context)) return [];

@@ -12,7 +12,7 @@ import { decide } from '../domain/decide.js';
 import { DomainError } from '../domain/errors.js';
 import type { LoggedEvent } from '../domain/events.js';
 import { type AgendaItem, agendaOf } from './replay-agenda.js';
-import { replayedWaits } from './replay-waits.js';
+import { ReplayedWaits } from './replay-waits.js';
 import { summarizeWaits, type WaitSummary } from './wait-summary.js';
 
 export const REPLAY_ACTOR = 'replay';
@@ -26,11 +26,15 @@ export interface ReplayInput {
   fromMs: number;
   /** The end of the window (no later than now: the replay does not run into the future). */
   toMs: number;
+  /** Keep the events the replay makes and return them (for tests and debugging; costs memory). */
+  keepEvents?: boolean;
 }
 
 export interface ReplayResult extends WaitSummary {
-  /** The events the replay made (never appended anywhere). */
-  events: LoggedEvent[];
+  /** How many events the replay made. */
+  replayedEvents: number;
+  /** The events the replay made (never appended anywhere), when asked for with keepEvents. */
+  events?: LoggedEvent[];
 }
 
 export const REPLAY_ASSUMPTIONS: readonly string[] = [
@@ -115,12 +119,14 @@ export function replayWindow(input: ReplayInput): ReplayResult {
     } else push(afterGrant, `${item.runId}\u0000${item.stepKey}`, item);
   }
 
-  const events: LoggedEvent[] = [];
+  const waits = new ReplayedWaits(input.start, input.fromMs);
+  const events: LoggedEvent[] | undefined = input.keepEvents ? [] : undefined;
+  let replayedEvents = 0;
   const apply = (command: Command, atMs: number) => {
     const now = new Date(atMs).toISOString();
     let produced: ReturnType<typeof decide>;
     try {
-      produced = decide(command, state, { now, newRunId: `replay-${state.runCount}` });
+      produced = decide(command, state, { now, newRunId: `replay-${state.runCount}`, fromLog: true });
     } catch (error) {
       // A command the replayed state refuses (a run the replay already ended) changes nothing,
       // as it would have changed nothing on the server.
@@ -128,9 +134,17 @@ export function replayWindow(input: ReplayInput): ReplayResult {
       throw error;
     }
     for (const event of produced) {
-      const logged = { ...event, revision: state.revision + 1n, at: now, actor: REPLAY_ACTOR } as LoggedEvent;
+      const logged = {
+        type: event.type,
+        data: event.data,
+        revision: state.revision + 1n,
+        at: now,
+        actor: REPLAY_ACTOR,
+      } as LoggedEvent;
       evolve(state, logged);
-      events.push(logged);
+      waits.observe(logged);
+      replayedEvents++;
+      events?.push(logged);
       if (logged.type === 'RunAdmitted') {
         for (const item of afterAdmission.get(logged.data.runId) ?? []) {
           if (item.when === 'afterAdmission')
@@ -153,8 +167,8 @@ export function replayWindow(input: ReplayInput): ReplayResult {
       apply({ type: 'ChangeConcurrencyConfig', change: input.change }, next.atMs);
     }
   }
-  const waits = replayedWaits(input.start, events, input.fromMs);
-  return { ...summarizeWaits(waits.values(), input.fromMs, input.toMs), events };
+  const summary = { ...summarizeWaits(waits.waits().values(), input.fromMs, input.toMs), replayedEvents };
+  return events ? { ...summary, events } : summary;
 }
 
 function push<T>(map: Map<string, T[]>, key: string, item: T): void {
