@@ -185,7 +185,13 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     ...[...candidateIds].flatMap((id) => queued(id) ?? []),
     ...(change.enqueued ? [change.enqueued] : []),
   ].sort(inQueueOrder);
-  const candidates: Iterable<RunRecord> = everyone ? inOrder() : merged(listed, underWalked());
+  // With no key walked (the common case) the listed runs are the candidates: distinct already,
+  // and in queue order, so no merge is needed.
+  const candidates: Iterable<RunRecord> = everyone
+    ? inOrder()
+    : walked.length === 0
+      ? listed
+      : merged(listed, underWalked());
 
   const limitsCache = new Map<string, ApplicableLimit[]>();
   const limitsOf = (run: RunRecord) => {

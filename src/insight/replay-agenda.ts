@@ -104,8 +104,11 @@ export function agendaOf(events: readonly LoggedEvent[], start: AgendaStart): Ag
     });
     pendingChange = null;
   };
+  // Events of one append share their instant: each instant is parsed once.
+  let lastAt = '';
+  let atMs = Number.NaN;
+  /** A command about an admitted run, at the current event's instant (atMs). */
   const afterAdmission = (event: LoggedEvent, runId: string, command: Command) => {
-    const atMs = Date.parse(event.at);
     const since = admitted.get(runId);
     if (since === undefined) items.push({ when: 'at', atMs, order: event.revision, command });
     else
@@ -120,7 +123,10 @@ export function agendaOf(events: readonly LoggedEvent[], start: AgendaStart): Ag
   };
 
   for (const event of events) {
-    const atMs = Date.parse(event.at);
+    if (event.at !== lastAt) {
+      lastAt = event.at;
+      atMs = Date.parse(lastAt);
+    }
     if (CONFIG_EVENTS.has(event.type)) {
       // The edits of one command are contiguous and share an instant: one change, one pass.
       if (!pendingChange || pendingChange.atMs !== atMs || pendingChange.last + 1n !== event.revision) {
