@@ -181,10 +181,15 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
       if (run && walked.some((key) => state.queuedByKey.get(key)?.has(id))) yield run;
     }
   }
-  const listed = [
-    ...[...candidateIds].flatMap((id) => queued(id) ?? []),
-    ...(change.enqueued ? [change.enqueued] : []),
-  ].sort(inQueueOrder);
+  const listed: RunRecord[] = [];
+  if (!everyone) {
+    for (const id of candidateIds) {
+      const run = queued(id);
+      if (run) listed.push(run);
+    }
+    if (change.enqueued) listed.push(change.enqueued);
+    if (listed.length > 1) listed.sort(inQueueOrder);
+  }
   // With no key walked (the common case) the listed runs are the candidates: distinct already,
   // and in queue order, so no merge is needed.
   const candidates: Iterable<RunRecord> = everyone
@@ -206,13 +211,13 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   const rootHolds = (run: RunRecord) => rootHoldsOf(run, config, count);
 
   const admitted: RunRecord[] = [];
-  const admittedIds = new Set<string>();
+  let enqueuedAdmitted = false;
   for (const run of candidates) {
     // Every run is under the global limit: once it is full, nobody else gets in.
     if (globalFull()) break;
     if (limitsOf(run).every((l) => count(l.countKey) < l.limit) && rootHolds(run).length === 0) {
       admitted.push(run);
-      admittedIds.add(run.id);
+      if (run === change.enqueued) enqueuedAdmitted = true;
       bump(run, +1);
       promise(run);
     }
@@ -220,7 +225,7 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
 
   let firstHold: PassResult['firstHold'] = null;
   const enqueued = change.enqueued;
-  if (enqueued && !admittedIds.has(enqueued.id)) {
+  if (enqueued && !enqueuedAdmitted) {
     const reasons = [
       ...limitsOf(enqueued)
         .filter((l) => count(l.countKey) >= l.limit)
@@ -241,12 +246,12 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   for (const key of change.editedKeys ?? []) for (const counter of countersUnder(state, key)) touched.add(counter);
   // A held run's first hold names its root-step counters only when all are full, so their state
   // at its enqueue is recorded with it whatever it is: its waits are derived from that on.
-  const recordAnyway = new Set(firstHold ? rootKeysOf(firstHold.run) : []);
+  const recordAnyway: ReadonlySet<string> = firstHold ? new Set(rootKeysOf(firstHold.run)) : NO_KEYS;
   for (const key of recordAnyway) touched.add(key);
   const counters: CounterChange[] = [];
   // Listed by counter key, not by how `touched` was filled: that follows the history of the
   // state's maps, which a checkpoint does not keep, and the same state must decide the same bytes.
-  for (const countKey of [...touched].sort(byKey)) {
+  for (const countKey of sortedKeys(touched)) {
     const inUse = count(countKey);
     const full = fullLimitsOn(countKey, config, inUse);
     if (recordAnyway.has(countKey) || !sameFullLimits(full, state.held.get(countKey) ?? [])) {
@@ -257,6 +262,20 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
 }
 
 const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const NO_KEYS: ReadonlySet<string> = new Set();
+
+/** The keys in order; a pass touches a handful, which an insertion sort orders without the copy sort() makes. */
+function sortedKeys(keys: ReadonlySet<string>): string[] {
+  const sorted = [...keys];
+  if (sorted.length > 16) return sorted.sort(byKey);
+  for (let i = 1; i < sorted.length; i++) {
+    const key = sorted[i] as string;
+    let j = i - 1;
+    for (; j >= 0 && (sorted[j] as string) > key; j--) sorted[j + 1] = sorted[j] as string;
+    sorted[j + 1] = key;
+  }
+  return sorted;
+}
 
 /**
  * The counters an edit of the limits on a count key can change: the key itself and, for a tag

@@ -81,16 +81,29 @@ export function counterKeyOf(c: Pick<Constraint, 'kind' | 'key' | 'value' | 'poo
 /** Same limits with the same values and counts: nothing to record. */
 export function sameFullLimits(a: readonly Constraint[], b: readonly Constraint[]): boolean {
   if (a.length !== b.length) return false;
+  if (a.length === 0) return true;
   const id = (c: Constraint) => `${constraintIdentity(c)}\u0000${c.limit}\u0000${c.inUse}`;
   const ids = new Set(a.map(id));
   return b.every((c) => ids.has(id(c)));
 }
 
-/** The keys an in-progress run counts under, whatever limits exist. */
-export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[] }): string[] {
+type Counted = { tags: readonly Tag[]; pools: readonly string[] };
+
+/**
+ * A run's count keys, kept per run while its tags and pools stay the same arrays (a step added
+ * in a new pool replaces the pools): every command counts, indexes or checks a run under its
+ * keys, and building the key strings anew each time costs more than the counting.
+ */
+const countKeysCache = new WeakMap<Counted, { tags: readonly Tag[]; pools: readonly string[]; keys: string[] }>();
+
+/** The keys an in-progress run counts under, whatever limits exist. Shared: never change it. */
+export function countKeysOf(run: Counted): readonly string[] {
+  const cached = countKeysCache.get(run);
+  if (cached && cached.tags === run.tags && cached.pools === run.pools) return cached.keys;
   const keys = [ALL_RUNS];
   for (const tag of run.tags) keys.push(tagKeyCount(tag.key), tagValueCount(tag.key, tag.value));
   for (const pool of run.pools) keys.push(poolCount(pool));
+  countKeysCache.set(run, { tags: run.tags, pools: run.pools, keys });
   return keys;
 }
 

@@ -70,10 +70,14 @@ interface Change {
  * it is a promised root step's (already counted); a released or withdrawn claim stops counting;
  * so do the promised root steps of runs that end, are being canceled, or pass their allotment.
  */
-function rootDeltaOf(state: State, change: Change): Map<string, number> {
-  const delta = new Map<string, number>();
+const NO_DELTA: ReadonlyMap<string, number> = new Map();
+
+function rootDeltaOf(state: State, change: Change): ReadonlyMap<string, number> {
+  // Made only when some pool's count moves: most commands move none.
+  let delta: Map<string, number> | null = null;
   const add = (pool: string | null, by: number) => {
     if (pool === null) return;
+    delta ??= new Map();
     const key = rootPoolCount(pool);
     const next = (delta.get(key) ?? 0) + by;
     if (next === 0) delta.delete(key);
@@ -85,7 +89,7 @@ function rootDeltaOf(state: State, change: Change): Map<string, number> {
   for (const run of change.unpromised ?? []) {
     for (const stepKey of run.promisedSteps) add(poolOfStep(run, stepKey), -1);
   }
-  return delta;
+  return delta ?? NO_DELTA;
 }
 
 /** The command's own events, then slot decisions, then admission decisions. */
