@@ -60,7 +60,10 @@ function countPool(state: State, run: RunRecord, pool: string): void {
 }
 
 function indexQueued(state: State, run: RunRecord, queued: boolean): void {
-  for (const key of heldKeysOf(run).slice(1)) {
+  // Every held key but ALL_RUNS (the first): the queue itself lists the runs under it.
+  const keys = heldKeysOf(run);
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i] as string;
     let ids = state.queuedByKey.get(key);
     if (queued) {
       if (!ids) state.queuedByKey.set(key, (ids = new Set()));

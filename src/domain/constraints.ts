@@ -87,23 +87,11 @@ export function sameFullLimits(a: readonly Constraint[], b: readonly Constraint[
   return b.every((c) => ids.has(id(c)));
 }
 
-type Counted = { tags: readonly Tag[]; pools: readonly string[] };
-
-/**
- * A run's count keys, kept per run while its tags and pools stay the same arrays (a step added
- * in a new pool replaces the pools): every command counts, indexes or checks a run under its
- * keys, and building the key strings anew each time costs more than the counting.
- */
-const countKeysCache = new WeakMap<Counted, { tags: readonly Tag[]; pools: readonly string[]; keys: string[] }>();
-
-/** The keys an in-progress run counts under, whatever limits exist. Shared: never change it. */
-export function countKeysOf(run: Counted): readonly string[] {
-  const cached = countKeysCache.get(run);
-  if (cached && cached.tags === run.tags && cached.pools === run.pools) return cached.keys;
+/** The keys an in-progress run counts under, whatever limits exist. */
+export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[] }): string[] {
   const keys = [ALL_RUNS];
   for (const tag of run.tags) keys.push(tagKeyCount(tag.key), tagValueCount(tag.key, tag.value));
   for (const pool of run.pools) keys.push(poolCount(pool));
-  countKeysCache.set(run, { tags: run.tags, pools: run.pools, keys });
   return keys;
 }
 
@@ -113,6 +101,7 @@ export function countKeysOf(run: Counted): readonly string[] {
  * always start (Dagster's `has_unconstrained_root_nodes`).
  */
 export function rootKeysOf(run: { steps: readonly Step[] }): string[] {
+  if (run.steps.length === 0) return [];
   const pools = new Set<string>();
   for (const step of rootStepsOf(run.steps)) {
     if (step.pool === null) return [];
@@ -123,7 +112,9 @@ export function rootKeysOf(run: { steps: readonly Step[] }): string[] {
 
 /** Every counter whose recorded state can hold a queued run: its run counters, then its root-step counters. */
 export function heldKeysOf(run: { tags: readonly Tag[]; pools: readonly string[]; steps: readonly Step[] }): string[] {
-  return [...countKeysOf(run), ...rootKeysOf(run)];
+  const keys = countKeysOf(run);
+  for (const key of rootKeysOf(run)) keys.push(key);
+  return keys;
 }
 
 /**
