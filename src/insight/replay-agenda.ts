@@ -185,6 +185,8 @@ export function agendaOf(events: readonly LoggedEvent[], start: AgendaStart): Ag
         } else {
           afterAdmission(event, runId, { type: 'MarkRunFinished', runId, status });
         }
+        // Nothing after its end is timed from its admission: the map keeps only runs in progress.
+        admitted.delete(runId);
         break;
       }
       case 'RunStepAdded':
