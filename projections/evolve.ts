@@ -189,6 +189,8 @@ const MOVES_DEADLINES: ReadonlySet<LoggedEvent['type']> = new Set([
 
 export function evolve(state: State, event: LoggedEvent): State {
   if (event.type === 'ClockSteppedForward') {
+    state.revision = event.revision;
+    state.lastEventAt = event.at;
     // Rare: every run in progress has its deadlines moved by the step.
     for (const run of state.runs.values()) {
       if (!isInProgress(run.status)) continue;

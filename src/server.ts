@@ -74,7 +74,10 @@ export async function startServer(
   );
 
   const metrics = createSluiceMetrics();
-  const store = timeAppends(await openEventStore(settings.eventStoreUrl), metrics.recordAppend);
+  const store = timeAppends(
+    await openEventStore(settings.eventStoreUrl, { warn: (message) => logger.warn(message) }),
+    metrics.recordAppend,
+  );
   const checkpoints = openCheckpointStore(checkpointPathFor(settings));
   let sluice: Sluice;
   let stopMetrics = () => {};

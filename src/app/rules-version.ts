@@ -3,7 +3,8 @@
  * beside the log (`<stream>-rules`) so that recording it moves no position of the log. A server
  * appends RulesVersionRecorded once, when it first opens a log not yet written under its rules
  * (a log that records none is first read to find what wrote it); every past state is then read
- * under the rules of its position.
+ * under the rules of its position. New rules come with a new log format (RULES_LOG_FORMAT), and
+ * the log's format is raised before the record, so no older server decides past it.
  */
 import { CURRENT_SCHEMA_VERSION, type EventData, parseEvent } from '../domain/events.js';
 import {
@@ -63,8 +64,12 @@ export async function recordRulesVersion(sluice: Sluice): Promise<boolean> {
       return false;
     }
     await sluice.catchUp();
+    const previous = latest ? latest.rules : sluice.state.revision < 0n ? null : await rulesOfLog(sluice);
+    // Servers with older rules wrote this log: raise its format first, so that they stop at that
+    // position rather than go on deciding under rules it no longer follows. (A new log has no
+    // older writer to stop; its positions start with its first command.)
+    if (previous !== null && previous < CURRENT_RULES) await sluice.raiseLogFormat();
     const revision = sluice.state.revision;
-    const previous = latest ? latest.rules : revision < 0n ? null : await rulesOfLog(sluice);
     const data: Recorded = {
       rules: CURRENT_RULES,
       previous,

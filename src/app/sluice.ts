@@ -19,9 +19,10 @@ import { evolve } from '../../projections/evolve.js';
 import { type Decision, initialState, type RunRecord, type State } from '../../projections/state.js';
 import type { Command } from '../domain/commands.js';
 import { knownRun } from '../domain/decide.js';
-import { type LoggedEvent, UnreadableEventError } from '../domain/events.js';
+import { CURRENT_SCHEMA_VERSION, type LoggedEvent, UnreadableEventError } from '../domain/events.js';
 import type { RunStatus } from '../domain/run.js';
 import type { CheckpointStore } from '../eventstore/checkpoints.js';
+import { ConcurrencyError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
 import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
 import { Checkpointing } from './checkpointing.js';
@@ -31,6 +32,7 @@ import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
 import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
+import { SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
 import type { RulesRecord } from './rules-version.js';
@@ -52,6 +54,12 @@ export interface SluiceOptions {
   stream?: string;
   /** Injected so tests can drive time. */
   clock?: () => Date;
+  /**
+   * A clock no step moves, in milliseconds (default performance.now when `clock` is not given;
+   * none for an injected `clock` unless given too): event time runs on by it after the wall
+   * clock steps back (see EventClock).
+   */
+  monotonic?: () => number;
   newRunId?: () => string;
   /** How many lost races a command may retry before giving up. */
   maxAttempts?: number;
@@ -93,6 +101,7 @@ export class Sluice {
   /** The log's record of the rules it is written under, once read (see app/rules-version). */
   rulesRecord: RulesRecord | null = null;
   private readonly clock: () => Date;
+  private readonly eventClock: EventClock;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
   private readonly speculation = new Speculation();
@@ -111,6 +120,8 @@ export class Sluice {
     const warn = options.warn ?? ((message) => console.warn(message));
     this.stream = stream;
     this.clock = options.clock ?? (() => new Date());
+    // An injected clock is a test's own time: no monotonic clock to hold it against unless given.
+    this.eventClock = new EventClock(this.clock, options.monotonic ?? (options.clock ? null : () => performance.now()));
     this.onCommand = options.onCommand ?? null;
     this.checkpointing = new Checkpointing({
       store,
@@ -140,8 +151,7 @@ export class Sluice {
     const path = {
       store,
       stream,
-      // An injected clock is a test's own time: no monotonic clock to hold it against.
-      eventClock: new EventClock(this.clock, options.clock ? null : () => performance.now()),
+      eventClock: this.eventClock,
       lastLoggedAt: () => this.lastApplied?.at ?? null,
       logFormat: () => this.logFormat,
       newRunId,
@@ -203,8 +213,9 @@ export class Sluice {
     return this.follower.notReadyBecause();
   }
 
+  /** Event time now: the wall clock, unless it stepped back (see EventClock). */
   now(): Date {
-    return this.clock();
+    return this.eventClock.now(this.lastApplied?.at ?? null);
   }
 
   /**
@@ -265,6 +276,39 @@ export class Sluice {
       });
       for (const recorded of batch) this.apply(recorded);
       if (batch.length < 5_000) return;
+    }
+  }
+
+  /**
+   * Raises the log's format to this server's unless it is there already, and says whether it
+   * appended. Older servers stop at the raise (naming both formats, or, before format 2, the
+   * event they do not know) instead of deciding on under rules this log no longer follows.
+   * Appended as another server's event would be: a command folded in meanwhile loses its race
+   * and is decided again after it.
+   */
+  async raiseLogFormat(): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      await this.catchUp();
+      if (this.logFormat >= SERVER_LOG_FORMAT) return false;
+      const raise = {
+        type: 'LogFormatRaised',
+        schemaVersion: CURRENT_SCHEMA_VERSION,
+        data: { format: SERVER_LOG_FORMAT },
+        actor: SERVER_ACTOR,
+        at: this.now().toISOString(),
+      };
+      try {
+        const { events } = await this.store.append(
+          this.stream,
+          [raise],
+          this.durable < 0n ? 'no_stream' : this.durable,
+        );
+        await this.speculation.settled();
+        for (const recorded of events) this.apply(recorded);
+        return true;
+      } catch (error) {
+        if (!(error instanceof ConcurrencyError) || attempt >= 50) throw error;
+      }
     }
   }
 

@@ -14,14 +14,20 @@ export interface RulesChange {
 
 export interface RulesVersion {
   version: number;
+  /**
+   * The log format servers with these rules write: new rules come with a new format, so that a
+   * server with older rules stops at the raise (LogFormatRaised) instead of deciding on under them.
+   */
+  logFormat: number;
   /** What this version changed from the one before it. */
   changes: RulesChange[];
 }
 
-/** Every version, oldest first. A release that changes a rule or a default adds one. */
+/** Every version, oldest first. A release that changes a rule or a default adds one, with a new log format. */
 export const RULES_VERSIONS: readonly RulesVersion[] = [
   {
     version: 1,
+    logFormat: 1,
     changes: [
       {
         name: 'RUN_TAG_POOL_LIMITS',
@@ -32,6 +38,7 @@ export const RULES_VERSIONS: readonly RulesVersion[] = [
   },
   {
     version: 2,
+    logFormat: 2,
     changes: [
       {
         name: 'ROOT_STEP_HOLD',

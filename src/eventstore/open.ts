@@ -8,7 +8,10 @@ import type { EventStore } from './store.js';
  * `postgres://USER:PASSWORD@HOST:PORT/DATABASE[?schema=NAME]` (or `postgresql://`),
  * `esdb://host:2113?tls=false` / `esdb+discover://...` for EventStoreDB / KurrentDB.
  */
-export async function openEventStore(url: string, options: { readonly?: boolean } = {}): Promise<EventStore> {
+export async function openEventStore(
+  url: string,
+  options: { readonly?: boolean; warn?: (message: string) => void } = {},
+): Promise<EventStore> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
     if (path === '') throw new StoreUsageError('EVENT_STORE_URL sqlite: needs a path, e.g. sqlite:data/events.db');
@@ -16,7 +19,7 @@ export async function openEventStore(url: string, options: { readonly?: boolean 
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { openPostgresStore } = await import('./postgres.js');
-    return openPostgresStore({ url });
+    return openPostgresStore({ url, warn: options.warn });
   }
   if (url.startsWith('esdb://') || url.startsWith('esdb+discover://') || url.startsWith('kurrentdb://')) {
     const { openEsdbStore } = await import('./esdb.js');

@@ -40,6 +40,8 @@ export interface PostgresStoreOptions {
   url: string;
   /** Most connections the pool opens; default 10. */
   poolSize?: number;
+  /** Where to tell an operator of trouble that does not stop writes (an old primary back beside the new one). */
+  warn?: (message: string) => void;
   /** How long to wait for a connection before the call fails as unavailable; default 5000. */
   connectTimeoutMs?: number;
   /**
@@ -123,6 +125,10 @@ class PostgresEventStore implements EventStore {
   /** With a host list: look for the writable host before the next statement. */
   private needsProbe = false;
   private probing: Promise<void> | null = null;
+  /** With a host list: the highest timeline written on; a primary on an older one is an old primary. */
+  private newestTimeline = 0;
+  private lastWarning: string | null = null;
+  private readonly warn: (message: string) => void;
   private readonly poolSize: number;
   private readonly pollIntervalMs: number;
   private readonly reconnectDelayMs: number;
@@ -159,6 +165,7 @@ class PostgresEventStore implements EventStore {
       fallback_application_name: 'sluice',
     };
     this.poolSize = options.poolSize ?? 10;
+    this.warn = options.warn ?? ((message) => console.warn(message));
     this.pool = this.newPool();
   }
 
@@ -176,7 +183,18 @@ class PostgresEventStore implements EventStore {
   private async writable(): Promise<void> {
     if (this.candidates === null || !this.needsProbe) return;
     this.probing ??= (async () => {
-      const found = await findWritable(this.candidates as string[], Number(this.clientConfig.connectionTimeoutMillis));
+      const {
+        connectionString: found,
+        timeline,
+        warning,
+      } = await findWritable(
+        this.candidates as string[],
+        Number(this.clientConfig.connectionTimeoutMillis),
+        this.newestTimeline,
+      );
+      this.newestTimeline = Math.max(this.newestTimeline, timeline);
+      if (warning !== null && warning !== this.lastWarning) this.warn(warning);
+      this.lastWarning = warning;
       if (found !== this.clientConfig.connectionString) {
         const old = this.pool;
         this.clientConfig = { ...this.clientConfig, connectionString: found };

@@ -99,11 +99,17 @@ describe.each(formats)('the log written by %s', (format) => {
       );
       try {
         // The log now records the rules it is written under, beside it: its own positions stay.
+        // Where the rules changed, the log's format is raised at its end first, so that servers
+        // with the old rules stop there.
         const rules = await server.store.readStream(rulesStream(DEPLOYMENT_STREAM));
-        expect(rules.at(-1)?.data).toMatchObject({ rules: CURRENT_RULES });
-        expect(await server.store.streamRevision(DEPLOYMENT_STREAM)).toBe(
-          BigInt(events.filter((e) => e.stream === DEPLOYMENT_STREAM).length - 1),
-        );
+        const record = rules.at(-1)?.data as { rules: number; previous: number | null };
+        expect(record).toMatchObject({ rules: CURRENT_RULES });
+        const written = events.filter((e) => e.stream === DEPLOYMENT_STREAM);
+        const raised = record.previous !== null && record.previous < CURRENT_RULES;
+        expect(await server.store.streamRevision(DEPLOYMENT_STREAM)).toBe(BigInt(written.length - (raised ? 0 : 1)));
+        const opened = await server.store.readStream(DEPLOYMENT_STREAM);
+        expect(opened.slice(0, written.length).map((e) => e.type)).toEqual(written.map((e) => e.type));
+        if (raised) expect(opened.at(-1)?.type).toBe('LogFormatRaised');
         const gql = new Gql(server.url);
         const differ: string[] = [];
         for (const answer of answers.answers) {

@@ -14,7 +14,8 @@ import type { RunRecord } from '../../projections/state.js';
 import { recordRulesVersion, rulesStream } from '../../src/app/rules-version.js';
 import { DEPLOYMENT_STREAM, Sluice } from '../../src/app/sluice.js';
 import { currentHolds } from '../../src/domain/admission.js';
-import { CURRENT_RULES, ROOT_STEP_HOLD_RULES } from '../../src/domain/rules.js';
+import { LOG_FORMAT } from '../../src/domain/events.js';
+import { CURRENT_RULES, ROOT_STEP_HOLD_RULES, RULES_VERSIONS } from '../../src/domain/rules.js';
 import { type CheckpointStore, openCheckpointStore } from '../../src/eventstore/checkpoints.js';
 import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
@@ -52,13 +53,17 @@ describe('the rules a log is written under', () => {
     try {
       const last = BigInt(events.length - 1);
       expect(await recordRulesVersion(sluice)).toBe(true);
-      // Beside the log, which it leaves as it was.
-      expect(await store.streamRevision(DEPLOYMENT_STREAM)).toBe(last);
+      // Beside the log, whose positions it leaves as they were; the log's format is raised first
+      // (one event at its end), so that a server with the old rules stops there.
+      expect(await store.streamRevision(DEPLOYMENT_STREAM)).toBe(last + 1n);
+      const [raised] = await store.readStream(DEPLOYMENT_STREAM, { fromRevision: last + 1n });
+      expect(raised).toMatchObject({ type: 'LogFormatRaised', actor: 'sluice', data: { format: LOG_FORMAT } });
+      expect(RULES_VERSIONS.at(-1)?.logFormat).toBe(LOG_FORMAT);
       const [recorded] = await store.readStream(rulesStream(DEPLOYMENT_STREAM));
       expect(recorded).toMatchObject({
         type: 'RulesVersionRecorded',
         actor: 'sluice:rules',
-        data: { rules: CURRENT_RULES, previous: 1, from: String(last + 1n) },
+        data: { rules: CURRENT_RULES, previous: 1, from: String(last + 2n) },
       });
       expect(((recorded as { data: Recorded }).data.changes as Recorded[]).map((c) => c.name)).toEqual([
         'ROOT_STEP_HOLD',
@@ -104,7 +109,8 @@ describe('the rules a log is written under', () => {
     try {
       expect(await recordRulesVersion(again)).toBe(false);
       expect(again.rulesRecord?.rulesAt(0n)).toBe(1);
-      expect(again.rulesRecord?.rulesAt(BigInt(events.length))).toBe(CURRENT_RULES);
+      expect(again.rulesRecord?.rulesAt(BigInt(events.length))).toBe(1);
+      expect(again.rulesRecord?.rulesAt(BigInt(events.length + 1))).toBe(CURRENT_RULES);
       const before = await snapshotAt(again, BigInt(events.length - 1));
       expect(before.queue.flatMap((r) => r.blockedBy).some((c) => c.kind === 'ROOT_STEP_POOLS')).toBe(false);
     } finally {
@@ -122,6 +128,8 @@ describe('the rules a log is written under', () => {
       expect(sluice.rulesRecord?.rulesAt(0n)).toBe(ROOT_STEP_HOLD_RULES);
       const events = await store.readStream(rulesStream(DEPLOYMENT_STREAM));
       expect(events.at(-1)?.data).toMatchObject({ rules: CURRENT_RULES, previous: ROOT_STEP_HOLD_RULES, changes: [] });
+      // The same rules: servers of that release may go on beside this one, so the format stays.
+      expect((await store.readStream(DEPLOYMENT_STREAM)).some((e) => e.type === 'LogFormatRaised')).toBe(false);
     } finally {
       await sluice.close();
       await store.close();

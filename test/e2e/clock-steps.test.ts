@@ -2,8 +2,9 @@
  * The clock of a real server process stepped back an hour while it serves (libfaketime:
  * LD_PRELOAD, a timestamp file rewritten by the test, FAKETIME_NO_CACHE so each read sees it,
  * DONT_FAKE_MONOTONIC so the monotonic clock stays real). Event times in the log never go
- * backwards, the step is recorded, and `snapshot(at:)` of an instant before the step does not
- * show runs enqueued after it.
+ * backwards, the step is recorded, `snapshot(at:)` of an instant before the step does not
+ * show runs enqueued after it, and a run in progress times out when it should, whichever way the
+ * clock stepped.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,6 +78,54 @@ describe.skipIf(!LIBFAKETIME)("a server process's clock stepped", () => {
       );
       const seen = [...snapshot.snapshot.queue, ...snapshot.snapshot.inProgress].map((r: { id: string }) => r.id);
       expect(seen).toEqual(['a']);
+      expect((await verifyLog(store, { gaplessPositions: true })).breach).toBeNull();
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('given a STARTING run with a 2 s start timeout, when the clock steps back an hour, then the run fails about 2 s after admission, not an hour later', async () => {
+    const clockFile = join(dir.path, 'faketime');
+    writeFileSync(clockFile, '+0\n');
+    const config = join(dir.path, 'dagster.yaml');
+    writeFileSync(config, 'run_monitoring:\n  enabled: true\n  start_timeout_seconds: 2\n');
+    const dbPath = join(dir.path, 'events.db');
+    const server = await startServerProcess({
+      name: 'stepped-back-starting',
+      dbPath,
+      env: {
+        LD_PRELOAD: LIBFAKETIME as string,
+        FAKETIME_TIMESTAMP_FILE: clockFile,
+        FAKETIME_NO_CACHE: '1',
+        DONT_FAKE_MONOTONIC: '1',
+        CONCURRENCY_CONFIG: config,
+      },
+    });
+    servers.push(server);
+    const admitted = performance.now();
+    expect((await server.field(enqueue('a'))).__typename).toBe('RunPayload');
+    writeFileSync(clockFile, '-1h\n');
+    await sleep(50);
+    // A command after the step, so that the step is seen and recorded.
+    expect((await server.field(enqueue('b'))).__typename).toBe('RunPayload');
+    let status = 'STARTING';
+    while (status === 'STARTING' && performance.now() - admitted < 10_000) {
+      await sleep(100);
+      status = (await server.data('{ run(id: "a") { status } }')).run.status;
+    }
+    const tookMs = performance.now() - admitted;
+    expect(status).toBe('FAILURE');
+    // 2 s at 99% (the event clock slews after a step back), the monitor's own margin, a loaded machine.
+    expect(tookMs).toBeGreaterThan(1_900);
+    expect(tookMs).toBeLessThan(6_000);
+    const store = openSqliteStore({ path: dbPath, readonly: true });
+    try {
+      const events = await store.readStream(DEPLOYMENT_STREAM);
+      const times = events.map((e) => Date.parse(e.at));
+      for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThanOrEqual(times[i - 1] as number);
+      expect(events.filter((e) => e.type === 'ClockSteppedBack')).toHaveLength(1);
+      const finished = events.find((e) => e.type === 'RunFinished');
+      expect(finished?.data).toMatchObject({ runId: 'a', status: 'FAILURE', failureReason: 'START_TIMEOUT' });
       expect((await verifyLog(store, { gaplessPositions: true })).breach).toBeNull();
     } finally {
       await store.close();

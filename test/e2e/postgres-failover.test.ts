@@ -103,4 +103,47 @@ describe.skipIf(unavailable !== null)('PostgreSQL primary failover', () => {
       await store.close();
     }
   }, 180_000);
+
+  // Goes on from the cluster the test above left: its primary killed, its standby promoted.
+  it('given the old primary started again beside the promoted standby (split brain), then servers write to the promoted one only, and one that wrote there refuses the old primary once the new one dies', async () => {
+    const url = cluster.hostListUrl('failover');
+    const first = await startServerProcess({ name: 'C', eventStoreUrl: url, readyTimeoutMs: 60_000 });
+    servers.push(first);
+    expect((await first.field(ENQUEUE, { id: 'on-new-primary' })).__typename).toBe('RunPayload');
+
+    cluster.restartPrimary();
+    // A server started now finds two primaries; the old one is listed first, as libpq would try it.
+    const second = await startServerProcess({ name: 'D', eventStoreUrl: url, readyTimeoutMs: 60_000 });
+    servers.push(second);
+    expect((await second.data('{ run(id: "on-new-primary") { id } }')).run).toEqual({ id: 'on-new-primary' });
+    expect((await second.field(ENQUEUE, { id: 'beside-old-primary' })).__typename).toBe('RunPayload');
+    expect(second.stdout + second.stderr).toMatch(/split brain: 127\.0\.0\.1:\d+ \(timeline 1\) also accepts writes/);
+
+    cluster.killStandby();
+    // The promoted primary is gone; only the old one accepts writes, on an older timeline than
+    // the one these servers wrote on: every command is refused, never written there.
+    const answers: string[] = [];
+    for (let i = 0; i < 20 && !answers.some((a) => a.includes('split brain')); i++) {
+      const answer = await first.answer(ENQUEUE, { id: `after-new-primary-died-${i}` });
+      const error = answer.body.errors?.[0];
+      expect(answer.body.data?.enqueueRun?.__typename).not.toBe('RunPayload');
+      answers.push(`${error?.extensions?.code} ${error?.message}`);
+      await new Promise((done) => setTimeout(done, 200));
+    }
+    expect(answers.every((a) => a.startsWith('STORE_UNAVAILABLE'))).toBe(true);
+    expect(answers.at(-1)).toMatch(/split brain: .*timeline 1.*already wrote on timeline 2/);
+    await stopAll(servers.splice(0));
+
+    const old = await openEventStore(`postgres://postgres@127.0.0.1:${cluster.primaryPort}/sluice?schema=failover`);
+    try {
+      const ids = (await old.readAll())
+        .filter((e) => e.type === 'RunEnqueued')
+        .map((e) => (e.data as { runId: string }).runId);
+      expect(
+        ids.filter((id) => id === 'on-new-primary' || id === 'beside-old-primary' || id.startsWith('after-')),
+      ).toEqual([]);
+    } finally {
+      await old.close();
+    }
+  }, 180_000);
 });

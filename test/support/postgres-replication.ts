@@ -2,7 +2,8 @@
  * A primary and a synchronous hot standby, two throwaway clusters from Debian's `postgresql`:
  * initdb, `pg_basebackup -R -c fast` for the standby, `synchronous_standby_names` on the primary
  * once the standby streams. The test kills the primary's postmaster with -9 and promotes the
- * standby with `pg_ctl promote`, as an operator (or Patroni) would.
+ * standby with `pg_ctl promote`, as an operator (or Patroni) would, and may start the old
+ * primary again afterwards, as a careless restart would.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,6 +21,10 @@ export interface ReplicatedPostgres {
   /** kill -9 of the primary's postmaster: its backends die with it. */
   killPrimary(): void;
   promoteStandby(): void;
+  /** Starts the killed primary again: it comes back a primary on its old timeline (split brain). */
+  restartPrimary(): void;
+  /** kill -9 of the standby's (after a promotion: the new primary's) postmaster. */
+  killStandby(): void;
   destroy(): void;
 }
 
@@ -150,6 +155,13 @@ export async function startReplicatedPostgres(): Promise<ReplicatedPostgres> {
       `postgres://postgres@127.0.0.1:${primaryPort},127.0.0.1:${standbyPort}/sluice?target_session_attrs=read-write&schema=${schema}`,
     killPrimary() {
       const pid = Number(readFileSync(join(primaryData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      process.kill(pid, 'SIGKILL');
+    },
+    restartPrimary() {
+      pgCtl(primaryDir, primaryData, 'start');
+    },
+    killStandby() {
+      const pid = Number(readFileSync(join(standbyData, 'postmaster.pid'), 'utf8').split('\n')[0]);
       process.kill(pid, 'SIGKILL');
     },
     promoteStandby() {
