@@ -60,11 +60,19 @@ function changeOf(event: LoggedEvent, into: ConfigChangeInput): void {
     case 'DefaultPoolLimitSet':
       into.defaultPoolLimit = event.data.limit;
       break;
+    // Two edits of one pool (two commands at one instant, read as one change): the later one
+    // stands, as it did; listing the pool twice would make the change invalid.
     case 'PoolLimitSet':
-      into.poolLimits = [...(into.poolLimits ?? []), { pool: event.data.pool, limit: event.data.limit }];
+      into.poolLimits = [
+        ...(into.poolLimits ?? []).filter((p) => p.pool !== event.data.pool),
+        { pool: event.data.pool, limit: event.data.limit },
+      ];
       break;
     case 'PoolLimitDeleted':
-      into.poolLimits = [...(into.poolLimits ?? []), { pool: event.data.pool, limit: null }];
+      into.poolLimits = [
+        ...(into.poolLimits ?? []).filter((p) => p.pool !== event.data.pool),
+        { pool: event.data.pool, limit: null },
+      ];
       break;
     case 'RootStepHoldSet':
       into.rootStepHold = { ...event.data };

@@ -79,6 +79,16 @@ describe('a replay of a hand-built history', () => {
     expect(brief(replayed)).toEqual({ waitSeconds: 200 + 190, runs: 2, byLimit: ['MAX_CONCURRENT_RUNS 390/390'] });
   });
 
+  it('two edits of one pool at one instant replay as the later one', () => {
+    // Read back as one change, the two edits must not name the pool twice (an invalid change).
+    const s = new Scenario().given(cmd.granularity('RUN'), cmd.poolLimit('p1', 1), cmd.poolLimit('p1', 0));
+    s.given(cmd.enqueue('a', { pools: ['p1'] }));
+    s.advance(30).given(cmd.poolLimit('p1', 1));
+    expect(s.status('a')).toBe('STARTING');
+    const same = replayOf(s, at(0), at(100), {});
+    expect(brief(same)).toEqual({ waitSeconds: 30, runs: 1, byLimit: ['POOL_LIMIT 30/30'] });
+  });
+
   it('a run canceled while queued is canceled at the same instant', () => {
     const s = new Scenario().given(cmd.maxRuns(1), cmd.enqueue('a'), cmd.enqueue('b'));
     s.advance(20).given(cmd.terminate('b'));
