@@ -34,7 +34,7 @@ import {
 } from './commands.js';
 import { LIMITS, type TagConcurrencyLimit } from './config.js';
 import { ALL_RUNS, counterOfKey, poolCount, rootPoolCount, tagKeyCount, tagValueCount } from './constraints.js';
-import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
+import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue, passedDeadline } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent, MonitoringReason } from './events.js';
 import { type FinalStatus, isFinished, isInProgress, priorityOf, type Step } from './run.js';
@@ -336,7 +336,7 @@ function stepToClaim(
  */
 function expiredNow(state: State, run: RunRecord, now: string): DomainEvent[] | null {
   if (!isInProgress(run.status)) return null;
-  const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= Date.parse(now));
+  const expired = passedDeadline(run, state.monitoring, Date.parse(now));
   return expired ? finish(state, [endingOf(run, expired)]) : null;
 }
 
@@ -518,7 +518,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
       // Only the runs the deadline index says are due, in admission order.
       for (const runId of state.deadlines.due(now, deadlineSettings(state))) {
         const run = state.runs.get(runId) as RunRecord;
-        const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= now);
+        const expired = passedDeadline(run, state.monitoring, now);
         if (expired) endings.push(endingOf(run, expired));
         else if ((allotmentEndOf(run, allotment) ?? Number.POSITIVE_INFINITY) <= now) allotmentEnded.push(run);
       }
