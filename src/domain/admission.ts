@@ -87,7 +87,9 @@ const rootCountNow = (state: State, countKey: string) => rootPoolInUse(state, co
 
 /** The full limits of the run's root-step counters when all are full at these counts, else none. */
 function rootHoldsOf(run: RunRecord, config: ConcurrencyConfig, count: (countKey: string) => number): Constraint[] {
-  return reasonsOfCounters(rootKeysOf(run), (key) => fullLimitsOn(key, config, count(key)));
+  const keys = rootKeysOf(run);
+  if (keys.length === 0) return [];
+  return reasonsOfCounters(keys, (key) => fullLimitsOn(key, config, count(key)));
 }
 
 /** Above this many queued runs under a key that has room again, the key is walked, not listed. */
@@ -198,29 +200,32 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
       ? listed
       : merged(listed, underWalked());
 
-  const limitsCache = new Map<string, ApplicableLimit[]>();
-  const limitsOf = (run: RunRecord) => {
-    let limits = limitsCache.get(run.id);
-    if (!limits) {
-      limits = runLimitsOf(run, config);
-      limitsCache.set(run.id, limits);
-    }
-    return limits;
-  };
+  // Each candidate is considered once; only the new run's limits are asked for again (its hold).
+  let enqueuedLimits: ApplicableLimit[] | undefined;
+  const limitsOf = (run: RunRecord) =>
+    run === change.enqueued ? (enqueuedLimits ??= runLimitsOf(run, config)) : runLimitsOf(run, config);
   const globalFull = () => config.maxConcurrentRuns >= 0 && count(ALL_RUNS) >= config.maxConcurrentRuns;
   const rootHolds = (run: RunRecord) => rootHoldsOf(run, config, count);
 
   const admitted: RunRecord[] = [];
   let enqueuedAdmitted = false;
-  for (const run of candidates) {
-    // Every run is under the global limit: once it is full, nobody else gets in.
-    if (globalFull()) break;
+  /** Admits the run if every limit has room; false once the global limit is full (nobody else gets in). */
+  const consider = (run: RunRecord): boolean => {
+    if (globalFull()) return false;
     if (limitsOf(run).every((l) => count(l.countKey) < l.limit) && rootHolds(run).length === 0) {
       admitted.push(run);
       if (run === change.enqueued) enqueuedAdmitted = true;
       bump(run, +1);
       promise(run);
     }
+    return true;
+  };
+  // Every run is under the global limit: once it is full, the pass ends. A list and a walk are
+  // read by loops of their own, so neither reads the other's way (a shared loop allocated).
+  if (Array.isArray(candidates)) {
+    for (const run of candidates as RunRecord[]) if (!consider(run)) break;
+  } else {
+    for (const run of candidates) if (!consider(run)) break;
   }
 
   let firstHold: PassResult['firstHold'] = null;

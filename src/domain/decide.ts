@@ -144,6 +144,7 @@ function existingRun(state: State, runId: string, context: DecideContext): RunRe
 
 /** The run's claims in the order they were made (each claim's sequence number, kept in the state). */
 function activeClaimsOf(state: State, run: RunRecord): StepClaim[] {
+  if (run.activeClaims.size === 0) return [];
   return [...run.activeClaims].map((key) => state.claims.get(key) as StepClaim).sort((a, b) => a.seq - b.seq);
 }
 
