@@ -97,11 +97,14 @@ export class TimeoutError extends Error {
   override readonly name = 'TimeoutError';
 }
 
+/** BENCH_CHILD_PROF=DIR: every child writes a CPU profile (--cpu-prof) into DIR when it exits. */
+const profiling = process.env.BENCH_CHILD_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CHILD_PROF}`] : [];
+
 /** Starts `bench/<script>` in a child Node process with a full GC at hand and an IPC channel. */
 export function startChild(name: string, script: string, args: string[], nodeOptions: string[] = []): Child {
   const spawned = spawn(
     process.execPath,
-    ['--expose-gc', ...nodeOptions, '--import', 'tsx', resolve(ROOT, 'bench', script), ...args],
+    ['--expose-gc', ...profiling, ...nodeOptions, '--import', 'tsx', resolve(ROOT, 'bench', script), ...args],
     { cwd: ROOT, env: { ...process.env, NODE_ENV: 'production' }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
   );
   return new Child(name, spawned);

@@ -3,7 +3,10 @@
  *
  * 17: live subscribers. 1,000 enqueues from 10 clients with S `dequeueDecisions` subscribers
  *     over SSE (S = 1, then 1,000 on the same server): enqueue p50 and p99, the time until every
- *     subscriber has every decision, side by side.
+ *     subscriber has every decision, how long after it was made a decision reached the subscriber
+ *     served last, the server's CPU time per enqueue (delivering its decision to
+ *     every subscriber included: steadier than wall time on a shared machine) and its longest
+ *     event-loop stall, side by side.
  *     BENCH_SUBSCRIBERS (1,1000), BENCH_FANOUT_ENQUEUES (1000)
  * 18: stalls: the longest a /health request polled every 5 ms waited (the longest gap in its
  *     answers) while 50 clients enqueue, and while the costliest read of runs with their waits
@@ -13,14 +16,14 @@
 import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { type Child, startChild } from './child.js';
-import { fmt, heading, note, now, ratio, size, sizes, stats, table, tempDir } from './harness.js';
+import { fmt, heading, load, note, now, ratio, size, sizes, stats, table, tempDir } from './harness.js';
 import { runLoad, send, startPinger } from './http-load.js';
 
 const ENQUEUE = JSON.stringify({
   query: 'mutation { enqueueRun(input: { jobName: "bench" }) { __typename ... on RunPayload { run { id status } } } }',
 });
 const accepted = (text: string) => text.includes('"RunPayload"');
-const SUBSCRIPTION = JSON.stringify({ query: 'subscription { dequeueDecisions { position kind runId message } }' });
+const SUBSCRIPTION = JSON.stringify({ query: 'subscription { dequeueDecisions { position at kind runId message } }' });
 
 async function startSluice(dir: string, name: string): Promise<{ child: Child; url: string }> {
   const child = startChild(name, 'serve-child.ts', ['sluice', join(dir, `${name}.db`)]);
@@ -28,8 +31,22 @@ async function startSluice(dir: string, name: string): Promise<{ child: Child; u
   return { child, url: String(ready.url) };
 }
 
-/** An SSE subscriber counting the decisions it received. */
-async function subscriber(url: string): Promise<{ received: () => number; close: () => void }> {
+const DATA = Buffer.from('\ndata: {');
+
+interface Subscriber {
+  received: () => number;
+  close: () => void;
+  /** Since `measure()`: for each decision, how long after its `at` it arrived (ms). */
+  delays: number[];
+  measure: () => void;
+}
+
+/**
+ * An SSE subscriber counting the decisions it received. It counts `data: {` lines in the raw
+ * bytes without decoding them: a thousand of these share the benchmark's process (and its two
+ * cores) with the clients that enqueue, so they should cost as little as they can.
+ */
+async function subscriber(url: string): Promise<Subscriber> {
   const controller = new AbortController();
   const response = await fetch(url, {
     method: 'POST',
@@ -39,23 +56,46 @@ async function subscriber(url: string): Promise<{ received: () => number; close:
   });
   let count = 0;
   const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  // The end of the previous chunk, so a marker split between two chunks is found once.
+  let tail = Buffer.alloc(0);
+  const delays: number[] = [];
+  // Only one subscriber per size decodes what it gets, to time each decision's delivery.
+  let measuring = false;
+  let text = '';
   const decoder = new TextDecoder();
-  let tail = '';
+  const time = (value: Uint8Array) => {
+    const arrived = Date.now();
+    const lines = (text + decoder.decode(value, { stream: true })).split('\n');
+    text = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('data: {')) continue;
+      const at = (JSON.parse(line.slice('data: '.length)) as { data: { dequeueDecisions: { at: string } } }).data
+        .dequeueDecisions.at;
+      delays.push(arrived - Date.parse(at));
+    }
+  };
   void (async () => {
     try {
       for (;;) {
         const chunk = await reader.read();
         if (chunk.done) return;
-        const text = tail + decoder.decode(chunk.value, { stream: true });
-        const lines = text.split('\n');
-        tail = lines.pop() ?? '';
-        for (const line of lines) if (line.startsWith('data: {')) count++;
+        if (measuring) time(chunk.value);
+        const bytes = Buffer.concat([tail, chunk.value]);
+        for (let at = bytes.indexOf(DATA); at !== -1; at = bytes.indexOf(DATA, at + DATA.length)) count++;
+        tail = bytes.subarray(Math.max(0, bytes.length - (DATA.length - 1)));
       }
     } catch {
       // Closed by the benchmark.
     }
   })();
-  return { received: () => count, close: () => controller.abort() };
+  return {
+    received: () => count,
+    close: () => controller.abort(),
+    delays,
+    measure: () => {
+      measuring = true;
+    },
+  };
 }
 
 /** Sends `total` enqueues from `clients` closed-loop clients; answers each one's latency. */
@@ -94,13 +134,18 @@ export async function subscribersSection(): Promise<void> {
   const enqueues = size('BENCH_FANOUT_ENQUEUES', 1000);
   const dir = tempDir();
   const server = await startSluice(dir, 'fan-out');
-  const subscribers: Array<Awaited<ReturnType<typeof subscriber>>> = [];
+  const subscribers: Subscriber[] = [];
   const rows: Array<Array<string | number>> = [];
   const p50s: number[] = [];
+  const cpus: number[] = [];
   try {
     for (const count of counts) {
       while (subscribers.length < count) subscribers.push(await subscriber(server.url));
+      // The last to subscribe is the last served in each round of the fan-out: its delays are the longest.
+      const timed = subscribers.at(-1) as Subscriber;
+      timed.measure();
       const before = subscribers.map((s) => s.received());
+      await server.child.ask({ type: 'loop' });
       const t0 = now();
       const latencies = await enqueueMany(server.url, enqueues, 10);
       const enqueuedMs = now() - t0;
@@ -110,11 +155,15 @@ export async function subscribersSection(): Promise<void> {
         120_000,
       );
       const allMs = now() - t0;
+      const loop = await server.child.ask({ type: 'loop' });
+      const cpuPerEnqueue = Number(loop.cpuMs) / enqueues;
+      cpus.push(cpuPerEnqueue);
       if (!delivered) {
         const short = subscribers.map((sub, i) => sub.received() - (before[i] ?? 0)).filter((n) => n < enqueues);
         note(`${short.length} subscribers short of ${enqueues}: ${short.slice(0, 5).join(', ')}`);
       }
       const s = stats(latencies);
+      const delivery = stats(timed.delays);
       p50s.push(s.p50);
       rows.push([
         String(count),
@@ -122,16 +171,31 @@ export async function subscribersSection(): Promise<void> {
         fmt(s.p99),
         fmt(enqueuedMs),
         delivered ? fmt(allMs) : 'not all within 120 s',
+        `${fmt(delivery.p50)} / ${fmt(delivery.p99)}`,
+        fmt(cpuPerEnqueue),
+        fmt(Number(loop.maxMs)),
       ]);
     }
   } finally {
     for (const s of subscribers) s.close();
     await server.child.stop();
   }
-  table(['subscribers', 'enqueue p50 ms', 'p99 ms', 'all enqueued ms', 'all delivered to all ms'], rows);
+  table(
+    [
+      'subscribers',
+      'enqueue p50 ms',
+      'p99 ms',
+      'all enqueued ms',
+      'all delivered to all ms',
+      'delivery p50 / p99 ms (last subscriber)',
+      'server CPU per enqueue ms',
+      'longest loop stall ms',
+    ],
+    rows,
+  );
   if (p50s.length > 1) {
     note(
-      `enqueue p50 at ${counts.at(-1)} vs ${counts[0]} subscribers: ${ratio(p50s.at(-1) as number, p50s[0] as number)} (goal ≤1.5×); ${enqueues} enqueues from 10 clients.`,
+      `at ${counts.at(-1)} vs ${counts[0]} subscribers: enqueue p50 ${ratio(p50s.at(-1) as number, p50s[0] as number)} (goal ≤1.5×), server CPU per enqueue (its decision delivered to every subscriber included) ${ratio(cpus.at(-1) as number, cpus[0] as number)}; ${enqueues} enqueues from 10 clients. ${load()}.`,
     );
   }
 }

@@ -8,6 +8,7 @@
  *   BENCH_QUEUE_SIZES, BENCH_SLOT_SIZES, BENCH_E2E_COMMANDS, BENCH_REPLAY_EVENTS,
  *   BENCH_RACE_COMMANDS, BENCH_PG_COMMANDS
  *                            explicit sizes (comma separated), overriding the scaled defaults
+ *   BENCH_CHILD_PROF=DIR     servers and other children write a CPU profile into DIR as they exit
  *
  * The scale sections (servers and long logs in child processes of their own):
  *   7   enqueue throughput over HTTP vs a bare graphql-yoga server, event-loop stalls
@@ -27,7 +28,7 @@
  *   18  stalls (longest /health wait) while the log grows, under 50 clients, behind a large read: BENCH_STALL_MS
  *   19-23 a command at 100 and at 100,000 of one dimension, p50 side by side (goal ≤1.5×):
  *   19  queued runs: BENCH_QUEUED_SIZES (100,100000)
- *   20  pools: BENCH_POOL_SIZES (100,10000)
+ *   20  pools: BENCH_POOL_SIZES (100,10000,100000)
  *   21  values of a per-value tag limit: BENCH_TAG_VALUE_SIZES (100,100000)
  *   22  pending step claims: BENCH_PENDING_CLAIM_SIZES (100,100000)
  *   23  finished runs in the history read model: BENCH_HISTORY_SIZES (100,100000)

@@ -277,10 +277,10 @@ function foldEvent(state: State, event: LoggedEvent): void {
       break;
     case 'PoolLimitSet':
       state.knownPools.add(event.data.pool);
-      state.config = {
-        ...state.config,
-        poolLimits: new Map(state.config.poolLimits).set(event.data.pool, event.data.limit),
-      };
+      // In place, like the rest of the fold: no other state shares this map (past states,
+      // simulations and checkpoints each build their own), and copying it would make an edit of
+      // one pool's limit cost every pool's.
+      state.config.poolLimits.set(event.data.pool, event.data.limit);
       break;
     case 'RunStepAdded': {
       const run = runOf(state, event.data.runId);
@@ -354,11 +354,8 @@ function foldEvent(state: State, event: LoggedEvent): void {
       endPromises(state, run);
       break;
     }
-    case 'PoolLimitDeleted': {
-      const poolLimits = new Map(state.config.poolLimits);
-      poolLimits.delete(event.data.pool);
-      state.config = { ...state.config, poolLimits };
+    case 'PoolLimitDeleted':
+      state.config.poolLimits.delete(event.data.pool);
       break;
-    }
   }
 }

@@ -110,11 +110,15 @@ export interface RunMonitoring {
 /** How many finished runs the live state keeps, so retries about them answer without a disk read. */
 export const RECENTLY_FINISHED = 1000;
 
+/** The config as the live state holds it: the pool limits are a map of its own, updated in place. */
+export type LiveConfig = ConcurrencyConfig & { poolLimits: Map<string, number> };
+
 export interface State {
   /** Revision of the last event folded in; -1n for an empty log. */
   revision: bigint;
   lastEventAt: string | null;
-  config: ConcurrencyConfig;
+  /** Its pool limits are the state's own map, updated in place by the fold (never shared with another state). */
+  config: LiveConfig;
   /** QUEUED and in-progress runs. */
   runs: Map<string, RunRecord>;
   /** The last RECENTLY_FINISHED runs to finish, oldest first; older ones are in the history. */
@@ -160,7 +164,7 @@ export function initialState(): State {
   return {
     revision: -1n,
     lastEventAt: null,
-    config: defaultConcurrencyConfig(),
+    config: { ...defaultConcurrencyConfig(), poolLimits: new Map() },
     runs: new Map(),
     recentlyFinished: new Map(),
     runCount: 0,

@@ -35,7 +35,7 @@ export async function limitChanges(
 ): Promise<LimitChangePage> {
   await sluice.catchUp();
   const end = sluice.state.revision;
-  let settings = initialLimitSettings();
+  const settings = initialLimitSettings();
   const changes: LimitChange[] = [];
   for (let from = 0n; from <= end; ) {
     const batch = await sluice.store.readStream(sluice.stream, {
@@ -48,7 +48,7 @@ export async function limitChanges(
       if (!LIMIT_EDIT_TYPES.has(recorded.type)) continue;
       const event = toLoggedEvent(recorded);
       const description = describeLimitEdit(event, settings);
-      settings = applyLimitEdit(settings, event);
+      applyLimitEdit(settings, event);
       if (description === null || (options.after !== null && event.revision <= options.after)) continue;
       if (options.pool !== null && poolOfEdit(event) !== options.pool) continue;
       if (changes.length === options.first) return { changes, hasNextPage: true };

@@ -37,6 +37,7 @@ import { ALL_RUNS, counterOfKey, poolCount, rootPoolCount, tagKeyCount, tagValue
 import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue, passedDeadline } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent, MonitoringReason } from './events.js';
+import { MapOverlay } from './map-overlay.js';
 import { type FinalStatus, isFinished, isInProgress, priorityOf, type Step } from './run.js';
 import { ALL_POOLS, type SlotChange, slotPass } from './slots.js';
 
@@ -206,7 +207,9 @@ function editedTagKeys(before: readonly TagConcurrencyLimit[], after: readonly T
  */
 function editConfig(state: State, edits: ConfigEdits): DomainEvent[] {
   const before = state.config;
-  const config = { ...before, poolLimits: new Map(before.poolLimits) };
+  // The edited limits laid over the state's: an edit of one pool costs one entry, not a copy of every pool's.
+  const poolLimits = new MapOverlay(before.poolLimits);
+  const config = { ...before, poolLimits };
   const events: DomainEvent[] = [];
   const editedKeys = new Set<string>();
   const editedPools = new Set<string>();
@@ -238,12 +241,12 @@ function editConfig(state: State, edits: ConfigEdits): DomainEvent[] {
     editedPools.add(ALL_POOLS);
   }
   for (const { pool, limit } of edits.poolLimits ?? []) {
-    if (config.poolLimits.get(pool) === (limit ?? undefined)) continue;
+    if (poolLimits.get(pool) === (limit ?? undefined)) continue;
     if (limit === null) {
-      config.poolLimits.delete(pool);
+      poolLimits.delete(pool);
       events.push({ type: 'PoolLimitDeleted', data: { pool } });
     } else {
-      config.poolLimits.set(pool, limit);
+      poolLimits.set(pool, limit);
       events.push({ type: 'PoolLimitSet', data: { pool, limit } });
     }
     editedKeys.add(poolCount(pool));

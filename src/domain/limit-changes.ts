@@ -21,13 +21,14 @@ export const LIMIT_EDIT_TYPES = new Set<string>([
 
 /** The settings limit edits change, as they stand after some prefix of the log. */
 export interface LimitSettings {
-  config: ConcurrencyConfig;
+  /** The pool limits are the settings' own map, which applyLimitEdit updates in place. */
+  config: ConcurrencyConfig & { poolLimits: Map<string, number> };
   monitoring: RunMonitoring;
 }
 
 export function initialLimitSettings(): LimitSettings {
   return {
-    config: defaultConcurrencyConfig(),
+    config: { ...defaultConcurrencyConfig(), poolLimits: new Map() },
     monitoring: { startTimeoutSeconds: 180, cancelTimeoutSeconds: 180, maxRuntimeSeconds: null },
   };
 }
@@ -99,40 +100,41 @@ export function describeLimitEdit(event: DomainEvent, before: LimitSettings): st
   }
 }
 
-/** The settings after a limit edit; other events leave them as they are. */
-export function applyLimitEdit(settings: LimitSettings, event: DomainEvent): LimitSettings {
+/**
+ * Folds a limit edit into the settings, in place (other events leave them as they are): the
+ * caller folds the log from its start, and copying the pool limits per edit would make a log of
+ * many pool edits cost their square.
+ */
+export function applyLimitEdit(settings: LimitSettings, event: DomainEvent): void {
   const config = settings.config;
   switch (event.type) {
     case 'MaxConcurrentRunsSet':
-      return { ...settings, config: { ...config, maxConcurrentRuns: event.data.limit } };
+      config.maxConcurrentRuns = event.data.limit;
+      break;
     case 'TagConcurrencyLimitsSet':
-      return { ...settings, config: { ...config, tagConcurrencyLimits: event.data.limits } };
+      config.tagConcurrencyLimits = event.data.limits;
+      break;
     case 'PoolGranularitySet':
-      return { ...settings, config: { ...config, poolGranularity: event.data.granularity } };
+      config.poolGranularity = event.data.granularity;
+      break;
     case 'DefaultPoolLimitSet':
-      return { ...settings, config: { ...config, defaultPoolLimit: event.data.limit } };
+      config.defaultPoolLimit = event.data.limit;
+      break;
     case 'PoolLimitSet':
-      return {
-        ...settings,
-        config: { ...config, poolLimits: new Map(config.poolLimits).set(event.data.pool, event.data.limit) },
-      };
-    case 'PoolLimitDeleted': {
-      const poolLimits = new Map(config.poolLimits);
-      poolLimits.delete(event.data.pool);
-      return { ...settings, config: { ...config, poolLimits } };
-    }
+      config.poolLimits.set(event.data.pool, event.data.limit);
+      break;
+    case 'PoolLimitDeleted':
+      config.poolLimits.delete(event.data.pool);
+      break;
     case 'RootStepHoldSet':
-      return { ...settings, config: { ...config, rootStepHold: { ...event.data } } };
+      config.rootStepHold = { ...event.data };
+      break;
     case 'RunMonitoringSet':
-      return {
-        ...settings,
-        monitoring: {
-          startTimeoutSeconds: event.data.startTimeoutSeconds,
-          cancelTimeoutSeconds: event.data.cancelTimeoutSeconds,
-          maxRuntimeSeconds: event.data.maxRuntimeSeconds ?? null,
-        },
+      settings.monitoring = {
+        startTimeoutSeconds: event.data.startTimeoutSeconds,
+        cancelTimeoutSeconds: event.data.cancelTimeoutSeconds,
+        maxRuntimeSeconds: event.data.maxRuntimeSeconds ?? null,
       };
-    default:
-      return settings;
+      break;
   }
 }

@@ -30,7 +30,8 @@ export function simulateChange(state: State, change: ConfigChangeInput, context:
   }
   const original = (id: string) => state.runs.get(id) as RunRecord;
   return {
-    config: after.config,
+    // The live state's limits change in place as later edits are folded in: the answer keeps its own.
+    config: after === state ? { ...state.config, poolLimits: new Map(state.config.poolLimits) } : after.config,
     wouldAdmit: events.flatMap((e) => (e.type === 'RunAdmitted' ? [original(e.data.runId)] : [])),
     stillQueued: [...after.queue.inOrder()].map((id) => ({
       run: original(id),

@@ -36,6 +36,7 @@ import { boundedParseCache, requestLimitPlugins } from './limits.js';
 import { useBadRequestStatus, useReadinessRoute, useRequestSizeLimit } from './plugins.js';
 import { schema } from './schema.js';
 import { useSharedSubscriptionResults } from './shared-subscriptions.js';
+import { useSharedSseFrames } from './sse-frames.js';
 import { useStaticFiles } from './static-files.js';
 
 /** What the GraphQL layer enforces; `startServer` derives it from the settings. */
@@ -171,6 +172,7 @@ export function createSluiceYoga(
       useRoles(),
       // Before the budget, which wraps whatever subscribe function is set when it runs.
       useSharedSubscriptionResults(),
+      useSharedSseFrames(),
       useSubscriptionBudget(security.maxSubscriptionsPerToken),
       useBadRequestStatus(),
       useQuietErrors(),

@@ -1,6 +1,7 @@
 /**
  * The soak: several real servers on one PostgreSQL store and one on a SQLite file, under a mixed
- * load (enqueue, start, heartbeat, finish, terminate, limit edits, subscribers that come and go),
+ * load (enqueue, start, step-slot claims and releases, heartbeat, finish, terminate, limit edits,
+ * subscribers that come and go),
  * one server killed with -9 every so often and started again. At the end every store is read by
  * `sluice verify`, and every command a server acknowledged is looked for in its log.
  * `npm run soak -- --minutes N` runs it by hand; test/e2e/soak.test.ts runs a short one.
@@ -28,7 +29,7 @@ export interface SoakOptions {
 }
 
 interface Acked {
-  kind: 'enqueue' | 'start' | 'finish' | 'terminate' | 'max';
+  kind: 'enqueue' | 'start' | 'finish' | 'terminate' | 'max' | 'pool' | 'claim' | 'release';
   runId: string | null;
   value?: string | number;
 }
@@ -40,9 +41,21 @@ interface Slot {
   server: ServerProcess | null;
   port: number | null;
   acked: Acked[];
-  /** Runs this slot's clients enqueued, by what they last saw of them. */
-  runs: Map<string, string>;
+  /** Runs this slot's clients enqueued and have not seen end, by what they last saw of them. */
+  runs: Map<string, KnownRun>;
 }
+
+interface KnownRun {
+  status: string;
+  /** Half the runs have a step in pool `db`, claimed and released while the run is STARTED. */
+  pooled: boolean;
+  claim: 'none' | 'pending' | 'granted' | 'released';
+}
+
+/** Each client keeps its server's runs at about this many, so that the queue stays bounded and runs move on. */
+const KNOWN_RUNS = 60;
+/** The pool the runs' steps claim slots of. */
+const POOL = 'db';
 
 export interface ProcessFigures {
   name: string;
@@ -72,6 +85,9 @@ const DOCS = {
   finish: `mutation($runId: ID!, $status: RunStatus!) { markRunFinished(runId: $runId, status: $status) { ${RUN} } }`,
   terminate: `mutation($runId: ID!) { terminateRun(runId: $runId, force: true) { ${RUN} } }`,
   max: `mutation($limit: Int!) { setMaxConcurrentRuns(limit: $limit) { __typename ... on Error { message } } }`,
+  pool: `mutation($pool: String!, $limit: Int!) { setPoolLimit(pool: $pool, limit: $limit) { __typename ... on Error { message } } }`,
+  claim: `mutation($runId: ID!, $stepKey: String!) { claimStepSlot(runId: $runId, stepKey: $stepKey) { __typename ... on StepSlotPayload { claim { granted } } ... on Error { message } } }`,
+  release: `mutation($runId: ID!, $stepKey: String!) { releaseStepSlot(runId: $runId, stepKey: $stepKey) { __typename ... on StepSlotPayload { claim { granted } } ... on Error { message } } }`,
 };
 
 function figuresOf(name: string, pid: number | undefined): ProcessFigures | null {
@@ -110,14 +126,17 @@ function lostOf(slot: Slot, events: RecordedEvent[]): string[] {
     }
     if (e.type === 'RunCancellationRequested') seen.add(`terminate ${data.runId}`);
     if (e.type === 'MaxConcurrentRunsSet') seen.add(`max null ${data.limit}`);
+    if (e.type === 'PoolLimitSet') seen.add(`pool null ${data.limit}`);
+    if (e.type === 'StepSlotGranted' || e.type === 'StepSlotPending') seen.add(`claim ${data.runId}`);
+    if (e.type === 'StepSlotReleased') seen.add(`release ${data.runId}`);
   }
   const lost: string[] = [];
   for (const a of slot.acked) {
     const key =
       a.kind === 'finish'
         ? `finish ${a.runId} ${a.value}`
-        : a.kind === 'max'
-          ? `max null ${a.value}`
+        : a.kind === 'max' || a.kind === 'pool'
+          ? `${a.kind} null ${a.value}`
           : `${a.kind} ${a.runId}`;
     if (!seen.has(key)) lost.push(`${slot.name}: ${key}`);
   }
@@ -176,7 +195,12 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
     const until = Date.now() + options.minutes * 60_000;
     let counter = 0;
 
-    const command = async (slot: Slot, doc: string, variables: Record<string, unknown>): Promise<string | null> => {
+    /** Sends a command; its answer's field when acknowledged, else null. */
+    const command = async (
+      slot: Slot,
+      doc: string,
+      variables: Record<string, unknown>,
+    ): Promise<{ __typename: string; run?: { status: string }; claim?: { granted: boolean } } | null> => {
       const server = slot.server;
       if (!server) return null;
       result.commands++;
@@ -190,11 +214,71 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
           return null;
         }
         result.acknowledged++;
-        return field.run?.status ?? 'OK';
+        return field;
       } catch {
         result.refused++;
         return null;
       }
+    };
+
+    /** What the server says of a run now; forgets it once it has ended. */
+    const refresh = async (slot: Slot, runId: string, run: KnownRun) => {
+      const data = await slot.server?.answer(`{ run(id: "${runId}") { status } }`).catch(() => null);
+      const now = data?.body.data?.run?.status as string | undefined;
+      if (now && ['SUCCESS', 'FAILURE', 'CANCELED'].includes(now)) slot.runs.delete(runId);
+      else if (now) run.status = now;
+    };
+
+    const enqueue = async (slot: Slot) => {
+      const runId = `${slot.name}-${counter++}`;
+      const pooled = random() < 0.5;
+      const input = {
+        runId,
+        jobName: pooled ? 'soak-db' : 'soak',
+        tags: [{ key: 'team', value: pick(['a', 'b', 'c']) }],
+        steps: pooled ? [{ key: 'load', pool: POOL }] : [],
+        leaseSeconds: 60,
+      };
+      const answer = await command(slot, DOCS.enqueue, { input });
+      if (answer?.run) {
+        slot.acked.push({ kind: 'enqueue', runId });
+        slot.runs.set(runId, { status: answer.run.status, pooled, claim: 'none' });
+      }
+    };
+
+    /** The next step of a run in progress: start it, claim and release its step's slot, beat, finish. */
+    const advance = async (slot: Slot, runId: string, run: KnownRun) => {
+      const acked = (kind: Acked['kind'], value?: string) => slot.acked.push({ kind, runId, value });
+      if (run.status === 'STARTING') {
+        if (await command(slot, DOCS.start, { runId })) {
+          acked('start');
+          run.status = 'STARTED';
+        } else await refresh(slot, runId, run);
+        return;
+      }
+      const step = { runId, stepKey: 'load' };
+      if (run.pooled && (run.claim === 'none' || run.claim === 'pending')) {
+        // A claim that waits is made again later: it keeps its place in the pool's line.
+        const answer = await command(slot, DOCS.claim, step);
+        if (!answer) return refresh(slot, runId, run);
+        if (run.claim === 'none') acked('claim');
+        run.claim = answer.claim?.granted ? 'granted' : 'pending';
+        return;
+      }
+      if (run.claim === 'granted' && random() < 0.6) {
+        if (await command(slot, DOCS.release, step)) {
+          acked('release');
+          run.claim = 'released';
+        } else await refresh(slot, runId, run);
+        return;
+      }
+      if (random() < 0.3) {
+        if (!(await command(slot, DOCS.heartbeat, { runId }))) await refresh(slot, runId, run);
+        return;
+      }
+      const final = pick(['SUCCESS', 'FAILURE']);
+      if (await command(slot, DOCS.finish, { runId, status: final })) acked('finish', final);
+      slot.runs.delete(runId);
     };
 
     const client = async (slot: Slot) => {
@@ -206,47 +290,25 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
         }
         const roll = random();
         const known = [...slot.runs.entries()];
-        if (roll < 0.35 || known.length === 0) {
-          const runId = `${slot.name}-${counter++}`;
-          const input = {
-            runId,
-            jobName: 'soak',
-            tags: [{ key: 'team', value: pick(['a', 'b', 'c']) }],
-            leaseSeconds: 60,
-          };
-          const status = await command(slot, DOCS.enqueue, { input });
-          if (status) {
-            slot.acked.push({ kind: 'enqueue', runId });
-            slot.runs.set(runId, status);
-          }
-        } else if (roll < 0.97) {
-          const [runId, status] = pick(known);
-          if (status === 'STARTING') {
-            if ((await command(slot, DOCS.start, { runId })) !== null) slot.acked.push({ kind: 'start', runId });
-            slot.runs.set(runId, 'STARTED');
-          } else if (status === 'STARTED' && random() < 0.5) {
-            await command(slot, DOCS.heartbeat, { runId });
-          } else if (status === 'STARTED') {
-            const final = pick(['SUCCESS', 'FAILURE']);
-            if ((await command(slot, DOCS.finish, { runId, status: final })) !== null) {
-              slot.acked.push({ kind: 'finish', runId, value: final });
-            }
-            slot.runs.delete(runId);
-          } else if (random() < 0.1) {
-            if ((await command(slot, DOCS.terminate, { runId })) !== null)
-              slot.acked.push({ kind: 'terminate', runId });
-            slot.runs.delete(runId);
-          } else {
-            // A queued run: look again at what it is now.
-            const data = await slot.server?.answer(`{ run(id: "${runId}") { status } }`).catch(() => null);
-            const now = data?.body.data?.run?.status as string | undefined;
-            if (now && ['SUCCESS', 'FAILURE', 'CANCELED'].includes(now)) slot.runs.delete(runId);
-            else if (now) slot.runs.set(runId, now);
-          }
-        } else {
+        const inProgress = known.filter(([, run]) => run.status === 'STARTING' || run.status === 'STARTED');
+        if (roll < 0.02) {
           const limit = 3 + Math.floor(random() * 8);
-          if ((await command(slot, DOCS.max, { limit })) !== null)
-            slot.acked.push({ kind: 'max', runId: null, value: limit });
+          if (await command(slot, DOCS.max, { limit })) slot.acked.push({ kind: 'max', runId: null, value: limit });
+        } else if (roll < 0.04) {
+          const limit = 1 + Math.floor(random() * 3);
+          if (await command(slot, DOCS.pool, { pool: POOL, limit }))
+            slot.acked.push({ kind: 'pool', runId: null, value: limit });
+        } else if (known.length === 0 || (roll < 0.35 && known.length < KNOWN_RUNS)) {
+          await enqueue(slot);
+        } else if (inProgress.length > 0 && roll < 0.85) {
+          const [runId, run] = pick(inProgress);
+          await advance(slot, runId, run);
+        } else {
+          const [runId, run] = pick(known);
+          if (run.status === 'QUEUED' && random() < 0.1) {
+            if (await command(slot, DOCS.terminate, { runId })) slot.acked.push({ kind: 'terminate', runId });
+            slot.runs.delete(runId);
+          } else await refresh(slot, runId, run);
         }
       }
     };
