@@ -62,7 +62,11 @@ function ledgerOf(all: readonly Run[]): WaitLedger {
   const ledger = new WaitLedger(db);
   const byLeave = [...all].sort((a, b) => (a.stretches.at(-1)?.[1] ?? 0) - (b.stretches.at(-1)?.[1] ?? 0));
   for (const run of byLeave) {
-    const waits: WaitInterval[] = run.stretches.map(([from, to]) => ({ from: iso(from), to: iso(to), reasons: [limit] }));
+    const waits: WaitInterval[] = run.stretches.map(([from, to]) => ({
+      from: iso(from),
+      to: iso(to),
+      reasons: [limit],
+    }));
     ledger.recordLeft(run.runId, run.jobName, waits);
   }
   return ledger;
