@@ -226,25 +226,39 @@ export function runLimitsOf(
 }
 
 /**
- * limitsOnCounter's answers per config. A config is never changed once the state holds it (an
- * edit makes a new one), and every admission pass asks about the same few counters, so each
- * counter's limits are worked out once per config rather than once per command.
+ * Counters' limits kept between commands, for the counters every admission pass asks about:
+ * all runs' by the max concurrent runs, tag counters' per list of tag limits (an edit of the tag
+ * limits replaces the list, never changes it). Pool counters are worked out each time: pool
+ * limits are edited in place.
  */
-const limitsOnCounterCache = new WeakMap<ConcurrencyConfig, Map<string, readonly ApplicableLimit[]>>();
+const allRunsLimits = new Map<number, readonly ApplicableLimit[]>();
+const tagCounterLimits = new WeakMap<readonly TagConcurrencyLimit[], Map<string, readonly ApplicableLimit[]>>();
 
 /**
  * The run limits that count under one counter. Every run counted under the counter is subject
- * to all of them, so a queued run's reasons are the full limits of its counters. The list is
- * shared: read it, never change it.
+ * to all of them, so a queued run's reasons are the full limits of its counters. The list may
+ * be shared: read it, never change it.
  */
 export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): readonly ApplicableLimit[] {
-  let byKey = limitsOnCounterCache.get(config);
+  if (countKey === ALL_RUNS) {
+    let limits = allRunsLimits.get(config.maxConcurrentRuns);
+    if (!limits) {
+      if (allRunsLimits.size >= 64) allRunsLimits.clear();
+      limits = counterLimits(countKey, config);
+      allRunsLimits.set(config.maxConcurrentRuns, limits);
+    }
+    return limits;
+  }
+  if (!countKey.startsWith('k\u0000') && !countKey.startsWith('v\u0000')) return counterLimits(countKey, config);
+  let byKey = tagCounterLimits.get(config.tagConcurrencyLimits);
   if (!byKey) {
     byKey = new Map();
-    limitsOnCounterCache.set(config, byKey);
+    tagCounterLimits.set(config.tagConcurrencyLimits, byKey);
   }
   let limits = byKey.get(countKey);
   if (!limits) {
+    // Bounded: with a limit per value of a tag, there can be as many counters as values.
+    if (byKey.size >= 4096) byKey.clear();
     limits = counterLimits(countKey, config);
     byKey.set(countKey, limits);
   }
