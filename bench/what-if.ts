@@ -1,14 +1,14 @@
 /**
  * Section 15: replayWhatIf over a window of 100,000 runs (BENCH_REPLAY_RUNS): the pure replay
- * (src/insight/replay.ts) of a log written in-process by the decider, with no change and with
- * max concurrent runs raised, and the heap it takes.
+ * (src/insight/replay.ts) of a log written in-process by the decider, with no change, with max
+ * concurrent runs raised and with the per-team limit raised, and the heap its result holds.
  *
  * The log: max concurrent runs 20, a limit of 4 per team (10 teams), runs arriving every 0.4 s
  * and running 2-8 s once admitted, so a queue forms and drains all along.
  */
 import { evolve } from '../projections/evolve.js';
 import { initialState, type State } from '../projections/state.js';
-import type { Command } from '../src/domain/commands.js';
+import type { Command, ConfigChangeInput } from '../src/domain/commands.js';
 import { decide } from '../src/domain/decide.js';
 import type { LoggedEvent } from '../src/domain/events.js';
 import { replayWindow } from '../src/insight/replay.js';
@@ -17,7 +17,7 @@ import { bytes, collect, fmt, fmtInt, heading, load, note, now, retainedBytes, s
 
 const START = Date.parse('2026-11-02T00:00:00.000Z');
 
-function writeLog(runs: number): LoggedEvent[] {
+export function writeLog(runs: number): LoggedEvent[] {
   const random = prng(15);
   const state: State = initialState();
   const log: LoggedEvent[] = [];
@@ -63,10 +63,15 @@ export function whatIfSection(): void {
   const toMs = Date.parse((log.at(-1) as LoggedEvent).at) + 60_000;
   note(`log of ${fmtInt(runs)} runs, ${fmtInt(log.length)} events, written in ${fmt((now() - t0) / 1000)} s`);
   const rows: Array<Array<string | number>> = [];
-  for (const [name, change] of [
+  const changes: Array<[string, ConfigChangeInput]> = [
     ['no change', {}],
     ['max concurrent runs 20 → 30', { maxConcurrentRuns: 30 }],
-  ] as const) {
+    [
+      'team limit 4 → 6 per value',
+      { tagConcurrencyLimits: [{ key: 'team', applyLimitPerUniqueValue: true, limit: 6 }] },
+    ],
+  ];
+  for (const [name, change] of changes) {
     collect();
     const before = retainedBytes();
     const cpu0 = process.cpuUsage();
@@ -82,7 +87,7 @@ export function whatIfSection(): void {
       bytes(peak),
       fmt(result.waitSeconds / 3600),
       fmtInt(result.runs),
-      fmtInt(result.events.length),
+      fmtInt(result.replayedEvents),
     ]);
   }
   table(

@@ -63,7 +63,10 @@ function countPool(state: State, run: RunRecord, pool: string, indexes: boolean)
 }
 
 function indexQueued(state: State, run: RunRecord, queued: boolean): void {
-  for (const key of heldKeysOf(run).slice(1)) {
+  // Every held key but ALL_RUNS (the first): the queue itself lists the runs under it.
+  const keys = heldKeysOf(run);
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i] as string;
     let ids = state.queuedByKey.get(key);
     if (queued) {
       if (!ids) state.queuedByKey.set(key, (ids = new Set()));
@@ -111,12 +114,33 @@ function setHeld(state: State, countKey: string, full: Constraint[]): void {
   else state.held.set(countKey, full);
 }
 
+/**
+ * Each recently-finished map's keys, oldest first, read on as runs are evicted. Asking the map
+ * for its first key anew each time walks past every entry deleted before it (V8 keeps deleted
+ * entries until the table is rebuilt): hundreds per finish. A Map iterator goes on past
+ * deletions and sees later insertions, so one per map stays at the oldest entry.
+ */
+const evictionOrder = new WeakMap<Map<string, RunRecord>, Iterator<string>>();
+
+function oldestOf(map: Map<string, RunRecord>): string | undefined {
+  let order = evictionOrder.get(map);
+  let next = order?.next();
+  // A finished iterator stays finished, even once entries are added: start a new one.
+  if (!order || !next || next.done) {
+    order = map.keys();
+    evictionOrder.set(map, order);
+    next = order.next();
+  }
+  return next.done ? undefined : next.value;
+}
+
 /** A finished run leaves the live state; its claims go once none is active any more. */
 function retire(state: State, run: RunRecord): void {
   state.runs.delete(run.id);
   state.recentlyFinished.set(run.id, run);
   if (state.recentlyFinished.size > RECENTLY_FINISHED) {
-    state.recentlyFinished.delete(state.recentlyFinished.keys().next().value as string);
+    const oldest = oldestOf(state.recentlyFinished);
+    if (oldest !== undefined) state.recentlyFinished.delete(oldest);
   }
   forgetClaimsIfDone(state, run);
 }

@@ -87,7 +87,9 @@ const rootCountNow = (state: State, countKey: string) => rootPoolInUse(state, co
 
 /** The full limits of the run's root-step counters when all are full at these counts, else none. */
 function rootHoldsOf(run: RunRecord, config: ConcurrencyConfig, count: (countKey: string) => number): Constraint[] {
-  return reasonsOfCounters(rootKeysOf(run), (key) => fullLimitsOn(key, config, count(key)));
+  const keys = rootKeysOf(run);
+  if (keys.length === 0) return [];
+  return reasonsOfCounters(keys, (key) => fullLimitsOn(key, config, count(key)));
 }
 
 /** Above this many queued runs under a key that has room again, the key is walked, not listed. */
@@ -181,40 +183,54 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
       if (run && walked.some((key) => state.queuedByKey.get(key)?.has(id))) yield run;
     }
   }
-  const listed = [
-    ...[...candidateIds].flatMap((id) => queued(id) ?? []),
-    ...(change.enqueued ? [change.enqueued] : []),
-  ].sort(inQueueOrder);
-  const candidates: Iterable<RunRecord> = everyone ? inOrder() : merged(listed, underWalked());
-
-  const limitsCache = new Map<string, ApplicableLimit[]>();
-  const limitsOf = (run: RunRecord) => {
-    let limits = limitsCache.get(run.id);
-    if (!limits) {
-      limits = runLimitsOf(run, config);
-      limitsCache.set(run.id, limits);
+  const listed: RunRecord[] = [];
+  if (!everyone) {
+    for (const id of candidateIds) {
+      const run = queued(id);
+      if (run) listed.push(run);
     }
-    return limits;
-  };
+    if (change.enqueued) listed.push(change.enqueued);
+    if (listed.length > 1) listed.sort(inQueueOrder);
+  }
+  // With no key walked (the common case) the listed runs are the candidates: distinct already,
+  // and in queue order, so no merge is needed.
+  const candidates: Iterable<RunRecord> = everyone
+    ? inOrder()
+    : walked.length === 0
+      ? listed
+      : merged(listed, underWalked());
+
+  // Each candidate is considered once; only the new run's limits are asked for again (its hold).
+  let enqueuedLimits: ApplicableLimit[] | undefined;
+  const limitsOf = (run: RunRecord) =>
+    run === change.enqueued ? (enqueuedLimits ??= runLimitsOf(run, config)) : runLimitsOf(run, config);
   const globalFull = () => config.maxConcurrentRuns >= 0 && count(ALL_RUNS) >= config.maxConcurrentRuns;
   const rootHolds = (run: RunRecord) => rootHoldsOf(run, config, count);
 
   const admitted: RunRecord[] = [];
-  const admittedIds = new Set<string>();
-  for (const run of candidates) {
-    // Every run is under the global limit: once it is full, nobody else gets in.
-    if (globalFull()) break;
+  let enqueuedAdmitted = false;
+  /** Admits the run if every limit has room; false once the global limit is full (nobody else gets in). */
+  const consider = (run: RunRecord): boolean => {
+    if (globalFull()) return false;
     if (limitsOf(run).every((l) => count(l.countKey) < l.limit) && rootHolds(run).length === 0) {
       admitted.push(run);
-      admittedIds.add(run.id);
+      if (run === change.enqueued) enqueuedAdmitted = true;
       bump(run, +1);
       promise(run);
     }
+    return true;
+  };
+  // Every run is under the global limit: once it is full, the pass ends. A list and a walk are
+  // read by loops of their own, so neither reads the other's way (a shared loop allocated).
+  if (Array.isArray(candidates)) {
+    for (const run of candidates as RunRecord[]) if (!consider(run)) break;
+  } else {
+    for (const run of candidates) if (!consider(run)) break;
   }
 
   let firstHold: PassResult['firstHold'] = null;
   const enqueued = change.enqueued;
-  if (enqueued && !admittedIds.has(enqueued.id)) {
+  if (enqueued && !enqueuedAdmitted) {
     const reasons = [
       ...limitsOf(enqueued)
         .filter((l) => count(l.countKey) >= l.limit)
@@ -235,12 +251,12 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
   for (const key of change.editedKeys ?? []) for (const counter of countersUnder(state, key)) touched.add(counter);
   // A held run's first hold names its root-step counters only when all are full, so their state
   // at its enqueue is recorded with it whatever it is: its waits are derived from that on.
-  const recordAnyway = new Set(firstHold ? rootKeysOf(firstHold.run) : []);
+  const recordAnyway: ReadonlySet<string> = firstHold ? new Set(rootKeysOf(firstHold.run)) : NO_KEYS;
   for (const key of recordAnyway) touched.add(key);
   const counters: CounterChange[] = [];
   // Listed by counter key, not by how `touched` was filled: that follows the history of the
   // state's maps, which a checkpoint does not keep, and the same state must decide the same bytes.
-  for (const countKey of [...touched].sort(byKey)) {
+  for (const countKey of sortedKeys(touched)) {
     const inUse = count(countKey);
     const full = fullLimitsOn(countKey, config, inUse);
     if (recordAnyway.has(countKey) || !sameFullLimits(full, state.held.get(countKey) ?? [])) {
@@ -251,6 +267,20 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
 }
 
 const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const NO_KEYS: ReadonlySet<string> = new Set();
+
+/** The keys in order; a pass touches a handful, which an insertion sort orders without the copy sort() makes. */
+function sortedKeys(keys: ReadonlySet<string>): string[] {
+  const sorted = [...keys];
+  if (sorted.length > 16) return sorted.sort(byKey);
+  for (let i = 1; i < sorted.length; i++) {
+    const key = sorted[i] as string;
+    let j = i - 1;
+    for (; j >= 0 && (sorted[j] as string) > key; j--) sorted[j + 1] = sorted[j] as string;
+    sorted[j + 1] = key;
+  }
+  return sorted;
+}
 
 /**
  * The counters an edit of the limits on a count key can change: the key itself and, for a tag

@@ -238,6 +238,24 @@ function validateDependencies(steps: readonly Step[]): void {
   for (const step of steps) visit(step.key, []);
 }
 
+/**
+ * An enqueue input rebuilt from a RunEnqueued (a replay of the log): validated and normalized
+ * when it was first decided (kept tags, steps with pool and priority, the priority resolved), so
+ * it is taken as it is. Tags that were ignored then are not reported again.
+ */
+export function recordedEnqueue(input: EnqueueRunInput): ValidEnqueue {
+  return {
+    runId: input.runId ?? null,
+    jobName: input.jobName,
+    tags: input.tags ?? [],
+    steps: (input.steps ?? []) as Step[],
+    priority: input.priority ?? null,
+    maxConcurrentSteps: input.maxConcurrentSteps ?? null,
+    leaseSeconds: input.leaseSeconds ?? null,
+    ignoredTags: [],
+  };
+}
+
 export function validateEnqueue(input: EnqueueRunInput): ValidEnqueue {
   const valid = parse(enqueueSchema, input, 'input');
   const given = valid.tags ?? [];

@@ -81,6 +81,7 @@ export function counterKeyOf(c: Pick<Constraint, 'kind' | 'key' | 'value' | 'poo
 /** Same limits with the same values and counts: nothing to record. */
 export function sameFullLimits(a: readonly Constraint[], b: readonly Constraint[]): boolean {
   if (a.length !== b.length) return false;
+  if (a.length === 0) return true;
   const id = (c: Constraint) => `${constraintIdentity(c)}\u0000${c.limit}\u0000${c.inUse}`;
   const ids = new Set(a.map(id));
   return b.every((c) => ids.has(id(c)));
@@ -100,6 +101,7 @@ export function countKeysOf(run: { tags: readonly Tag[]; pools: readonly string[
  * always start (Dagster's `has_unconstrained_root_nodes`).
  */
 export function rootKeysOf(run: { steps: readonly Step[] }): string[] {
+  if (run.steps.length === 0) return [];
   const pools = new Set<string>();
   for (const step of rootStepsOf(run.steps)) {
     if (step.pool === null) return [];
@@ -110,7 +112,9 @@ export function rootKeysOf(run: { steps: readonly Step[] }): string[] {
 
 /** Every counter whose recorded state can hold a queued run: its run counters, then its root-step counters. */
 export function heldKeysOf(run: { tags: readonly Tag[]; pools: readonly string[]; steps: readonly Step[] }): string[] {
-  return [...countKeysOf(run), ...rootKeysOf(run)];
+  const keys = countKeysOf(run);
+  for (const key of rootKeysOf(run)) keys.push(key);
+  return keys;
 }
 
 /**
@@ -222,10 +226,46 @@ export function runLimitsOf(
 }
 
 /**
- * The run limits that count under one counter. Every run counted under the counter is subject
- * to all of them, so a queued run's reasons are the full limits of its counters.
+ * Counters' limits kept between commands, for the counters every admission pass asks about:
+ * all runs' by the max concurrent runs, tag counters' per list of tag limits (an edit of the tag
+ * limits replaces the list, never changes it). Pool counters are worked out each time: pool
+ * limits are edited in place.
  */
-export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): ApplicableLimit[] {
+const allRunsLimits = new Map<number, readonly ApplicableLimit[]>();
+const tagCounterLimits = new WeakMap<readonly TagConcurrencyLimit[], Map<string, readonly ApplicableLimit[]>>();
+
+/**
+ * The run limits that count under one counter. Every run counted under the counter is subject
+ * to all of them, so a queued run's reasons are the full limits of its counters. The list may
+ * be shared: read it, never change it.
+ */
+export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): readonly ApplicableLimit[] {
+  if (countKey === ALL_RUNS) {
+    let limits = allRunsLimits.get(config.maxConcurrentRuns);
+    if (!limits) {
+      if (allRunsLimits.size >= 64) allRunsLimits.clear();
+      limits = counterLimits(countKey, config);
+      allRunsLimits.set(config.maxConcurrentRuns, limits);
+    }
+    return limits;
+  }
+  if (!countKey.startsWith('k\u0000') && !countKey.startsWith('v\u0000')) return counterLimits(countKey, config);
+  let byKey = tagCounterLimits.get(config.tagConcurrencyLimits);
+  if (!byKey) {
+    byKey = new Map();
+    tagCounterLimits.set(config.tagConcurrencyLimits, byKey);
+  }
+  let limits = byKey.get(countKey);
+  if (!limits) {
+    // Bounded: with a limit per value of a tag, there can be as many counters as values.
+    if (byKey.size >= 4096) byKey.clear();
+    limits = counterLimits(countKey, config);
+    byKey.set(countKey, limits);
+  }
+  return limits;
+}
+
+function counterLimits(countKey: string, config: ConcurrencyConfig): ApplicableLimit[] {
   const counter = counterOfKey(countKey);
   const base = { countKey, key: counter.key, value: counter.value, pool: counter.pool, perUniqueValue: false };
   if (countKey === ALL_RUNS) {
@@ -257,9 +297,9 @@ export function limitsOnCounter(countKey: string, config: ConcurrencyConfig): Ap
 
 /** The limits of a counter that are full at a count, as constraints with that count. */
 export function fullLimitsOn(countKey: string, config: ConcurrencyConfig, inUse: number): Constraint[] {
-  return limitsOnCounter(countKey, config)
-    .filter((l) => inUse >= l.limit)
-    .map((l) => toConstraint(l, inUse));
+  const full: Constraint[] = [];
+  for (const l of limitsOnCounter(countKey, config)) if (inUse >= l.limit) full.push(toConstraint(l, inUse));
+  return full;
 }
 
 /** A sentence a person can read, built only from the constraint's data. */

@@ -71,48 +71,82 @@ export function timeoutKindOf(reason: string): TimeoutKind | null {
   return null;
 }
 
+/** The kinds of deadline a run can have, in the order they are listed when due together. */
+const DEADLINE_KINDS = ['start', 'cancel', 'runtime', 'lease'] as const;
+type DeadlineKind = (typeof DEADLINE_KINDS)[number];
+
+/** When a deadline of one kind falls for the run (epoch ms), or null when it has none of that kind. */
+function deadlineAt(run: RunRecord, monitoring: RunMonitoring, kind: DeadlineKind): number | null {
+  switch (kind) {
+    case 'start':
+      if (run.status !== 'STARTING' || run.admittedAt === null) return null;
+      return Date.parse(run.admittedAt) + shiftOf(run) + monitoring.startTimeoutSeconds * 1000;
+    case 'cancel':
+      if (run.status !== 'CANCELING' || run.cancelRequestedAt === null) return null;
+      return Date.parse(run.cancelRequestedAt) + shiftOf(run) + monitoring.cancelTimeoutSeconds * 1000;
+    case 'runtime': {
+      if (run.status !== 'STARTED' || run.startedAt === null) return null;
+      const maxRuntime = maxRuntimeOf(run, monitoring);
+      return maxRuntime === null ? null : Date.parse(run.startedAt) + shiftOf(run) + maxRuntime.seconds * 1000;
+    }
+    case 'lease': {
+      const renewed = leaseRenewedAt(run);
+      return run.leaseSeconds === null || renewed === null ? null : renewed + run.leaseSeconds * 1000;
+    }
+  }
+}
+
+/** The deadline of one kind falling at `at`, with what it records when it ends the run. */
+function deadlineOf(run: RunRecord, monitoring: RunMonitoring, kind: DeadlineKind, at: number): Deadline {
+  const runId = run.id;
+  switch (kind) {
+    case 'start': {
+      const limit = monitoring.startTimeoutSeconds;
+      const reason = `${TIMEOUT_REASONS.start_timeout} STARTING for more than ${limit} s`;
+      return { runId, at, status: 'FAILURE', reason, failureReason: 'START_TIMEOUT' };
+    }
+    case 'cancel': {
+      const limit = monitoring.cancelTimeoutSeconds;
+      const reason = `${TIMEOUT_REASONS.cancel_timeout} CANCELING for more than ${limit} s`;
+      return { runId, at, status: 'CANCELED', reason, failureReason: 'CANCEL_TIMEOUT' };
+    }
+    case 'runtime': {
+      const { seconds, source } = maxRuntimeOf(run, monitoring) as { seconds: number; source: string };
+      const reason = `${TIMEOUT_REASONS.max_runtime} running for more than ${seconds} s (${source})`;
+      return { runId, at, status: 'FAILURE', reason, failureReason: 'RUN_TIMEOUT' };
+    }
+    case 'lease': {
+      const reason = `${TIMEOUT_REASONS.lease_expired} no heartbeat for ${run.leaseSeconds} s`;
+      return { runId, at, status: 'FAILURE', reason, failureReason: 'UNEXPECTED_TERMINATION' };
+    }
+  }
+}
+
 /** Every deadline of an in-progress run, earliest first. */
 export function deadlinesOf(run: RunRecord, monitoring: RunMonitoring): Deadline[] {
   const deadlines: Deadline[] = [];
-  const add = (at: number, status: FinalStatus, reason: string, failureReason: MonitoringReason) =>
-    deadlines.push({ runId: run.id, at, status, reason, failureReason });
-  if (run.status === 'STARTING' && run.admittedAt !== null) {
-    const limit = monitoring.startTimeoutSeconds;
-    add(
-      Date.parse(run.admittedAt) + shiftOf(run) + limit * 1000,
-      'FAILURE',
-      `${TIMEOUT_REASONS.start_timeout} STARTING for more than ${limit} s`,
-      'START_TIMEOUT',
-    );
-  }
-  if (run.status === 'CANCELING' && run.cancelRequestedAt !== null) {
-    const limit = monitoring.cancelTimeoutSeconds;
-    add(
-      Date.parse(run.cancelRequestedAt) + shiftOf(run) + limit * 1000,
-      'CANCELED',
-      `${TIMEOUT_REASONS.cancel_timeout} CANCELING for more than ${limit} s`,
-      'CANCEL_TIMEOUT',
-    );
-  }
-  const maxRuntime = maxRuntimeOf(run, monitoring);
-  if (run.status === 'STARTED' && run.startedAt !== null && maxRuntime !== null) {
-    add(
-      Date.parse(run.startedAt) + shiftOf(run) + maxRuntime.seconds * 1000,
-      'FAILURE',
-      `${TIMEOUT_REASONS.max_runtime} running for more than ${maxRuntime.seconds} s (${maxRuntime.source})`,
-      'RUN_TIMEOUT',
-    );
-  }
-  const renewed = leaseRenewedAt(run);
-  if (run.leaseSeconds !== null && renewed !== null) {
-    add(
-      renewed + run.leaseSeconds * 1000,
-      'FAILURE',
-      `${TIMEOUT_REASONS.lease_expired} no heartbeat for ${run.leaseSeconds} s`,
-      'UNEXPECTED_TERMINATION',
-    );
+  for (const kind of DEADLINE_KINDS) {
+    const at = deadlineAt(run, monitoring, kind);
+    if (at !== null) deadlines.push(deadlineOf(run, monitoring, kind, at));
   }
   return deadlines.sort((a, b) => a.at - b.at);
+}
+
+/**
+ * The run's earliest deadline if it has passed at `now`, else null: deadlinesOf's first when it
+ * is due, without describing the deadlines that are not (every command about a run asks).
+ */
+export function passedDeadline(run: RunRecord, monitoring: RunMonitoring, now: number): Deadline | null {
+  let first: DeadlineKind | null = null;
+  let firstAt = Number.POSITIVE_INFINITY;
+  for (const kind of DEADLINE_KINDS) {
+    const at = deadlineAt(run, monitoring, kind);
+    if (at !== null && at < firstAt) {
+      first = kind;
+      firstAt = at;
+    }
+  }
+  return first !== null && firstAt <= now ? deadlineOf(run, monitoring, first, firstAt) : null;
 }
 
 /**

@@ -18,6 +18,7 @@ import { admissionPass, type CapacityChange } from './admission.js';
 import {
   type Command,
   type ConfigEdits,
+  recordedEnqueue,
   validateConfigChange,
   validateEnqueue,
   validateFinalStatus,
@@ -33,7 +34,7 @@ import {
 } from './commands.js';
 import { LIMITS, type TagConcurrencyLimit } from './config.js';
 import { ALL_RUNS, counterOfKey, poolCount, rootPoolCount, tagKeyCount, tagValueCount } from './constraints.js';
-import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue } from './deadlines.js';
+import { allotmentEndOf, type Deadline, deadlinesOf, heartbeatIsDue, passedDeadline } from './deadlines.js';
 import { InvalidInputError, RunNotFoundError, TransitionNotAllowedError } from './errors.js';
 import type { DomainEvent, MonitoringReason } from './events.js';
 import { MapOverlay } from './map-overlay.js';
@@ -50,6 +51,12 @@ export interface DecideContext {
    * looks it up in the history, so the decider can answer retries and conflicts about it.
    */
   pastRun?: RunRecord | null;
+  /**
+   * The command was rebuilt from recorded events (a replay of the log): its input passed
+   * validation when it was first decided, so it is not validated again. Never for a command
+   * from a client.
+   */
+  fromLog?: boolean;
 }
 
 interface Change {
@@ -64,10 +71,14 @@ interface Change {
  * it is a promised root step's (already counted); a released or withdrawn claim stops counting;
  * so do the promised root steps of runs that end, are being canceled, or pass their allotment.
  */
-function rootDeltaOf(state: State, change: Change): Map<string, number> {
-  const delta = new Map<string, number>();
+const NO_DELTA: ReadonlyMap<string, number> = new Map();
+
+function rootDeltaOf(state: State, change: Change): ReadonlyMap<string, number> {
+  // Made only when some pool's count moves: most commands move none.
+  let delta: Map<string, number> | null = null;
   const add = (pool: string | null, by: number) => {
     if (pool === null) return;
+    delta ??= new Map();
     const key = rootPoolCount(pool);
     const next = (delta.get(key) ?? 0) + by;
     if (next === 0) delta.delete(key);
@@ -79,7 +90,7 @@ function rootDeltaOf(state: State, change: Change): Map<string, number> {
   for (const run of change.unpromised ?? []) {
     for (const stepKey of run.promisedSteps) add(poolOfStep(run, stepKey), -1);
   }
-  return delta;
+  return delta ?? NO_DELTA;
 }
 
 /** The command's own events, then slot decisions, then admission decisions. */
@@ -97,7 +108,14 @@ function withPasses(state: State, primary: DomainEvent[], change: Change): Domai
     }
   }
   if (capacity) {
-    const { admitted, firstHold, counters } = admissionPass(state, { ...capacity, rootDelta });
+    // Each field named: a spread of whichever change the command made costs more than the pass.
+    const { admitted, firstHold, counters } = admissionPass(state, {
+      config: capacity.config,
+      freed: capacity.freed,
+      enqueued: capacity.enqueued,
+      editedKeys: capacity.editedKeys,
+      rootDelta,
+    });
     for (const run of admitted) events.push({ type: 'RunAdmitted', data: { runId: run.id } });
     if (firstHold) events.push({ type: 'RunBlocked', data: { runId: firstHold.run.id, reasons: firstHold.reasons } });
     if (counters.length > 0) {
@@ -120,13 +138,14 @@ export function knownRun(state: State, runId: string, context: Pick<DecideContex
 }
 
 function existingRun(state: State, runId: string, context: DecideContext): RunRecord {
-  const run = knownRun(state, validateRunId(runId), context);
+  const run = knownRun(state, context.fromLog ? runId : validateRunId(runId), context);
   if (!run) throw new RunNotFoundError(runId);
   return run;
 }
 
 /** The run's claims in the order they were made (each claim's sequence number, kept in the state). */
 function activeClaimsOf(state: State, run: RunRecord): StepClaim[] {
+  if (run.activeClaims.size === 0) return [];
   return [...run.activeClaims].map((key) => state.claims.get(key) as StepClaim).sort((a, b) => a.seq - b.seq);
 }
 
@@ -321,14 +340,14 @@ function stepToClaim(
  */
 function expiredNow(state: State, run: RunRecord, now: string): DomainEvent[] | null {
   if (!isInProgress(run.status)) return null;
-  const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= Date.parse(now));
+  const expired = passedDeadline(run, state.monitoring, Date.parse(now));
   return expired ? finish(state, [endingOf(run, expired)]) : null;
 }
 
 export function decide(command: Command, state: State, context: DecideContext): DomainEvent[] {
   switch (command.type) {
     case 'EnqueueRun': {
-      const input = validateEnqueue(command.input);
+      const input = context.fromLog ? recordedEnqueue(command.input) : validateEnqueue(command.input);
       const runId = input.runId ?? context.newRunId;
       // Enqueueing an id twice is a retry, not a second run.
       if (knownRun(state, runId, context)) return [];
@@ -503,7 +522,7 @@ export function decide(command: Command, state: State, context: DecideContext): 
       // Only the runs the deadline index says are due, in admission order.
       for (const runId of state.deadlines.due(now, deadlineSettings(state))) {
         const run = state.runs.get(runId) as RunRecord;
-        const expired = deadlinesOf(run, state.monitoring).find((d) => d.at <= now);
+        const expired = passedDeadline(run, state.monitoring, now);
         if (expired) endings.push(endingOf(run, expired));
         else if ((allotmentEndOf(run, allotment) ?? Number.POSITIVE_INFINITY) <= now) allotmentEnded.push(run);
       }

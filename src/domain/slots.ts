@@ -67,6 +67,11 @@ function inClaimOrder(a: StepClaim, b: StepClaim): number {
 }
 
 export function slotPass(state: State, change: SlotChange): SlotPassResult {
+  // Nothing released, claimed or edited (a run with no claims ending): nothing to grant, and
+  // no waiting claim is held by anything new.
+  if (!change.claimed && (change.released?.length ?? 0) === 0 && (change.editedPools?.size ?? 0) === 0) {
+    return { granted: [], pending: [] };
+  }
   const config = change.config ?? state.config;
   const poolDelta = new Map<string, number>();
   const runDelta = new Map<string, number>();

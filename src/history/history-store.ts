@@ -24,7 +24,7 @@ import { type Stretch, WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from
 import { type WaitReportData, waitReport } from './wait-report.js';
 
 /** Bumped when the tables change; a file of another format is rebuilt from the log. */
-const HISTORY_FORMAT = 4;
+const HISTORY_FORMAT = 5;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

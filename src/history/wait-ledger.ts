@@ -14,7 +14,14 @@ import type Database from 'better-sqlite3';
 import type { WaitInterval } from '../../projections/state.js';
 import { type Constraint, type ConstraintKind, constraintIdentity } from '../domain/constraints.js';
 
-export const WAIT_LEDGER_TABLES = ['wait_limits', 'wait_runs', 'wait_holds', 'wait_stretches', 'wait_crossings'];
+export const WAIT_LEDGER_TABLES = [
+  'wait_limits',
+  'wait_runs',
+  'wait_holds',
+  'wait_stretches',
+  'wait_crossings',
+  'wait_jobs',
+];
 
 /** Runs queued across a bucket boundary are listed at it: a window edge scans at most one bucket of arrivals. */
 export const CROSSING_BUCKET_MS = 15 * 60 * 1000;
@@ -40,6 +47,11 @@ export const WAIT_LEDGER_SCHEMA = `
   );
   CREATE INDEX IF NOT EXISTS wait_runs_by_left ON wait_runs (left_ms, ord);
   CREATE INDEX IF NOT EXISTS wait_runs_by_first ON wait_runs (first_ms, left_ms);
+  -- A job's runs in leave order with their waits: its runs in a window are one range of this
+  -- index alone (no table row read), however many other jobs' runs left in the window.
+  CREATE INDEX IF NOT EXISTS wait_runs_by_job ON wait_runs (job_name, left_ms, first_ms, waited_ms);
+  -- Every job with a run in the ledger, so a report asks each one for its range.
+  CREATE TABLE IF NOT EXISTS wait_jobs (job_name TEXT PRIMARY KEY) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS wait_holds (
     limit_id INTEGER NOT NULL,
     left_ms INTEGER NOT NULL,
@@ -137,6 +149,16 @@ export class WaitLedger {
       runOf: plain('SELECT run_id, job_name FROM wait_runs WHERE ord = ?'),
       stretchesOf: plain('SELECT from_ms, to_ms, limits FROM wait_stretches WHERE ord = ? ORDER BY from_ms'),
       holdLimitIds: plain('SELECT DISTINCT limit_id FROM wait_holds').pluck(),
+      insertJob: plain('INSERT OR IGNORE INTO wait_jobs (job_name) VALUES (?)'),
+      jobNames: plain('SELECT job_name FROM wait_jobs').pluck(),
+      wholeWaitsOfJob: plain(
+        `SELECT waited_ms FROM wait_runs INDEXED BY wait_runs_by_job
+         WHERE job_name = ? AND left_ms > ? AND left_ms <= ? AND first_ms >= ?`,
+      ).pluck(),
+      longestWholeOfJob: plain(
+        `SELECT run_id, waited_ms FROM wait_runs INDEXED BY wait_runs_by_job
+         WHERE job_name = ? AND left_ms > ? AND left_ms <= ? AND first_ms >= ? AND waited_ms >= ?`,
+      ),
     };
   }
 
@@ -197,6 +219,7 @@ export class WaitLedger {
       this.s.insertStretch.run(ord, stretch.fromMs, stretch.toMs, stretch.limits.join(','));
     }
     this.s.insertRun.run(ord, runId, jobName, firstMs, leftMs, waitedMs, (last?.cum_ms ?? 0) + waitedMs);
+    this.s.insertJob.run(jobName);
     for (const [id, totals] of byLimit) {
       const prev = this.s.lastHold.get(id) as { cum_runs: number; cum_held: number; cum_sole: number } | undefined;
       this.s.insertHold.run(
@@ -269,6 +292,33 @@ export class WaitLedger {
       firstMs: r.first_ms,
       waitedMs: r.waited_ms,
     }));
+  }
+
+  /** Every job with a run in the ledger. */
+  jobNames(): string[] {
+    return this.s.jobNames.all() as string[];
+  }
+
+  /**
+   * The waits of a job's runs that waited wholly inside (fromMs, toMs] (began at or after
+   * fromMs, left by toMs), in no particular order: one range of the job's index, no row read.
+   */
+  wholeWaitsOfJob(jobName: string, fromMs: number, toMs: number): number[] {
+    return this.s.wholeWaitsOfJob.all(jobName, fromMs, toMs, fromMs) as number[];
+  }
+
+  /** Those of wholeWaitsOfJob's runs that waited at least `atLeastMs`, with their ids. */
+  longestWholeOfJob(
+    jobName: string,
+    fromMs: number,
+    toMs: number,
+    atLeastMs: number,
+  ): Array<{ runId: string; ms: number }> {
+    const rows = this.s.longestWholeOfJob.all(jobName, fromMs, toMs, fromMs, atLeastMs) as Array<{
+      run_id: string;
+      waited_ms: number;
+    }>;
+    return rows.map((r) => ({ runId: r.run_id, ms: r.waited_ms }));
   }
 
   runOf(ord: number): { runId: string; jobName: string } {

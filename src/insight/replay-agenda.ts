@@ -60,11 +60,19 @@ function changeOf(event: LoggedEvent, into: ConfigChangeInput): void {
     case 'DefaultPoolLimitSet':
       into.defaultPoolLimit = event.data.limit;
       break;
+    // Two edits of one pool (two commands at one instant, read as one change): the later one
+    // stands, as it did; listing the pool twice would make the change invalid.
     case 'PoolLimitSet':
-      into.poolLimits = [...(into.poolLimits ?? []), { pool: event.data.pool, limit: event.data.limit }];
+      into.poolLimits = [
+        ...(into.poolLimits ?? []).filter((p) => p.pool !== event.data.pool),
+        { pool: event.data.pool, limit: event.data.limit },
+      ];
       break;
     case 'PoolLimitDeleted':
-      into.poolLimits = [...(into.poolLimits ?? []), { pool: event.data.pool, limit: null }];
+      into.poolLimits = [
+        ...(into.poolLimits ?? []).filter((p) => p.pool !== event.data.pool),
+        { pool: event.data.pool, limit: null },
+      ];
       break;
     case 'RootStepHoldSet':
       into.rootStepHold = { ...event.data };
@@ -104,8 +112,11 @@ export function agendaOf(events: readonly LoggedEvent[], start: AgendaStart): Ag
     });
     pendingChange = null;
   };
+  // Events of one append share their instant: each instant is parsed once.
+  let lastAt = '';
+  let atMs = Number.NaN;
+  /** A command about an admitted run, at the current event's instant (atMs). */
   const afterAdmission = (event: LoggedEvent, runId: string, command: Command) => {
-    const atMs = Date.parse(event.at);
     const since = admitted.get(runId);
     if (since === undefined) items.push({ when: 'at', atMs, order: event.revision, command });
     else
@@ -120,7 +131,10 @@ export function agendaOf(events: readonly LoggedEvent[], start: AgendaStart): Ag
   };
 
   for (const event of events) {
-    const atMs = Date.parse(event.at);
+    if (event.at !== lastAt) {
+      lastAt = event.at;
+      atMs = Date.parse(lastAt);
+    }
     if (CONFIG_EVENTS.has(event.type)) {
       // The edits of one command are contiguous and share an instant: one change, one pass.
       if (!pendingChange || pendingChange.atMs !== atMs || pendingChange.last + 1n !== event.revision) {
@@ -179,6 +193,8 @@ export function agendaOf(events: readonly LoggedEvent[], start: AgendaStart): Ag
         } else {
           afterAdmission(event, runId, { type: 'MarkRunFinished', runId, status });
         }
+        // Nothing after its end is timed from its admission: the map keeps only runs in progress.
+        admitted.delete(runId);
         break;
       }
       case 'RunStepAdded':

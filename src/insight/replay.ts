@@ -11,8 +11,9 @@ import type { Command, ConfigChangeInput } from '../domain/commands.js';
 import { decide } from '../domain/decide.js';
 import { DomainError } from '../domain/errors.js';
 import type { LoggedEvent } from '../domain/events.js';
+import { isoClock } from './iso-clock.js';
 import { type AgendaItem, agendaOf } from './replay-agenda.js';
-import { replayedWaits } from './replay-waits.js';
+import { ReplayedWaits } from './replay-waits.js';
 import { summarizeWaits, type WaitSummary } from './wait-summary.js';
 
 export const REPLAY_ACTOR = 'replay';
@@ -26,11 +27,15 @@ export interface ReplayInput {
   fromMs: number;
   /** The end of the window (no later than now: the replay does not run into the future). */
   toMs: number;
+  /** Keep the events the replay makes and return them (for tests and debugging; costs memory). */
+  keepEvents?: boolean;
 }
 
 export interface ReplayResult extends WaitSummary {
-  /** The events the replay made (never appended anywhere). */
-  events: LoggedEvent[];
+  /** How many events the replay made. */
+  replayedEvents: number;
+  /** The events the replay made (never appended anywhere), when asked for with keepEvents. */
+  events?: LoggedEvent[];
 }
 
 export const REPLAY_ASSUMPTIONS: readonly string[] = [
@@ -52,12 +57,19 @@ interface Scheduled {
   command: Command;
 }
 
-/** A min-heap of commands by instant, then recorded log order. */
+const before = (a: Scheduled, b: Scheduled): boolean => a.atMs < b.atMs || (a.atMs === b.atMs && a.order < b.order);
+
+/**
+ * The commands to replay, by instant, then recorded log order: those at recorded instants (all
+ * known at the start: sorted once, then read in turn) merged with those the replay times as it
+ * goes (after an admission or a grant), which wait in a min-heap as small as the runs in progress.
+ */
 class Agenda {
   private readonly heap: Scheduled[] = [];
+  private next = 0;
 
-  private before(a: Scheduled, b: Scheduled): boolean {
-    return a.atMs < b.atMs || (a.atMs === b.atMs && a.order < b.order);
+  constructor(private readonly fixed: Scheduled[]) {
+    fixed.sort((a, b) => a.atMs - b.atMs || (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
   }
 
   push(item: Scheduled): void {
@@ -66,17 +78,23 @@ class Agenda {
     let i = heap.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!this.before(heap[i] as Scheduled, heap[parent] as Scheduled)) break;
+      if (!before(heap[i] as Scheduled, heap[parent] as Scheduled)) break;
       [heap[i], heap[parent]] = [heap[parent] as Scheduled, heap[i] as Scheduled];
       i = parent;
     }
   }
 
-  peek(): Scheduled | undefined {
-    return this.heap[0];
+  pop(): Scheduled | undefined {
+    const fixed = this.fixed[this.next];
+    const timed = this.heap[0];
+    if (fixed && (!timed || before(fixed, timed))) {
+      this.next++;
+      return fixed;
+    }
+    return this.popTimed();
   }
 
-  pop(): Scheduled | undefined {
+  private popTimed(): Scheduled | undefined {
     const heap = this.heap;
     const top = heap[0];
     const last = heap.pop();
@@ -87,8 +105,8 @@ class Agenda {
         const l = 2 * i + 1;
         const r = l + 1;
         let m = i;
-        if (l < heap.length && this.before(heap[l] as Scheduled, heap[m] as Scheduled)) m = l;
-        if (r < heap.length && this.before(heap[r] as Scheduled, heap[m] as Scheduled)) m = r;
+        if (l < heap.length && before(heap[l] as Scheduled, heap[m] as Scheduled)) m = l;
+        if (r < heap.length && before(heap[r] as Scheduled, heap[m] as Scheduled)) m = r;
         if (m === i) break;
         [heap[i], heap[m]] = [heap[m] as Scheduled, heap[i] as Scheduled];
         i = m;
@@ -102,25 +120,35 @@ export function replayWindow(input: ReplayInput): ReplayResult {
   const state = deserializeState(serializeState(input.start));
   const start = startOf(state);
   const items = agendaOf(input.events, start);
-  const agenda = new Agenda();
+  const fixed: Scheduled[] = [];
   const afterAdmission = new Map<string, AgendaItem[]>();
   const afterGrant = new Map<string, AgendaItem[]>();
   for (const item of items) {
-    if (item.when === 'at') agenda.push(item);
+    if (item.when === 'at') fixed.push(item);
     else if (item.when === 'afterAdmission') {
       const since = start.admittedAt.get(item.runId);
       // Admitted before the window: the delay lands on the recorded instant.
-      if (since !== undefined) agenda.push({ atMs: item.recordedMs, order: item.order, command: item.command });
+      if (since !== undefined) fixed.push({ atMs: item.recordedMs, order: item.order, command: item.command });
       else push(afterAdmission, item.runId, item);
     } else push(afterGrant, `${item.runId}\u0000${item.stepKey}`, item);
   }
+  const agenda = new Agenda(fixed);
 
-  const events: LoggedEvent[] = [];
+  const waits = new ReplayedWaits(input.start, input.fromMs);
+  const events: LoggedEvent[] | undefined = input.keepEvents ? [] : undefined;
+  let replayedEvents = 0;
+  // Commands come in time order, many at the same instant: its ISO form is made once.
+  const isoOf = isoClock();
+  let nowMs = Number.NaN;
+  let now = '';
   const apply = (command: Command, atMs: number) => {
-    const now = new Date(atMs).toISOString();
+    if (atMs !== nowMs) {
+      nowMs = atMs;
+      now = isoOf(atMs);
+    }
     let produced: ReturnType<typeof decide>;
     try {
-      produced = decide(command, state, { now, newRunId: `replay-${state.runCount}` });
+      produced = decide(command, state, { now, newRunId: `replay-${state.runCount}`, fromLog: true });
     } catch (error) {
       // A command the replayed state refuses (a run the replay already ended) changes nothing,
       // as it would have changed nothing on the server.
@@ -128,9 +156,17 @@ export function replayWindow(input: ReplayInput): ReplayResult {
       throw error;
     }
     for (const event of produced) {
-      const logged = { ...event, revision: state.revision + 1n, at: now, actor: REPLAY_ACTOR } as LoggedEvent;
+      const logged = {
+        type: event.type,
+        data: event.data,
+        revision: state.revision + 1n,
+        at: now,
+        actor: REPLAY_ACTOR,
+      } as LoggedEvent;
       evolve(state, logged);
-      events.push(logged);
+      waits.observe(logged);
+      replayedEvents++;
+      events?.push(logged);
       if (logged.type === 'RunAdmitted') {
         for (const item of afterAdmission.get(logged.data.runId) ?? []) {
           if (item.when === 'afterAdmission')
@@ -153,8 +189,8 @@ export function replayWindow(input: ReplayInput): ReplayResult {
       apply({ type: 'ChangeConcurrencyConfig', change: input.change }, next.atMs);
     }
   }
-  const waits = replayedWaits(input.start, events, input.fromMs);
-  return { ...summarizeWaits(waits.values(), input.fromMs, input.toMs), events };
+  const summary = { ...summarizeWaits(waits.waits().values(), input.fromMs, input.toMs), replayedEvents };
+  return events ? { ...summary, events } : summary;
 }
 
 function push<T>(map: Map<string, T[]>, key: string, item: T): void {
