@@ -23,7 +23,8 @@ let url: string;
 let gql: Gql;
 
 beforeEach(async () => {
-  vi.useFakeTimers({ toFake: ['Date'] });
+  // performance too: event time runs on by the monotonic clock, which must be the test's as well.
+  vi.useFakeTimers({ toFake: ['Date', 'performance'] });
   vi.setSystemTime(T0);
   server = await startServer(
     { ...DEFAULT_SETTINGS, port: 0, host: '127.0.0.1', eventStoreUrl: 'sqlite::memory:' },

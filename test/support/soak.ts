@@ -67,6 +67,8 @@ export interface SoakResult {
   commands: number;
   acknowledged: number;
   refused: number;
+  /** What the refused or cut commands answered: an error code, an error type, or CUT (no answer). */
+  refusedBy: Record<string, number>;
   kills: number;
   subscribers: number;
   start: ProcessFigures[];
@@ -170,6 +172,7 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
     commands: 0,
     acknowledged: 0,
     refused: 0,
+    refusedBy: {},
     kills: 0,
     subscribers: 0,
     start: [],
@@ -195,6 +198,11 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
     const until = Date.now() + options.minutes * 60_000;
     let counter = 0;
 
+    const refused = (why: string) => {
+      result.refused++;
+      result.refusedBy[why] = (result.refusedBy[why] ?? 0) + 1;
+    };
+
     /** Sends a command; its answer's field when acknowledged, else null. */
     const command = async (
       slot: Slot,
@@ -210,13 +218,14 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
           ? (Object.values(answer.body.data)[0] as { __typename: string; run?: { status: string } })
           : null;
         if (!field || answer.body.errors?.length || !field.__typename.endsWith('Payload')) {
-          result.refused++;
+          refused(String(answer.body.errors?.[0]?.extensions?.code ?? field?.__typename ?? 'NO_DATA'));
           return null;
         }
         result.acknowledged++;
         return field;
       } catch {
-        result.refused++;
+        // The server died under the request (a kill) or refused the connection.
+        refused('CUT');
         return null;
       }
     };
@@ -374,6 +383,7 @@ export async function soak(options: SoakOptions): Promise<SoakResult> {
     log(
       `soak: ${result.commands} commands (${result.acknowledged} acknowledged, ${result.refused} refused or cut), ${result.kills} kills, ${result.subscribers} subscribers, ${result.lost.length} acknowledged commands missing from the log`,
     );
+    log(`soak: refused or cut, by answer: ${JSON.stringify(result.refusedBy)}`);
     for (const [when, figures] of [
       ['start', result.start],
       ['end', result.end],
