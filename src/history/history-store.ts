@@ -22,6 +22,7 @@ import { StoreUnavailableError } from '../eventstore/errors.js';
 import { type JobWaitData, runsHeldLongest, waitByJob } from './wait-by-job.js';
 import { type Stretch, WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
 import { type WaitReportData, waitReport } from './wait-report.js';
+import { type WaitingRunsCursor, type WaitingRunsOf, type WaitingRunsPage, waitingRuns } from './waiting-runs.js';
 
 /** Bumped when the tables change; a file of another format is rebuilt from the log. */
 const HISTORY_FORMAT = 5;
@@ -142,6 +143,17 @@ export interface HistoryStore {
   waitByJob(fromMs: number, toMs: number, nowMs?: number): JobWaitData[];
   /** Per limit (by shareKey), the runs it held longest in the window: the same reads as waitByJob. */
   runsHeldLongest(fromMs: number, toMs: number, nowMs?: number): Map<string, string[]>;
+  /**
+   * A page of the runs behind a figure of the window's report (a limit's holds, or a job's
+   * runs), each with its wait inside the window, longest first.
+   */
+  waitingRuns(
+    fromMs: number,
+    toMs: number,
+    of: WaitingRunsOf,
+    page: { first: number; after: WaitingRunsCursor | null },
+    nowMs?: number,
+  ): WaitingRunsPage;
   close(): void;
 }
 
@@ -421,6 +433,16 @@ class SqliteHistory implements HistoryStore {
 
   runsHeldLongest(fromMs: number, toMs: number, nowMs = toMs): Map<string, string[]> {
     return runsHeldLongest(this.waits, fromMs, toMs, this.stillQueued(nowMs));
+  }
+
+  waitingRuns(
+    fromMs: number,
+    toMs: number,
+    of: WaitingRunsOf,
+    page: { first: number; after: WaitingRunsCursor | null },
+    nowMs = toMs,
+  ): WaitingRunsPage {
+    return waitingRuns(this.waits, fromMs, toMs, of, page, this.stillQueued(nowMs));
   }
 
   run(id: string): RunRecord | null {

@@ -148,6 +148,13 @@ export class WaitLedger {
       ),
       runOf: plain('SELECT run_id, job_name FROM wait_runs WHERE ord = ?'),
       stretchesOf: plain('SELECT from_ms, to_ms, limits FROM wait_stretches WHERE ord = ? ORDER BY from_ms'),
+      holdsBetween: plain(
+        'SELECT ord, cum_held, cum_sole FROM wait_holds WHERE limit_id = ? AND left_ms > ? AND left_ms <= ? ORDER BY left_ms, ord',
+      ),
+      wholeRunsOfJob: plain(
+        `SELECT ord, waited_ms FROM wait_runs INDEXED BY wait_runs_by_job
+         WHERE job_name = ? AND left_ms > ? AND left_ms <= ? AND first_ms >= ?`,
+      ),
       holdLimitIds: plain('SELECT DISTINCT limit_id FROM wait_holds').pluck(),
       insertJob: plain('INSERT OR IGNORE INTO wait_jobs (job_name) VALUES (?)'),
       jobNames: plain('SELECT job_name FROM wait_jobs').pluck(),
@@ -252,6 +259,41 @@ export class WaitLedger {
       | { cum_runs: number; cum_held: number; cum_sole: number }
       | undefined;
     return { runs: row?.cum_runs ?? 0, heldMs: row?.cum_held ?? 0, soleMs: row?.cum_sole ?? 0 };
+  }
+
+  /** The id of a limit that has held some run, or null: never creates one. */
+  knownLimitId(c: Omit<Constraint, 'inUse' | 'message' | 'limit'>): number | null {
+    const identity = constraintIdentity(c);
+    const id = this.limitIds.get(identity) ?? (this.s.limitId.get(identity) as number | undefined);
+    return id ?? null;
+  }
+
+  /**
+   * Each run a limit held that left the queue inside (fromMs, toMs], in leave order, with what
+   * the limit held of its whole wait (and alone): consecutive differences of the limit's running
+   * totals, one range of its index and no other row read.
+   */
+  heldBetween(limitId: number, fromMs: number, toMs: number): Array<{ ord: number; heldMs: number; soleMs: number }> {
+    const before = this.limitLeftBy(limitId, fromMs);
+    let held = before.heldMs;
+    let sole = before.soleMs;
+    const rows = this.s.holdsBetween.all(limitId, fromMs, toMs) as Array<{
+      ord: number;
+      cum_held: number;
+      cum_sole: number;
+    }>;
+    return rows.map((r) => {
+      const run = { ord: r.ord, heldMs: r.cum_held - held, soleMs: r.cum_sole - sole };
+      held = r.cum_held;
+      sole = r.cum_sole;
+      return run;
+    });
+  }
+
+  /** Like wholeWaitsOfJob, with each run's ledger order (to name it later): still no row read. */
+  wholeRunsOfJob(jobName: string, fromMs: number, toMs: number): Array<{ ord: number; ms: number }> {
+    const rows = this.s.wholeRunsOfJob.all(jobName, fromMs, toMs, fromMs) as Array<{ ord: number; waited_ms: number }>;
+    return rows.map((r) => ({ ord: r.ord, ms: r.waited_ms }));
   }
 
   /** Limits that held some run that has left the queue. */
