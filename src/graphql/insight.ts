@@ -26,6 +26,9 @@ export const WaitShareType = builder.objectRef<ListedShare>('WaitShare').impleme
     key: t.exposeString('key', { nullable: true }),
     value: t.exposeString('value', { nullable: true }),
     pool: t.exposeString('pool', { nullable: true }),
+    perUniqueValue: t.exposeBoolean('perUniqueValue', {
+      description: 'For TAG_LIMIT: a limit on each value of the key, told apart from a limit on that value alone.',
+    }),
     heldSeconds: t.exposeFloat('heldSeconds', {
       description: 'Run-seconds of waiting in the window during which this limit was among those holding the run.',
     }),

@@ -92,6 +92,9 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   'WaitReport.byJob': () => 10,
   // The same reads, and each run's stretches; once per request and window, however many shares.
   'WaitShare.longestRunIds': () => 10,
+  // The runs behind a report's figure: a number per run the figure counts (one index range) and
+  // the window's edges, like byJob, plus the page's rows.
+  'Query.waitingRuns': (args) => 10 + Math.ceil(pageSize(args.first) / 10),
   // Replays every arrival of the window through the decider.
   'Query.replayWhatIf': () => 100,
   // Every queued run, with what holds it.
@@ -235,7 +238,7 @@ export function useFieldCost(maxFieldCost: number): Plugin {
     stop({
       errors: [
         new GraphQLError(
-          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot, simulate and replayWhatIf cost 100, queue, waitReport and its byJob 10, a page of runs or decisions 1 per 10 items, a run's waits or decisions 1 per run listed; GRAPHQL_MAX_FIELD_COST)`,
+          `Field cost limit of ${maxFieldCost} exceeded, found ${cost} (snapshot, simulate and replayWhatIf cost 100, queue, waitReport and its byJob 10, waitingRuns 10 plus 1 per 10 items, a page of runs or decisions 1 per 10 items, a run's waits or decisions 1 per run listed; GRAPHQL_MAX_FIELD_COST)`,
           { extensions: { code: 'COST_LIMIT', http: { status: 400 } } },
         ),
       ],

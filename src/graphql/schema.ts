@@ -15,5 +15,6 @@ import './limit-changes.js';
 import './log-events.js';
 import './viewer.js';
 import './insight.js';
+import './waiting-runs.js';
 
 export const schema = lexicographicSortSchema(builder.toSchema());

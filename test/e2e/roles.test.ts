@@ -68,6 +68,13 @@ const OPERATIONS: Operation[] = [
     appends: false,
   },
   {
+    field: 'waitingRuns',
+    kind: 'query',
+    query:
+      '{ waitingRuns(from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z", limit: { kind: MAX_CONCURRENT_RUNS }, first: 5) { totalCount edges { cursor node { runId jobName waitSeconds } } } }',
+    appends: false,
+  },
+  {
     field: 'replayWhatIf',
     kind: 'query',
     query:

@@ -113,6 +113,84 @@ describe('waitReport over HTTP', () => {
   });
 });
 
+const WAITING = `query($from: DateTime!, $to: DateTime!, $limit: WaitLimitInput, $alone: Boolean, $jobName: String, $first: Int, $after: String) {
+  waitingRuns(from: $from, to: $to, limit: $limit, alone: $alone, jobName: $jobName, first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor } edges { cursor node { runId jobName waitSeconds } } } }`;
+
+describe('waitingRuns over HTTP', () => {
+  it("pages through a limit's runs and a job's runs, longest wait inside the window first", async () => {
+    await story();
+    const shares = (
+      await gql.data(
+        `{ waitReport(from: "${at(0)}", to: "${at(60)}") { byLimit { kind key value pool perUniqueValue } } }`,
+      )
+    ).waitReport.byLimit as Array<Record<string, unknown>>;
+    const runsLimit = shares.find((s) => s.kind === 'MAX_CONCURRENT_RUNS');
+    const first = (await gql.data(WAITING, { from: at(0), to: at(60), limit: runsLimit, first: 1 })).waitingRuns;
+    // b and c were each held 10 s by max concurrent runs: by id.
+    expect(first).toMatchObject({
+      totalCount: 2,
+      pageInfo: { hasNextPage: true },
+      edges: [{ node: { runId: 'b', jobName: 'etl', waitSeconds: 10 } }],
+    });
+    const second = (
+      await gql.data(WAITING, { from: at(0), to: at(60), limit: runsLimit, first: 1, after: first.pageInfo.endCursor })
+    ).waitingRuns;
+    expect(second).toMatchObject({
+      totalCount: 2,
+      pageInfo: { hasNextPage: false },
+      edges: [{ node: { runId: 'c', waitSeconds: 10 } }],
+    });
+    const tag = shares.find((s) => s.kind === 'TAG_LIMIT');
+    const alone = (await gql.data(WAITING, { from: at(0), to: at(60), limit: tag, alone: true })).waitingRuns;
+    expect(alone.edges.map((e: { node: unknown }) => e.node)).toEqual([
+      { runId: 'b', jobName: 'etl', waitSeconds: 20 },
+    ]);
+    // A window cut through the waits: b 10 s (0 to 10) of which c too; the job lists both.
+    const job = (await gql.data(WAITING, { from: at(5), to: at(15), jobName: 'etl' })).waitingRuns;
+    expect(
+      job.edges.map((e: { node: { runId: string; waitSeconds: number } }) => [e.node.runId, e.node.waitSeconds]),
+    ).toEqual([
+      ['b', 10],
+      ['c', 5],
+    ]);
+  });
+
+  it('counts a run still queued up to now', async () => {
+    await atTime(0, `setMaxConcurrentRuns(limit: 0) { __typename }`);
+    await atTime(0, enqueue('q'));
+    vi.setSystemTime(T0 + 45_000);
+    const list = (await gql.data(WAITING, { from: at(-3600), to: at(3600), jobName: 'etl' })).waitingRuns;
+    expect(list).toMatchObject({ totalCount: 1, edges: [{ node: { runId: 'q', waitSeconds: 45 } }] });
+  });
+
+  it('refuses neither or both of limit and jobName, and a cursor it never gave, naming the field', async () => {
+    const errors = async (variables: Record<string, unknown>) =>
+      (await gql.answer(WAITING, { from: at(0), to: at(60), ...variables })).body.errors ?? [];
+    expect((await errors({}))[0]).toMatchObject({
+      message: 'give either limit or jobName',
+      extensions: { code: 'BAD_USER_INPUT', field: 'limit' },
+    });
+    expect((await errors({ jobName: 'etl', limit: { kind: 'MAX_CONCURRENT_RUNS' } }))[0]?.message).toBe(
+      'give either limit or jobName',
+    );
+    expect((await errors({ jobName: 'etl', alone: true }))[0]).toMatchObject({ extensions: { field: 'alone' } });
+    expect((await errors({ jobName: 'etl', after: 'nonsense' }))[0]?.message).toMatch(
+      /must be a cursor returned by this API/,
+    );
+  });
+
+  it('is priced by the field cost limit: 10 plus 1 per 10 runs asked for', async () => {
+    // 20 lists of 1,000: 20 x (10 + 100) = 2,200, over the default 500.
+    const lists = Array.from(
+      { length: 20 },
+      (_, i) => `w${i}: waitingRuns(from: "${at(0)}", to: "${at(1)}", jobName: "etl", first: 1000) { totalCount }`,
+    );
+    const errors = (await gql.answer(`{ ${lists.join(' ')} }`)).body.errors ?? [];
+    expect(errors[0]?.message).toMatch(/Field cost limit of 500 exceeded, found 2200/);
+  });
+});
+
 const WHAT_IF = `query($from: DateTime!, $to: DateTime!, $change: ConfigChangeInput!) {
   replayWhatIf(from: $from, to: $to, change: $change) {
     actualWaitSeconds replayedWaitSeconds runs actualRuns assumptions
