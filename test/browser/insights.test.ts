@@ -71,6 +71,18 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
     // The limit's row links to the runs it held (b and c, about a second each).
     const held = shares.getByRole('link', { name: /held by max concurrent runs/ });
     expect((await held.allTextContents()).sort()).toEqual(['b', 'c']);
+    // Every run it held, longest wait first, when its row is opened.
+    const every = shares.getByTestId('waiting-runs').first();
+    await every.locator('summary').click();
+    await poll(() =>
+      every
+        .getByRole('list')
+        .getByRole('link')
+        .allTextContents()
+        .then((t) => t.sort()),
+    ).toEqual(['b', 'c']);
+    expect(await every.textContent()).toMatch(/2 of 2 shown/);
+    expect(await axeViolations(page)).toEqual([]);
     await page.getByTestId('waiting-chart').locator('canvas').waitFor();
     await page.getByLabel('Last hour').check();
     await poll(() => page.getByTestId('wait-total').textContent()).toMatch(/2 runs waited/);
@@ -94,6 +106,12 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
       ['nightly_etl', 1],
       ['train', 1],
     ]);
+    // Every run of the job, opened by keyboard alone: each links to its run's page.
+    const all = jobs.locator('tr', { hasText: 'nightly_etl' }).getByTestId('waiting-runs');
+    await all.locator('summary').focus();
+    await page.keyboard.press('Enter');
+    await poll(() => all.getByRole('link').allTextContents()).toEqual(['b']);
+    expect(await all.textContent()).toMatch(/1 of 1 shown/);
     await jobs.getByRole('link', { name: 'run b of nightly_etl' }).click();
     await poll(() => page.url()).toMatch(/\/runs\/b$/);
   });

@@ -15,6 +15,7 @@ interface Share {
   key: string | null;
   value: string | null;
   pool: string | null;
+  perUniqueValue?: boolean;
   heldSeconds: number;
   soleSeconds: number;
   runs: number;
@@ -49,7 +50,7 @@ interface WhatIf {
 }
 
 const SHARE = 'kind key value pool heldSeconds soleSeconds runs';
-const REPORT = `query($from: DateTime!, $to: DateTime!) { waitReport(from: $from, to: $to) { runs waitSeconds byLimit { ${SHARE} longestRunIds }
+const REPORT = `query($from: DateTime!, $to: DateTime!) { waitReport(from: $from, to: $to) { runs waitSeconds byLimit { ${SHARE} perUniqueValue longestRunIds }
   byJob { jobName runs waitSeconds p50Seconds p95Seconds longestRunIds } } }`;
 const WHAT_IF = `query($from: DateTime!, $to: DateTime!, $change: ConfigChangeInput!) {
   replayWhatIf(from: $from, to: $to, change: $change) {
@@ -84,6 +85,115 @@ function localInput(ms: number): string {
   return new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
 }
 
+const WAITING = `query($from: DateTime!, $to: DateTime!, $limit: WaitLimitInput, $alone: Boolean, $jobName: String, $first: Int, $after: String) {
+  waitingRuns(from: $from, to: $to, limit: $limit, alone: $alone, jobName: $jobName, first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor } edges { node { runId jobName waitSeconds } } } }`;
+/** Runs shown per page of a figure's list. */
+const RUNS_PAGE = 20;
+
+interface WaitingRun {
+  runId: string;
+  jobName: string;
+  waitSeconds: number;
+}
+
+interface WaitingPage {
+  totalCount: number;
+  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  edges: Array<{ node: WaitingRun }>;
+}
+
+/**
+ * Every run behind a figure (a limit's holds, or a job's runs), longest wait in the window
+ * first, page by page: read when opened, each page after the last on "More runs".
+ */
+function WaitingRuns(props: {
+  from: string;
+  to: string;
+  of: { limit: Share } | { jobName: string };
+  label: string;
+  count: number;
+}) {
+  const [runs, setRuns] = useState<WaitingRun[] | null>(null);
+  const [next, setNext] = useState<string | null>(null);
+  const [total, setTotal] = useState(props.count);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const load = async (after: string | null) => {
+    setBusy(true);
+    setError(null);
+    const of =
+      'jobName' in props.of
+        ? { jobName: props.of.jobName }
+        : {
+            limit: {
+              kind: props.of.limit.kind,
+              key: props.of.limit.key,
+              value: props.of.limit.value,
+              pool: props.of.limit.pool,
+              perUniqueValue: props.of.limit.perUniqueValue ?? false,
+            },
+          };
+    try {
+      const data = await gql<{ waitingRuns: WaitingPage }>(WAITING, {
+        from: props.from,
+        to: props.to,
+        ...of,
+        first: RUNS_PAGE,
+        after,
+      });
+      const page = data.waitingRuns;
+      setRuns((shown) => [...(after === null ? [] : (shown ?? [])), ...page.edges.map((e) => e.node)]);
+      setNext(page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null);
+      setTotal(page.totalCount);
+    } catch (failure) {
+      setError((failure as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <details
+      class="waiting-runs"
+      data-testid="waiting-runs"
+      onToggle={(e) => {
+        if ((e.currentTarget as HTMLDetailsElement).open && runs === null) void load(null);
+      }}
+    >
+      <summary>
+        All {props.count} {props.count === 1 ? 'run' : 'runs'}
+        <span class="sr-only"> {props.label}</span>
+      </summary>
+      {error ? <span role="alert">{error}</span> : null}
+      {runs ? (
+        <ol aria-label={`runs ${props.label}, longest wait first`}>
+          {runs.map((r) => (
+            <li key={r.runId}>
+              <a href={`/runs/${encodeURIComponent(r.runId)}`}>{r.runId}</a> {duration(r.waitSeconds)}
+              {'jobName' in props.of ? null : <span class="muted"> ({r.jobName})</span>}
+            </li>
+          ))}
+        </ol>
+      ) : busy ? (
+        <p class="muted">Loading…</p>
+      ) : null}
+      {runs ? (
+        <p class="muted">
+          {runs.length} of {total} shown
+          {next ? (
+            <>
+              {' '}
+              <button type="button" disabled={busy} onClick={() => void load(next)}>
+                More runs
+              </button>
+            </>
+          ) : null}
+        </p>
+      ) : null}
+    </details>
+  );
+}
+
 /** Links to the runs a limit held longest. */
 function RunLinks(props: { ids: readonly string[]; of: string }) {
   return (
@@ -100,7 +210,14 @@ function RunLinks(props: { ids: readonly string[]; of: string }) {
   );
 }
 
-function ShareTable(props: { shares: Share[]; total: number; caption: string; testid: string }) {
+function ShareTable(props: {
+  shares: Share[];
+  total: number;
+  caption: string;
+  testid: string;
+  /** The report's window: each limit then links to every run it held there. */
+  window?: { from: string; to: string };
+}) {
   const withRuns = props.shares.some((s) => s.longestRunIds);
   if (props.shares.length === 0) return <p class="muted">Nothing waited.</p>;
   return (
@@ -114,6 +231,7 @@ function ShareTable(props: { shares: Share[]; total: number; caption: string; te
           <th scope="col">Alone</th>
           <th scope="col">Runs</th>
           {withRuns ? <th scope="col">Held longest</th> : null}
+          {props.window ? <th scope="col">Every run held</th> : null}
         </tr>
       </thead>
       <tbody>
@@ -129,6 +247,18 @@ function ShareTable(props: { shares: Share[]; total: number; caption: string; te
                 <RunLinks ids={s.longestRunIds ?? []} of={limitLabel(s)} />
               </td>
             ) : null}
+            {props.window ? (
+              <td>
+                <WaitingRuns
+                  key={`${props.window.from}|${props.window.to}`}
+                  from={props.window.from}
+                  to={props.window.to}
+                  of={{ limit: s }}
+                  label={`held by ${limitLabel(s)}`}
+                  count={s.runs}
+                />
+              </td>
+            ) : null}
           </tr>
         ))}
       </tbody>
@@ -137,7 +267,7 @@ function ShareTable(props: { shares: Share[]; total: number; caption: string; te
 }
 
 /** Per job: its runs' waits in the window, with links to the runs that waited longest. */
-function JobTable(props: { jobs: JobWait[] }) {
+function JobTable(props: { jobs: JobWait[]; from: string; to: string }) {
   if (props.jobs.length === 0) return <p class="muted">No run waited.</p>;
   return (
     <table class="table" data-testid="jobs">
@@ -150,6 +280,7 @@ function JobTable(props: { jobs: JobWait[] }) {
           <th scope="col">p50</th>
           <th scope="col">p95</th>
           <th scope="col">Longest waits</th>
+          <th scope="col">Every run</th>
         </tr>
       </thead>
       <tbody>
@@ -169,6 +300,16 @@ function JobTable(props: { jobs: JobWait[] }) {
                   </a>
                 </span>
               ))}
+            </td>
+            <td>
+              <WaitingRuns
+                key={`${props.from}|${props.to}`}
+                from={props.from}
+                to={props.to}
+                of={{ jobName: j.jobName }}
+                label={`of ${j.jobName}`}
+                count={j.runs}
+              />
             </td>
           </tr>
         ))}
@@ -390,7 +531,13 @@ export function Insights() {
               {duration(r.waitSeconds)} of run time spent queued; {r.runs} runs waited. Held: the limit was among those
               holding a run. Alone: it was the only one (what raising it alone would have freed at once).
             </p>
-            <ShareTable shares={r.byLimit} total={r.waitSeconds} caption="limits by share" testid="shares" />
+            <ShareTable
+              shares={r.byLimit}
+              total={r.waitSeconds}
+              caption="limits by share"
+              testid="shares"
+              window={{ from, to }}
+            />
           </>
         ) : null}
       </Section>
@@ -400,7 +547,7 @@ export function Insights() {
             p50 and p95: of the job's runs that waited in the window, half waited no longer than p50 and 95% no longer
             than p95 (each run's wait counted inside the window only).
           </p>
-          <JobTable jobs={r.byJob} />
+          <JobTable jobs={r.byJob} from={from} to={to} />
         </Section>
       ) : null}
       {valid ? (
