@@ -90,7 +90,7 @@ export const FIELD_COSTS: Record<string, (args: Record<string, unknown>) => numb
   'Query.waitReport': () => 10,
   // Reads one row per run that waited in the window, for exact percentiles.
   'WaitReport.byJob': () => 10,
-  // The same reads, and each run's stretches; once per request and window, however many shares.
+  // The first page of each share's waitingRuns; once per request and window, however many shares.
   'WaitShare.longestRunIds': () => 10,
   // The runs behind a report's figure: a number per run the figure counts (one index range) and
   // the window's edges, like byJob, plus the page's rows.

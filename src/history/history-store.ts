@@ -19,7 +19,7 @@ import type { EventData, LoggedEvent } from '../domain/events.js';
 import { LIMIT_EDIT_TYPES, poolOfEdit } from '../domain/limit-changes.js';
 import { poolsOf, type RunStatus } from '../domain/run.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
-import { type JobWaitData, runsHeldLongest, waitByJob } from './wait-by-job.js';
+import { type JobWaitData, LONGEST_RUNS, shareKey, waitByJob } from './wait-by-job.js';
 import { type Stretch, WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
 import { type WaitReportData, waitReport } from './wait-report.js';
 import { type WaitingRunsCursor, type WaitingRunsOf, type WaitingRunsPage, waitingRuns } from './waiting-runs.js';
@@ -141,7 +141,7 @@ export interface HistoryStore {
    * run that waited in the window (one index range plus the runs queued at `to`).
    */
   waitByJob(fromMs: number, toMs: number, nowMs?: number): JobWaitData[];
-  /** Per limit (by shareKey), the runs it held longest in the window: the same reads as waitByJob. */
+  /** Per limit of the window's report (by shareKey), the runs it held longest there: the first page of waitingRuns. */
   runsHeldLongest(fromMs: number, toMs: number, nowMs?: number): Map<string, string[]>;
   /**
    * A page of the runs behind a figure of the window's report (a limit's holds, or a job's
@@ -432,7 +432,28 @@ class SqliteHistory implements HistoryStore {
   }
 
   runsHeldLongest(fromMs: number, toMs: number, nowMs = toMs): Map<string, string[]> {
-    return runsHeldLongest(this.waits, fromMs, toMs, this.stillQueued(nowMs));
+    // The first page of each share's list of runs (waitingRuns): numbers from the limit's index
+    // range, and ids only for the few shown.
+    const queued = this.stillQueued(nowMs);
+    const report = waitReport(
+      this.waits,
+      fromMs,
+      toMs,
+      queued.map((q) => q.stretches),
+    );
+    return new Map(
+      report.byLimit.map((share) => [
+        shareKey(share),
+        waitingRuns(
+          this.waits,
+          fromMs,
+          toMs,
+          { limit: share, alone: false },
+          { first: LONGEST_RUNS, after: null },
+          queued,
+        ).runs.map((r) => r.runId),
+      ]),
+    );
   }
 
   waitingRuns(

@@ -8,6 +8,7 @@
  */
 import type { Stretch, WaitLedger, WaitLimit } from './wait-ledger.js';
 import { clipStretches } from './wait-report.js';
+import { byWaitThenId } from './waiting-runs.js';
 
 export interface JobWaitData {
   jobName: string;
@@ -117,10 +118,10 @@ function jobRow(jobName: string, sortedMs: Float64Array, longestRunIds: string[]
   };
 }
 
-/** The ids of the runs that waited longest, longest first, ties by id. */
+/** The ids of the runs that waited longest, longest first, ties by id: the first of waitingRuns' list. */
 function longestOf(waits: Array<{ runId: string; ms: number }>): string[] {
   return waits
-    .sort((a, b) => b.ms - a.ms || a.runId.localeCompare(b.runId))
+    .sort(byWaitThenId)
     .slice(0, LONGEST_RUNS)
     .map((w) => w.runId);
 }
@@ -128,40 +129,4 @@ function longestOf(waits: Array<{ runId: string; ms: number }>): string[] {
 /** A limit's identity in a report: the same limit however it was named when it held a run. */
 export function shareKey(l: WaitLimit): string {
   return [l.kind, l.key, l.value, l.pool, l.perUniqueValue].join('|');
-}
-
-/**
- * Per limit (by shareKey), the runs it held longest inside the window, longest first (at most
- * LONGEST_RUNS). Reads the same runs as waitByJob, and the stretches of each.
- */
-export function runsHeldLongest(
-  ledger: WaitLedger,
-  fromMs: number,
-  toMs: number,
-  stillQueued: ReadonlyArray<{ runId: string; stretches: readonly Stretch[] }>,
-): Map<string, string[]> {
-  const held = new Map<number, Array<{ runId: string; ms: number }>>();
-  const add = (runId: string, stretches: readonly Stretch[]) => {
-    for (const [id, { heldMs }] of clipStretches(stretches, fromMs, toMs).byLimit) {
-      if (heldMs <= 0) continue;
-      const runs = held.get(id) ?? [];
-      runs.push({ runId, ms: heldMs });
-      held.set(id, runs);
-    }
-  };
-  for (const run of ledger.leftBetween(fromMs, toMs)) add(run.runId, ledger.stretchesOf(run.ord));
-  for (const { ord } of ledger.queuedAt(toMs)) add(ledger.runOf(ord).runId, ledger.stretchesOf(ord));
-  for (const run of stillQueued) add(run.runId, run.stretches);
-  const limits = ledger.limits();
-  const longest = new Map<string, string[]>();
-  for (const [id, runs] of held) {
-    const limit = limits.get(id);
-    if (!limit) continue;
-    runs.sort((a, b) => b.ms - a.ms || a.runId.localeCompare(b.runId));
-    longest.set(
-      shareKey(limit),
-      runs.slice(0, LONGEST_RUNS).map((r) => r.runId),
-    );
-  }
-  return longest;
 }

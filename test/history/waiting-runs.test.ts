@@ -181,6 +181,7 @@ describe('the runs behind a figure, over random histories', () => {
             const toMs = Math.max(fromMs + 1, Math.round(fromMs + length * span));
             const report = s.history.waitReport(fromMs, toMs, nowMs);
             const byJob = s.history.waitByJob(fromMs, toMs, nowMs);
+            const longest = s.history.runsHeldLongest(fromMs, toMs, nowMs);
             const check = (of: WaitingRunsOf, reference: Array<{ runId: string; ms: number }>) => {
               const pages = allPages(s.history, fromMs, toMs, of, first, nowMs);
               expect(pages.runs.map((r) => ({ runId: r.runId, ms: r.waitMs }))).toEqual(reference);
@@ -197,12 +198,16 @@ describe('the runs behind a figure, over random histories', () => {
               );
               check({ limit, alone: true }, referenceList(runs, fromMs, toMs, nowMs, { limitKey: key, alone: true }));
               const share = report.byLimit.find((l) => keyOf(l) === key);
+              // A share's longestRunIds: the first five of the same list.
+              expect(longest.get(key) ?? []).toEqual(held.slice(0, 5).map((r) => r.runId));
               expect(held.length).toBe(share?.runs ?? 0);
               expect(held.reduce((sum, r) => sum + r.waitMs, 0) / 1000).toBeCloseTo(share?.heldSeconds ?? 0, 6);
             }
             for (const jobName of jobs) {
               const list = check({ jobName }, referenceList(runs, fromMs, toMs, nowMs, { jobName }));
-              expect(list.length).toBe(byJob.find((j) => j.jobName === jobName)?.runs ?? 0);
+              const row = byJob.find((j) => j.jobName === jobName);
+              expect(list.length).toBe(row?.runs ?? 0);
+              expect(row?.longestRunIds ?? []).toEqual(list.slice(0, 5).map((r) => r.runId));
             }
           }
         },
