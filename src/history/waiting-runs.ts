@@ -108,9 +108,10 @@ export function waitingRuns(
   const rest = after
     ? candidates.filter((c) => c.ms < after.ms || (c.ms === after.ms && named(c).runId > after.runId))
     : candidates;
-  rest.sort((a, b) => b.ms - a.ms);
-  // The page and the run after it, with every run tied with that one: only those are named.
-  const boundary = rest[Math.min(page.first, rest.length - 1)]?.ms ?? Number.POSITIVE_INFINITY;
+  // The page and the run after it, with every run tied with that one: only those are named and
+  // sorted as objects; the boundary comes from the waits alone, sorted as numbers.
+  const waits = Float64Array.from(rest, (c) => c.ms).sort();
+  const boundary = waits[waits.length - 1 - Math.min(page.first, waits.length - 1)] ?? Number.POSITIVE_INFINITY;
   const shown = rest
     .filter((c) => c.ms >= boundary)
     .map(named)
