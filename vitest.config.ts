@@ -12,6 +12,10 @@ export default defineConfig({
     globalSetup: ['test/verify-logs.setup.ts'],
     environment: 'node',
     env: { NODE_ENV: 'test' },
+    // Two files at once even on two cores (vitest's default there is one): most of the slow files
+    // wait on child processes, PostgreSQL clusters and sockets rather than compute, and one at a
+    // time put the suite past its time budget.
+    maxWorkers: 2,
     testTimeout: 20_000,
     hookTimeout: 20_000,
   },
