@@ -85,6 +85,7 @@ export async function startServer(
     sluice = await Sluice.open({
       store,
       checkpoints,
+      checkpointWorkerFromBytes: settings.checkpointWorkerFromBytes,
       history: openHistoryStore(historyPathFor(settings), (message) => logger.warn(message)),
       warn: (message) => logger.warn(message),
       info: (message) => logger.info(message),
