@@ -30,6 +30,8 @@ const poll = <T>(read: () => T | Promise<T>, timeout = 10_000) => expect.poll(re
 
 async function screenshot(name: string): Promise<void> {
   const path = screenshotPath(name);
+  // From the top: a full-page shot of a scrolled page draws the sticky header where it scrolled to.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path, fullPage: true });
   if (process.env.UPDATE_SCREENSHOTS === '1') {
     mkdirSync('docs/screenshots', { recursive: true });
