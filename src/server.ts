@@ -78,14 +78,14 @@ export async function startServer(
     await openEventStore(settings.eventStoreUrl, { warn: (message) => logger.warn(message) }),
     metrics.recordAppend,
   );
-  const checkpoints = openCheckpointStore(checkpointPathFor(settings));
+  const checkpoints = openCheckpointStore(checkpointPathFor(settings), (message) => logger.warn(message));
   let sluice: Sluice;
   let stopMetrics = () => {};
   try {
     sluice = await Sluice.open({
       store,
       checkpoints,
-      history: openHistoryStore(historyPathFor(settings)),
+      history: openHistoryStore(historyPathFor(settings), (message) => logger.warn(message)),
       warn: (message) => logger.warn(message),
       info: (message) => logger.info(message),
       onCommand: (record) => {

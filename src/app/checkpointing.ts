@@ -6,8 +6,10 @@
 import { evolve } from '../../projections/evolve.js';
 import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
 import type { State } from '../../projections/state.js';
+import type { LoggedEvent } from '../domain/events.js';
 import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
+import { CheckpointWriter } from './checkpoint-writer.js';
 import { eventHash, toLoggedEvent } from './recorded-events.js';
 
 export interface CheckpointingOptions {
@@ -24,7 +26,14 @@ export interface CheckpointingOptions {
    * with a group's events folded in ahead of its append); null: no checkpoint may be taken now.
    */
   durableState: () => { state: State; recorded: RecordedEvent } | null;
+  /**
+   * From a checkpoint this long (characters of its text) on, the next ones are written by a
+   * worker thread (see CheckpointWriter); default 1 MiB, which takes about 30 ms to serialize.
+   */
+  workerFromBytes?: number;
 }
+
+const WORKER_FROM_BYTES = 1024 * 1024;
 
 export class Checkpointing {
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
@@ -32,6 +41,8 @@ export class Checkpointing {
   private scheduled = false;
   /** The log's last position when the start-up replay began; null: not replaying. */
   private replayHead: bigint | null = null;
+  /** The worker thread writing checkpoints once the state is large; null: written here. */
+  private writer: CheckpointWriter | null = null;
 
   constructor(private readonly options: CheckpointingOptions) {}
 
@@ -75,21 +86,35 @@ export class Checkpointing {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.write();
+      this.write(true);
     });
   }
 
-  private write(): void {
+  /** A durable event taken in while serving: the worker's copy of the state takes it too. */
+  took(event: LoggedEvent): void {
+    this.writer?.take(event);
+  }
+
+  private write(serving = false): void {
     const { checkpoints, kept, warn } = this.options;
     const live = this.options.durableState();
     if (!checkpoints || !live || live.recorded.revision !== live.state.revision) return;
     const { recorded, state } = live;
+    if (this.writer?.working) {
+      this.writer.write(recorded.revision, eventHash(recorded));
+      this.lastCheckpoint = recorded.revision;
+      return;
+    }
+    // A worker that died is not started again: one that keeps dying would cost more than it saves.
+    const mayStartWorker = serving && this.writer === null;
+    let text: string | null = null;
     try {
+      text = serializeState(state);
       checkpoints.save({
         revision: recorded.revision,
         eventHash: eventHash(recorded),
         format: STATE_FORMAT,
-        state: serializeState(state),
+        state: text,
       });
       checkpoints.keepLatest(kept);
     } catch (error) {
@@ -97,6 +122,37 @@ export class Checkpointing {
     }
     // After a failure too: the next attempt is due a spacing later, not on every event.
     this.lastCheckpoint = recorded.revision;
+    // In the same step as the serialization: every event taken in from now on is after it.
+    if (
+      mayStartWorker &&
+      checkpoints.path &&
+      text !== null &&
+      text.length >= (this.options.workerFromBytes ?? WORKER_FROM_BYTES)
+    ) {
+      this.writer = CheckpointWriter.start(checkpoints.path, kept, text, warn);
+    }
+  }
+
+  /** True while a worker thread writes the checkpoints. */
+  get writesInWorker(): boolean {
+    return this.writer?.working ?? false;
+  }
+
+  /** Resolves once every checkpoint asked of the worker is written (or has failed). */
+  settled(): Promise<void> {
+    return this.writer?.settled() ?? Promise.resolve();
+  }
+
+  /** Lets the worker finish its last checkpoint, then stops it. */
+  async close(): Promise<void> {
+    await this.writer?.close();
+  }
+
+  /** For tests: the worker writing checkpoints stops as if it had crashed; false: there is none. */
+  async crashWriterForTest(): Promise<boolean> {
+    if (!this.writer?.working) return false;
+    await this.writer.crashForTest();
+    return true;
   }
 
   /**
