@@ -26,6 +26,7 @@ import {
   type Constraint,
   counterOfKey,
   countKeysOf,
+  fullLimitsAre,
   fullLimitsOn,
   heldKeysOf,
   isRootPoolCount,
@@ -34,7 +35,6 @@ import {
   rootKeysOf,
   rootPoolCount,
   runLimitsOf,
-  sameFullLimits,
   tagKeyCount,
   toConstraint,
 } from './constraints.js';
@@ -320,9 +320,9 @@ class Pass {
     // state's maps, which a checkpoint does not keep, and the same state must decide the same bytes.
     for (const countKey of sortedKeys(touched)) {
       const inUse = this.count(countKey);
-      const full = fullLimitsOn(countKey, config, inUse);
-      if (recordAnyway.has(countKey) || !sameFullLimits(full, state.held.get(countKey) ?? [])) {
-        counters.push({ countKey, inUse, full });
+      const recorded = state.held.get(countKey) ?? NO_LIMITS;
+      if (recordAnyway.has(countKey) || !fullLimitsAre(limitsOnCounter(countKey, config), inUse, recorded)) {
+        counters.push({ countKey, inUse, full: fullLimitsOn(countKey, config, inUse) });
       }
     }
     return counters;
@@ -331,6 +331,7 @@ class Pass {
 
 const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const NO_KEYS: ReadonlySet<string> = new Set();
+const NO_LIMITS: readonly Constraint[] = [];
 
 /** The keys in order; a pass touches a handful, which an insertion sort orders without the copy sort() makes. */
 function sortedKeys(keys: ReadonlySet<string>): string[] {
