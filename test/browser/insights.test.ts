@@ -31,7 +31,11 @@ const poll = <T>(read: () => T | Promise<T>, timeout = 10_000) => expect.poll(re
 async function screenshot(name: string): Promise<void> {
   const path = screenshotPath(name);
   // From the top: a full-page shot of a scrolled page draws the sticky header where it scrolled to.
-  await page.evaluate(() => window.scrollTo(0, 0));
+  // With no field focused: a selected date part is not part of the page.
+  await page.evaluate(() => {
+    (document.activeElement as HTMLElement | null)?.blur();
+    window.scrollTo(0, 0);
+  });
   await page.screenshot({ path, fullPage: true });
   if (process.env.UPDATE_SCREENSHOTS === '1') {
     mkdirSync('docs/screenshots', { recursive: true });
@@ -100,7 +104,6 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
       await page.getByTestId('waiting-chart').locator('canvas').waitFor();
       await page.getByLabel('Last hour').check();
       await poll(() => page.getByTestId('wait-total').textContent()).toMatch(/2 runs waited/);
-      await screenshot('insights');
     });
 
     it("shows each job's runs, waiting, p50 and p95, and links to the runs that waited longest", async () => {
@@ -142,7 +145,6 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
       expect(await page.getByTestId('before').textContent()).toContain('max concurrent runs');
       // With room for five, nobody waits, apart from the moment b and c arrived in the record.
       expect(await answer.textContent()).toMatch(/With the change0 s waited by 0 runs/);
-      await screenshot('insights-what-if');
     });
 
     it('shows the server reason when the what-if is refused', async () => {
@@ -234,6 +236,89 @@ describe.skipIf(missing !== null)('the Insights page in Chromium', { timeout: 60
       await poll(links).toEqual(ids);
       await poll(() => more.count()).toBe(0);
       expect(await axeViolations(page)).toEqual([]);
+    });
+  });
+
+  describe('over a busier few seconds (the screenshots)', () => {
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const run = (runId: string, jobName: string, team: string) =>
+      enqueued(gql, { runId, jobName, tags: [{ key: 'team', value: team }] });
+    const finished = (runId: string) => change(`markRunFinished(runId: "${runId}", status: SUCCESS) { __typename }`);
+    let startedMs = 0;
+
+    beforeAll(async () => {
+      await serve('busier');
+      startedMs = Date.now();
+      // Three runs at a time, one per team: runs wait for a place, for their team, or both.
+      await change('setMaxConcurrentRuns(limit: 3) { __typename }');
+      await change(
+        'setTagConcurrencyLimits(limits: [{key: "team", applyLimitPerUniqueValue: true, limit: 1}]) { __typename }',
+      );
+      for (const [id, job, team] of [
+        ['etl-1', 'nightly_etl', 'data'],
+        ['train-1', 'train', 'ml'],
+        ['etl-2', 'nightly_etl', 'data'],
+        ['report-1', 'report', 'bi'],
+        ['train-2', 'train', 'ml'],
+        ['report-2', 'report', 'bi'],
+      ] as const) {
+        await run(id, job, team);
+      }
+      await sleep(1_500);
+      await finished('etl-1');
+      await run('backup-1', 'backup', 'ops');
+      await run('etl-3', 'nightly_etl', 'data');
+      await sleep(1_500);
+      await finished('train-1');
+      await finished('report-1');
+      await sleep(1_000);
+      await finished('etl-2');
+      await run('backup-2', 'backup', 'ops');
+      await sleep(1_500);
+      await finished('train-2');
+      await finished('report-2');
+      await sleep(1_000);
+    }, 120_000);
+
+    afterAll(async () => {
+      await server?.close();
+    });
+
+    /** A custom window around the scenario, to the second, in the browser's time zone. */
+    async function pickScenarioWindow(): Promise<void> {
+      const local = (ms: number) =>
+        page.evaluate((at) => new Date(at - new Date(at).getTimezoneOffset() * 60_000).toISOString().slice(0, 19), ms);
+      const from = await local(startedMs - 2_000);
+      const to = await local(Date.now());
+      await page.getByLabel('Custom').check();
+      await page.getByLabel('From', { exact: true }).fill(from);
+      await page.getByLabel('To', { exact: true }).fill(to);
+    }
+
+    it('shows each limit with what it held alone, each job, and the waiting over time', async () => {
+      await page.goto(`${origin}/insights`);
+      await pickScenarioWindow();
+      const shares = page.getByTestId('shares');
+      await poll(() => shares.textContent()).toContain('tag team=data');
+      expect(await shares.textContent()).toContain('max concurrent runs');
+      await poll(() => page.getByTestId('jobs').locator('tbody tr').count()).toBe(4);
+      await page.getByTestId('waiting-chart').locator('canvas').waitFor();
+      await screenshot('insights');
+    });
+
+    it('replays the window with room for more runs: the team limits still hold some', async () => {
+      await page.goto(`${origin}/insights`);
+      await pickScenarioWindow();
+      await page.getByTestId('shares').waitFor();
+      await page.getByLabel('New value').fill('10');
+      await page.getByRole('button', { name: 'Replay the window' }).click();
+      const answer = page.getByTestId('what-if-answer');
+      await poll(() => answer.textContent()).toContain('With the change');
+      const after = page.getByTestId('after');
+      await poll(() => after.textContent()).toContain('tag team=data');
+      expect(await after.textContent()).not.toContain('max concurrent runs');
+      await page.getByTestId('waiting-chart').locator('canvas').waitFor();
+      await screenshot('insights-what-if');
     });
   });
 });
