@@ -103,11 +103,10 @@ export class DeadlineIndex {
     const seq = order ?? 0;
     // Times count from the wall clock's reading then, moved by any forward step since (leases and
     // allotments already are, by leaseRenewedAt and allotmentEndOf).
-    const parse = (at: string | null) => (at === null ? null : Date.parse(at) + (run.clockShiftMs ?? 0));
-    const started = run.status === 'STARTED' ? parse(run.startedAt) : null;
+    const started = run.status === 'STARTED' ? timeOf(run, run.startedAt) : null;
     const tag = started === null ? null : maxRuntimeOf(run);
-    this.starting.set(run.id, seq, run.status === 'STARTING' ? parse(run.admittedAt) : null);
-    this.canceling.set(run.id, seq, run.status === 'CANCELING' ? parse(run.cancelRequestedAt) : null);
+    this.starting.set(run.id, seq, run.status === 'STARTING' ? timeOf(run, run.admittedAt) : null);
+    this.canceling.set(run.id, seq, run.status === 'CANCELING' ? timeOf(run, run.cancelRequestedAt) : null);
     this.runningUntagged.set(run.id, seq, tag === null ? started : null);
     this.runningTagged.set(run.id, seq, started !== null && tag !== null ? started + tag.seconds * 1000 : null);
     const renewed = inProgress && run.leaseSeconds !== null ? leaseRenewedAt(run) : null;
@@ -163,6 +162,11 @@ export class DeadlineIndex {
     const order = (runId: string) => this.admission.get(runId) ?? 0;
     return [...due].sort((a, b) => order(a) - order(b));
   }
+}
+
+/** A recorded instant of the run as epoch ms, moved by any forward clock step since. */
+function timeOf(run: RunRecord, at: string | null): number | null {
+  return at === null ? null : Date.parse(at) + (run.clockShiftMs ?? 0);
 }
 
 function shifted(entry: { at: number; runId: string } | null, seconds: number): { at: number; runId: string } | null {

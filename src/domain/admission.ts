@@ -26,6 +26,7 @@ import {
   type Constraint,
   counterOfKey,
   countKeysOf,
+  fullLimitsAre,
   fullLimitsOn,
   heldKeysOf,
   isRootPoolCount,
@@ -34,7 +35,6 @@ import {
   rootKeysOf,
   rootPoolCount,
   runLimitsOf,
-  sameFullLimits,
   tagKeyCount,
   toConstraint,
 } from './constraints.js';
@@ -115,53 +115,134 @@ function* merged(listed: readonly RunRecord[], lazy: Iterator<RunRecord>): Gener
 }
 
 export function admissionPass(state: State, change: CapacityChange): PassResult {
-  const configBefore = state.config;
-  const config = change.config ?? configBefore;
-  const delta = new Map<string, number>();
-  const add = (key: string, by: number) => delta.set(key, (delta.get(key) ?? 0) + by);
-  const bump = (run: RunRecord, by: number) => {
-    for (const key of countKeysOf(run)) add(key, by);
-  };
-  // An admitted run's root steps are promised their slots at once (see evolve).
-  const promise = (run: RunRecord) => {
-    for (const step of rootStepsOf(run.steps)) if (step.pool !== null) add(rootPoolCount(step.pool), 1);
-  };
-  const countBefore = (key: string) => (isRootPoolCount(key) ? rootCountNow(state, key) : (state.counts.get(key) ?? 0));
-  const count = (key: string) => countBefore(key) + (delta.get(key) ?? 0);
+  return new Pass(state, change).run();
+}
 
-  for (const run of change.freed ?? []) bump(run, -1);
-  for (const [key, by] of change.rootDelta ?? []) add(key, by);
+/**
+ * One pass, its working state in fields and its steps in methods: a pass runs on every command
+ * that frees or changes capacity, and functions made inside it on each call cost more than the
+ * pass's own bookkeeping (allocation, and under a dev loader that names functions, much more).
+ */
+class Pass {
+  private readonly configBefore: ConcurrencyConfig;
+  private readonly config: ConcurrencyConfig;
+  /** How each count moves during the pass. */
+  private readonly delta = new Map<string, number>();
+  /** Every queued run is a candidate (read lazily, in queue order). */
+  private everyone: boolean;
+  private readonly candidateIds = new Set<string>();
+  /** Keys with room again and many runs under them: walked in queue order, not listed. */
+  private readonly walked: string[] = [];
+  /** The new run's limits, asked for once and again for its hold. */
+  private enqueuedLimits: ApplicableLimit[] | undefined;
+  private readonly admitted: RunRecord[] = [];
+  private enqueuedAdmitted = false;
 
-  // Candidates: the new run, runs under an edited key, runs under a key that has room again.
-  let everyone = change.editedKeys?.has(ALL_RUNS) ?? false;
-  const candidateIds = new Set<string>();
-  const addSubjects = (key: string) => {
-    if (key === ALL_RUNS) everyone = true;
-    else for (const id of state.queuedByKey.get(key) ?? []) candidateIds.add(id);
-  };
-  for (const key of change.editedKeys ?? []) addSubjects(key);
-  // A key with room again and many runs under it is walked in queue order instead, and only
-  // until it is full again: freeing one place then costs what it admits, not the runs waiting.
-  const walked: string[] = [];
-  for (const key of delta.keys()) {
-    const before = countBefore(key);
-    if (limitsOnCounter(key, configBefore).some(({ limit }) => before >= limit && count(key) < limit)) {
-      if (key !== ALL_RUNS && (state.queuedByKey.get(key)?.size ?? 0) > WALK_ABOVE) walked.push(key);
-      else addSubjects(key);
-    }
+  constructor(
+    private readonly state: State,
+    private readonly change: CapacityChange,
+  ) {
+    this.configBefore = state.config;
+    this.config = change.config ?? state.config;
+    this.everyone = change.editedKeys?.has(ALL_RUNS) ?? false;
   }
 
-  const queued = (id: string): RunRecord | undefined => {
-    const run = state.runs.get(id);
+  run(): PassResult {
+    const { state, change, configBefore } = this;
+    for (const run of change.freed ?? []) this.bump(run, -1);
+    for (const [key, by] of change.rootDelta ?? []) this.add(key, by);
+
+    // Candidates: the new run, runs under an edited key, runs under a key that has room again.
+    for (const key of change.editedKeys ?? []) this.addSubjects(key);
+    // A key with room again and many runs under it is walked in queue order instead, and only
+    // until it is full again: freeing one place then costs what it admits, not the runs waiting.
+    for (const key of this.delta.keys()) {
+      const before = this.countBefore(key);
+      const now = this.count(key);
+      if (limitsOnCounter(key, configBefore).some(({ limit }) => before >= limit && now < limit)) {
+        if (key !== ALL_RUNS && (state.queuedByKey.get(key)?.size ?? 0) > WALK_ABOVE) this.walked.push(key);
+        else this.addSubjects(key);
+      }
+    }
+
+    const listed: RunRecord[] = [];
+    if (!this.everyone) {
+      for (const id of this.candidateIds) {
+        const run = this.queued(id);
+        if (run) listed.push(run);
+      }
+      if (change.enqueued) listed.push(change.enqueued);
+      if (listed.length > 1) listed.sort(inQueueOrder);
+    }
+    // Every run is under the global limit: once it is full, the pass ends. With no key walked
+    // (the common case) the listed runs are the candidates: distinct already, and in queue
+    // order, so no merge is needed; a list and a walk are read by loops of their own.
+    if (this.everyone) {
+      for (const run of this.inOrder()) if (!this.consider(run)) break;
+    } else if (this.walked.length === 0) {
+      for (const run of listed) if (!this.consider(run)) break;
+    } else {
+      for (const run of merged(listed, this.underWalked())) if (!this.consider(run)) break;
+    }
+
+    let firstHold: PassResult['firstHold'] = null;
+    const enqueued = change.enqueued;
+    if (enqueued && !this.enqueuedAdmitted) {
+      const reasons: Constraint[] = [];
+      for (const l of this.limitsOf(enqueued)) {
+        const inUse = this.count(l.countKey);
+        if (inUse >= l.limit) reasons.push(toConstraint(l, inUse));
+      }
+      reasons.push(...this.rootHolds(enqueued));
+      if (reasons.length === 0) {
+        // Cannot happen if the rule above holds; admitting here would break queue order.
+        throw new Error(`admission invariant broken: run ${enqueued.id} has room but was not admitted`);
+      }
+      firstHold = { run: enqueued, reasons };
+    }
+    return { admitted: this.admitted, firstHold, counters: this.counters(firstHold) };
+  }
+
+  private add(key: string, by: number): void {
+    this.delta.set(key, (this.delta.get(key) ?? 0) + by);
+  }
+
+  private bump(run: RunRecord, by: number): void {
+    for (const key of countKeysOf(run)) this.add(key, by);
+  }
+
+  /** An admitted run's root steps are promised their slots at once (see evolve). */
+  private promise(run: RunRecord): void {
+    for (const step of rootStepsOf(run.steps)) if (step.pool !== null) this.add(rootPoolCount(step.pool), 1);
+  }
+
+  private countBefore(key: string): number {
+    return isRootPoolCount(key) ? rootCountNow(this.state, key) : (this.state.counts.get(key) ?? 0);
+  }
+
+  private count(key: string): number {
+    return this.countBefore(key) + (this.delta.get(key) ?? 0);
+  }
+
+  private addSubjects(key: string): void {
+    if (key === ALL_RUNS) this.everyone = true;
+    else for (const id of this.state.queuedByKey.get(key) ?? []) this.candidateIds.add(id);
+  }
+
+  private queued(id: string): RunRecord | undefined {
+    const run = this.state.runs.get(id);
     return run?.status === 'QUEUED' ? run : undefined;
-  };
-  // Candidates in queue order. With `everyone`, the queue is walked lazily: the walk stops as
-  // soon as the global limit is full, so freeing one place costs what it admits, not the queue.
-  function* inOrder(): Generator<RunRecord> {
+  }
+
+  /**
+   * Every queued run in queue order, read lazily: the walk stops as soon as the global limit is
+   * full, so freeing one place costs what it admits, not the queue.
+   */
+  private *inOrder(): Generator<RunRecord> {
     // The new run is the newest of its priority: after every run of equal or higher priority.
-    let enqueued = change.enqueued;
-    for (const id of state.queue.inOrder()) {
-      const run = queued(id);
+    let enqueued = this.change.enqueued;
+    for (const id of this.state.queue.inOrder()) {
+      const run = this.queued(id);
       if (!run) continue;
       if (enqueued && run.priority < enqueued.priority) {
         yield enqueued;
@@ -171,103 +252,86 @@ export function admissionPass(state: State, change: CapacityChange): PassResult 
     }
     if (enqueued) yield enqueued;
   }
-  const fullOn = (key: string) => limitsOnCounter(key, config).some(({ limit }) => count(key) >= limit);
-  // The runs under the walked keys in queue order, until every walked key is full again: past
-  // that, none of them can go (a run is held by a full counter of its own, or, for root-step
-  // counters, any it could go by has room and so is not what held it).
-  function* underWalked(): Generator<RunRecord> {
-    if (walked.length === 0) return;
+
+  private fullOn(key: string): boolean {
+    const inUse = this.count(key);
+    return limitsOnCounter(key, this.config).some(({ limit }) => inUse >= limit);
+  }
+
+  /**
+   * The runs under the walked keys in queue order, until every walked key is full again: past
+   * that, none of them can go (a run is held by a full counter of its own, or, for root-step
+   * counters, any it could go by has room and so is not what held it).
+   */
+  private *underWalked(): Generator<RunRecord> {
+    const { state, walked } = this;
     for (const id of state.queue.inOrder()) {
-      if (walked.every(fullOn)) return;
-      const run = queued(id);
+      if (walked.every((key) => this.fullOn(key))) return;
+      const run = this.queued(id);
       if (run && walked.some((key) => state.queuedByKey.get(key)?.has(id))) yield run;
     }
   }
-  const listed: RunRecord[] = [];
-  if (!everyone) {
-    for (const id of candidateIds) {
-      const run = queued(id);
-      if (run) listed.push(run);
-    }
-    if (change.enqueued) listed.push(change.enqueued);
-    if (listed.length > 1) listed.sort(inQueueOrder);
+
+  private limitsOf(run: RunRecord): ApplicableLimit[] {
+    if (run !== this.change.enqueued) return runLimitsOf(run, this.config);
+    this.enqueuedLimits ??= runLimitsOf(run, this.config);
+    return this.enqueuedLimits;
   }
-  // With no key walked (the common case) the listed runs are the candidates: distinct already,
-  // and in queue order, so no merge is needed.
-  const candidates: Iterable<RunRecord> = everyone
-    ? inOrder()
-    : walked.length === 0
-      ? listed
-      : merged(listed, underWalked());
 
-  // Each candidate is considered once; only the new run's limits are asked for again (its hold).
-  let enqueuedLimits: ApplicableLimit[] | undefined;
-  const limitsOf = (run: RunRecord) =>
-    run === change.enqueued ? (enqueuedLimits ??= runLimitsOf(run, config)) : runLimitsOf(run, config);
-  const globalFull = () => config.maxConcurrentRuns >= 0 && count(ALL_RUNS) >= config.maxConcurrentRuns;
-  const rootHolds = (run: RunRecord) => rootHoldsOf(run, config, count);
+  private globalFull(): boolean {
+    return this.config.maxConcurrentRuns >= 0 && this.count(ALL_RUNS) >= this.config.maxConcurrentRuns;
+  }
 
-  const admitted: RunRecord[] = [];
-  let enqueuedAdmitted = false;
+  /** The full limits of the run's root-step counters when all are full at the pass's counts, else none. */
+  private rootHolds(run: RunRecord): Constraint[] {
+    const keys = rootKeysOf(run);
+    if (keys.length === 0) return [];
+    return reasonsOfCounters(keys, (key) => fullLimitsOn(key, this.config, this.count(key)));
+  }
+
   /** Admits the run if every limit has room; false once the global limit is full (nobody else gets in). */
-  const consider = (run: RunRecord): boolean => {
-    if (globalFull()) return false;
-    if (limitsOf(run).every((l) => count(l.countKey) < l.limit) && rootHolds(run).length === 0) {
-      admitted.push(run);
-      if (run === change.enqueued) enqueuedAdmitted = true;
-      bump(run, +1);
-      promise(run);
+  private consider(run: RunRecord): boolean {
+    if (this.globalFull()) return false;
+    for (const l of this.limitsOf(run)) if (this.count(l.countKey) >= l.limit) return true;
+    if (this.rootHolds(run).length === 0) {
+      this.admitted.push(run);
+      if (run === this.change.enqueued) this.enqueuedAdmitted = true;
+      this.bump(run, +1);
+      this.promise(run);
     }
     return true;
-  };
-  // Every run is under the global limit: once it is full, the pass ends. A list and a walk are
-  // read by loops of their own, so neither reads the other's way (a shared loop allocated).
-  if (Array.isArray(candidates)) {
-    for (const run of candidates as RunRecord[]) if (!consider(run)) break;
-  } else {
-    for (const run of candidates) if (!consider(run)) break;
   }
 
-  let firstHold: PassResult['firstHold'] = null;
-  const enqueued = change.enqueued;
-  if (enqueued && !enqueuedAdmitted) {
-    const reasons = [
-      ...limitsOf(enqueued)
-        .filter((l) => count(l.countKey) >= l.limit)
-        .map((l) => toConstraint(l, count(l.countKey))),
-      ...rootHolds(enqueued),
-    ];
-    if (reasons.length === 0) {
-      // Cannot happen if the rule above holds; admitting here would break queue order.
-      throw new Error(`admission invariant broken: run ${enqueued.id} has room but was not admitted`);
+  /**
+   * Counters whose state may have changed: those whose count moved, those of the new run (a
+   * limit of 0 is full before anything counts), and those under an edited limit.
+   */
+  private counters(firstHold: PassResult['firstHold']): CounterChange[] {
+    const { state, change, config } = this;
+    const touched = new Set<string>(this.delta.keys());
+    if (change.enqueued) for (const key of heldKeysOf(change.enqueued)) touched.add(key);
+    for (const key of change.editedKeys ?? []) for (const counter of countersUnder(state, key)) touched.add(counter);
+    // A held run's first hold names its root-step counters only when all are full, so their state
+    // at its enqueue is recorded with it whatever it is: its waits are derived from that on.
+    const recordAnyway: ReadonlySet<string> = firstHold ? new Set(rootKeysOf(firstHold.run)) : NO_KEYS;
+    for (const key of recordAnyway) touched.add(key);
+    const counters: CounterChange[] = [];
+    // Listed by counter key, not by how `touched` was filled: that follows the history of the
+    // state's maps, which a checkpoint does not keep, and the same state must decide the same bytes.
+    for (const countKey of sortedKeys(touched)) {
+      const inUse = this.count(countKey);
+      const recorded = state.held.get(countKey) ?? NO_LIMITS;
+      if (recordAnyway.has(countKey) || !fullLimitsAre(limitsOnCounter(countKey, config), inUse, recorded)) {
+        counters.push({ countKey, inUse, full: fullLimitsOn(countKey, config, inUse) });
+      }
     }
-    firstHold = { run: enqueued, reasons };
+    return counters;
   }
-
-  // Counters whose state may have changed: those whose count moved, those of the new run (a
-  // limit of 0 is full before anything counts), and those under an edited limit.
-  const touched = new Set<string>(delta.keys());
-  if (enqueued) for (const key of heldKeysOf(enqueued)) touched.add(key);
-  for (const key of change.editedKeys ?? []) for (const counter of countersUnder(state, key)) touched.add(counter);
-  // A held run's first hold names its root-step counters only when all are full, so their state
-  // at its enqueue is recorded with it whatever it is: its waits are derived from that on.
-  const recordAnyway: ReadonlySet<string> = firstHold ? new Set(rootKeysOf(firstHold.run)) : NO_KEYS;
-  for (const key of recordAnyway) touched.add(key);
-  const counters: CounterChange[] = [];
-  // Listed by counter key, not by how `touched` was filled: that follows the history of the
-  // state's maps, which a checkpoint does not keep, and the same state must decide the same bytes.
-  for (const countKey of sortedKeys(touched)) {
-    const inUse = count(countKey);
-    const full = fullLimitsOn(countKey, config, inUse);
-    if (recordAnyway.has(countKey) || !sameFullLimits(full, state.held.get(countKey) ?? [])) {
-      counters.push({ countKey, inUse, full });
-    }
-  }
-  return { admitted, firstHold, counters };
 }
 
 const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const NO_KEYS: ReadonlySet<string> = new Set();
+const NO_LIMITS: readonly Constraint[] = [];
 
 /** The keys in order; a pass touches a handful, which an insertion sort orders without the copy sort() makes. */
 function sortedKeys(keys: ReadonlySet<string>): string[] {

@@ -78,13 +78,44 @@ export function counterKeyOf(c: Pick<Constraint, 'kind' | 'key' | 'value' | 'poo
   }
 }
 
-/** Same limits with the same values and counts: nothing to record. */
-export function sameFullLimits(a: readonly Constraint[], b: readonly Constraint[]): boolean {
-  if (a.length !== b.length) return false;
-  if (a.length === 0) return true;
-  const id = (c: Constraint) => `${constraintIdentity(c)}\u0000${c.limit}\u0000${c.inUse}`;
-  const ids = new Set(a.map(id));
-  return b.every((c) => ids.has(id(c)));
+/**
+ * Whether the limits of a counter full at a count are those recorded for it (same limits, same
+ * values, same count: nothing to record), without making them as constraints: most commands
+ * leave most of the counters they touch as they were, and a constraint's sentence costs more
+ * than the comparison. A limit's identity is constraintIdentity's.
+ */
+export function fullLimitsAre(
+  limits: readonly ApplicableLimit[],
+  inUse: number,
+  recorded: readonly Constraint[],
+): boolean {
+  let full = 0;
+  for (const l of limits) if (inUse >= l.limit) full++;
+  if (full !== recorded.length) return false;
+  for (const c of recorded) {
+    if (c.inUse !== inUse) return false;
+    let found = false;
+    for (const l of limits) {
+      if (inUse >= l.limit && l.limit === c.limit && sameLimitIdentity(l, c)) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+type LimitIdentity = Omit<Constraint, 'inUse' | 'message' | 'limit'>;
+
+function sameLimitIdentity(a: LimitIdentity, b: LimitIdentity): boolean {
+  return (
+    a.kind === b.kind &&
+    (a.key ?? '') === (b.key ?? '') &&
+    (a.value ?? '') === (b.value ?? '') &&
+    (a.pool ?? '') === (b.pool ?? '') &&
+    Boolean(a.perUniqueValue) === Boolean(b.perUniqueValue)
+  );
 }
 
 /** The keys an in-progress run counts under, whatever limits exist. */

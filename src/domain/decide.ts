@@ -76,21 +76,26 @@ const NO_DELTA: ReadonlyMap<string, number> = new Map();
 function rootDeltaOf(state: State, change: Change): ReadonlyMap<string, number> {
   // Made only when some pool's count moves: most commands move none.
   let delta: Map<string, number> | null = null;
-  const add = (pool: string | null, by: number) => {
-    if (pool === null) return;
-    delta ??= new Map();
-    const key = rootPoolCount(pool);
-    const next = (delta.get(key) ?? 0) + by;
-    if (next === 0) delta.delete(key);
-    else delta.set(key, next);
-  };
   const claimed = change.slots?.claimed;
-  if (claimed && !state.runs.get(claimed.runId)?.promisedSteps.has(claimed.stepKey)) add(claimed.pool, 1);
-  for (const claim of change.slots?.released ?? []) add(claim.pool, -1);
+  if (claimed && !state.runs.get(claimed.runId)?.promisedSteps.has(claimed.stepKey)) {
+    delta = moveRootCount(delta, claimed.pool, 1);
+  }
+  for (const claim of change.slots?.released ?? []) delta = moveRootCount(delta, claim.pool, -1);
   for (const run of change.unpromised ?? []) {
-    for (const stepKey of run.promisedSteps) add(poolOfStep(run, stepKey), -1);
+    for (const stepKey of run.promisedSteps) delta = moveRootCount(delta, poolOfStep(run, stepKey), -1);
   }
   return delta ?? NO_DELTA;
+}
+
+/** Moves a pool's root-step count in `delta` (made when first needed), dropping counts back at 0. */
+function moveRootCount(delta: Map<string, number> | null, pool: string | null, by: number): Map<string, number> | null {
+  if (pool === null) return delta;
+  const moved = delta ?? new Map<string, number>();
+  const key = rootPoolCount(pool);
+  const next = (moved.get(key) ?? 0) + by;
+  if (next === 0) moved.delete(key);
+  else moved.set(key, next);
+  return moved;
 }
 
 /** The command's own events, then slot decisions, then admission decisions. */

@@ -183,7 +183,14 @@ function WaitingRuns(props: {
           {next ? (
             <>
               {' '}
-              <button type="button" disabled={busy} onClick={() => void load(next)}>
+              {/* Not disabled while a page loads: a disabled button drops the keyboard's focus. */}
+              <button
+                type="button"
+                aria-disabled={busy ? 'true' : undefined}
+                onClick={() => {
+                  if (!busy) void load(next);
+                }}
+              >
                 More runs
               </button>
             </>
