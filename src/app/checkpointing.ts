@@ -6,7 +6,7 @@
 import { evolve } from '../../projections/evolve.js';
 import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
 import type { State } from '../../projections/state.js';
-import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
+import type { Checkpoint, CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
 import { eventHash, toLoggedEvent } from './recorded-events.js';
 
@@ -28,15 +28,33 @@ export interface CheckpointingOptions {
 
 export class Checkpointing {
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
-  lastCheckpoint = -1n;
+  private last = -1n;
+  /** Where the next checkpoint falls due (`last` plus the spacing), kept so no event computes it. */
+  private nextDue = 0n;
   private scheduled = false;
   /** The log's last position when the start-up replay began; null: not replaying. */
   private replayHead: bigint | null = null;
+  /**
+   * Checkpoints taken during the start-up replay, saved once it is over: the state is captured
+   * as it falls due, and the file is written (and created) off the path to answering.
+   */
+  private taken: Checkpoint[] = [];
 
-  constructor(private readonly options: CheckpointingOptions) {}
+  constructor(private readonly options: CheckpointingOptions) {
+    this.lastCheckpoint = -1n;
+  }
+
+  get lastCheckpoint(): bigint {
+    return this.last;
+  }
+
+  set lastCheckpoint(revision: bigint) {
+    this.last = revision;
+    this.nextDue = revision + this.spacing(revision);
+  }
 
   /** Events between checkpoints after one at `last`: at least `every`, else a quarter of the log. */
-  private spacing(last = this.lastCheckpoint): bigint {
+  private spacing(last = this.last): bigint {
     const every = BigInt(this.options.every);
     const quarter = (last + 1n) / 4n;
     return quarter > every ? quarter : every;
@@ -44,10 +62,13 @@ export class Checkpointing {
 
   /**
    * The start-up replay is to reach `head`: of the checkpoints due on the way, only those that
-   * will be kept are written (the others would be deleted at once), at the same positions.
+   * will be kept are taken (the others would be deleted at once), at the same positions. With
+   * null the replay is over, and the checkpoints it took are saved on a later turn of the event
+   * loop, after the server answers.
    */
   replayTo(head: bigint | null): void {
     this.replayHead = head;
+    if (head === null && this.taken.length > 0) setImmediate(() => this.saveTaken());
   }
 
   /** True when `kept` more checkpoints fall due after one at `at` before the replay's end. */
@@ -61,15 +82,15 @@ export class Checkpointing {
   }
 
   /**
-   * Writes a checkpoint when one is due. While replaying at start-up it is written at once;
-   * while serving, after the current command has answered.
+   * Takes a checkpoint when one is due. While replaying at start-up the state is captured at
+   * once and saved when the replay is over; while serving, it is written after the current
+   * command has answered.
    */
   maybeCheckpoint(durable: bigint, replaying: boolean): void {
-    if (!this.options.checkpoints || this.scheduled) return;
-    if (durable - this.lastCheckpoint < this.spacing()) return;
+    if (durable < this.nextDue || !this.options.checkpoints || this.scheduled) return;
     if (replaying) {
       if (this.prunedBeforeReplayEnds(durable)) this.lastCheckpoint = durable;
-      else this.write();
+      else this.take();
       return;
     }
     this.scheduled = true;
@@ -79,24 +100,52 @@ export class Checkpointing {
     });
   }
 
-  private write(): void {
-    const { checkpoints, kept, warn } = this.options;
+  /** The durable live state as a checkpoint; null when none may be taken now. */
+  private capture(): Checkpoint | null {
     const live = this.options.durableState();
-    if (!checkpoints || !live || live.recorded.revision !== live.state.revision) return;
-    const { recorded, state } = live;
-    try {
-      checkpoints.save({
-        revision: recorded.revision,
-        eventHash: eventHash(recorded),
-        format: STATE_FORMAT,
-        state: serializeState(state),
-      });
-      checkpoints.keepLatest(kept);
-    } catch (error) {
-      warn(`checkpoint at position ${recorded.revision} not written: ${(error as Error).message}`);
-    }
+    if (!live || live.recorded.revision !== live.state.revision) return null;
+    return {
+      revision: live.recorded.revision,
+      eventHash: eventHash(live.recorded),
+      format: STATE_FORMAT,
+      state: serializeState(live.state),
+    };
+  }
+
+  private take(): void {
+    const checkpoint = this.capture();
+    if (!checkpoint) return;
+    this.taken.push(checkpoint);
+    this.lastCheckpoint = checkpoint.revision;
+  }
+
+  /** Saves the checkpoints the start-up replay took (at once at close, if they are still waiting). */
+  saveTaken(): void {
+    const taken = this.taken;
+    this.taken = [];
+    if (taken.length > 0) this.save(taken);
+  }
+
+  private write(): void {
+    if (!this.options.checkpoints) return;
+    const checkpoint = this.capture();
+    if (!checkpoint) return;
+    this.save([checkpoint]);
     // After a failure too: the next attempt is due a spacing later, not on every event.
-    this.lastCheckpoint = recorded.revision;
+    this.lastCheckpoint = checkpoint.revision;
+  }
+
+  private save(checkpoints: readonly Checkpoint[]): void {
+    const { checkpoints: store, kept, warn } = this.options;
+    if (!store) return;
+    for (const checkpoint of checkpoints) {
+      try {
+        store.save(checkpoint);
+        store.keepLatest(kept);
+      } catch (error) {
+        warn(`checkpoint at position ${checkpoint.revision} not written: ${(error as Error).message}`);
+      }
+    }
   }
 
   /**

@@ -30,7 +30,7 @@ import { type CommandOutcome, type CommandRecord, commitGroup, reported } from '
 import { type DecisionFilter, DecisionStream } from './decision-streams.js';
 import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
-import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
+import { HistoryBehindError, HistoryFeed, type HistoryStatus, type HistoryToCreate } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
 import { SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 import { PastStates } from './past-states.js';
@@ -44,7 +44,7 @@ export {
   TooMuchContentionError,
 } from './command-path.js';
 export { type DecisionFilter, matchesDecision, SubscriberBehindError } from './decision-streams.js';
-export { HistoryBehindError, type HistoryStatus } from './history-feed.js';
+export { HistoryBehindError, type HistoryStatus, type HistoryToCreate } from './history-feed.js';
 export { DEPLOYMENT_STREAM, eventHash, toLoggedEvent } from './recorded-events.js';
 export { UnreadableEventError };
 
@@ -77,8 +77,11 @@ export interface SluiceOptions {
   info?: (message: string) => void;
   /** Called once per execute(), whatever its outcome: feeds command metrics and logs. */
   onCommand?: (record: CommandRecord) => void;
-  /** The history read model (finished runs, decisions, waits); default: one in memory. */
-  history?: HistoryStore;
+  /**
+   * The history read model (finished runs, decisions, waits), or how to create it once it is
+   * first written or read (a file that does not exist yet); default: one in memory.
+   */
+  history?: HistoryStore | HistoryToCreate;
   /** How many checkpoints to keep; older ones are deleted. Default 3. */
   checkpointsKept?: number;
   /**
@@ -150,7 +153,13 @@ export class Sluice {
           : { state: this.current, recorded: this.lastApplied },
     });
     const info = options.info ?? (() => {});
-    this.history = new HistoryFeed(store, stream, options.history ?? openHistoryStore(':memory:'), warn, info);
+    this.history = new HistoryFeed(
+      store,
+      stream,
+      options.history ?? { create: () => openHistoryStore(':memory:') },
+      warn,
+      info,
+    );
     this.historyWaitMs = options.historyWaitMs ?? 5_000;
     this.follower = new LogFollower({
       store,
@@ -456,6 +465,8 @@ export class Sluice {
     this.closed = true;
     await this.commands.drained();
     await this.follower.close();
+    // Checkpoints the start-up replay took and has not saved yet (closed at once after opening).
+    this.checkpointing.saveTaken();
     this.history.close();
   }
 }
