@@ -82,14 +82,16 @@ export async function startServer(
   );
   // Created with the first checkpoint, after the server answers (see checkpoint-file.ts).
   const checkpointPath = checkpointPathFor(settings);
-  const checkpoints = checkpointFileCreatedOnSave(checkpointPath, () => openCheckpointStore(checkpointPath));
+  const checkpoints = checkpointFileCreatedOnSave(checkpointPath, () =>
+    openCheckpointStore(checkpointPath, (message) => logger.warn(message)),
+  );
   let sluice: Sluice;
   let stopMetrics = () => {};
   try {
     sluice = await Sluice.open({
       store,
       checkpoints,
-      history: historyFile(historyPathFor(settings)),
+      history: historyFile(historyPathFor(settings), (message) => logger.warn(message)),
       warn: (message) => logger.warn(message),
       info: (message) => logger.info(message),
       onCommand: (record) => {
@@ -187,8 +189,8 @@ export async function startServer(
 }
 
 /** The history file; one that does not exist yet is created after the server answers (see HistoryToCreate). */
-function historyFile(path: string): HistoryStore | HistoryToCreate {
-  return existsSync(path) ? openHistoryStore(path) : { create: () => openHistoryStore(path) };
+function historyFile(path: string, warn: (message: string) => void): HistoryStore | HistoryToCreate {
+  return existsSync(path) ? openHistoryStore(path, warn) : { create: () => openHistoryStore(path, warn) };
 }
 
 /**

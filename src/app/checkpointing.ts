@@ -6,8 +6,10 @@
 import { evolve } from '../../projections/evolve.js';
 import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
 import type { State } from '../../projections/state.js';
+import type { LoggedEvent } from '../domain/events.js';
 import type { Checkpoint, CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
+import { CheckpointWriter } from './checkpoint-writer.js';
 import { eventHash, toLoggedEvent } from './recorded-events.js';
 
 export interface CheckpointingOptions {
@@ -24,7 +26,14 @@ export interface CheckpointingOptions {
    * with a group's events folded in ahead of its append); null: no checkpoint may be taken now.
    */
   durableState: () => { state: State; recorded: RecordedEvent } | null;
+  /**
+   * From a checkpoint this long (characters of its text) on, the next ones are written by a
+   * worker thread (see CheckpointWriter); default 1 MiB, which takes about 30 ms to serialize.
+   */
+  workerFromBytes?: number;
 }
+
+const WORKER_FROM_BYTES = 1024 * 1024;
 
 export class Checkpointing {
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
@@ -36,9 +45,11 @@ export class Checkpointing {
   private replayHead: bigint | null = null;
   /**
    * Checkpoints taken during the start-up replay, saved once it is over: the state is captured
-   * as it falls due, and the file is written (and created) off the path to answering.
+   * as each falls due, and the file is written (and created) off the path to answering.
    */
   private taken: Checkpoint[] = [];
+  /** The worker thread writing checkpoints once the state is large; null: written here. */
+  private writer: CheckpointWriter | null = null;
 
   constructor(private readonly options: CheckpointingOptions) {
     this.lastCheckpoint = -1n;
@@ -96,56 +107,102 @@ export class Checkpointing {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.write();
+      this.write(true);
     });
   }
 
-  /** The durable live state as a checkpoint; null when none may be taken now. */
-  private capture(): Checkpoint | null {
+  /** A durable event taken in while serving: the worker's copy of the state takes it too. */
+  took(event: LoggedEvent): void {
+    this.writer?.take(event);
+  }
+
+  /** Captures the durable live state as a checkpoint, to be saved when the replay is over. */
+  private take(): void {
     const live = this.options.durableState();
-    if (!live || live.recorded.revision !== live.state.revision) return null;
-    return {
+    if (!live || live.recorded.revision !== live.state.revision) return;
+    this.taken.push({
       revision: live.recorded.revision,
       eventHash: eventHash(live.recorded),
       format: STATE_FORMAT,
       state: serializeState(live.state),
-    };
+    });
+    this.lastCheckpoint = live.recorded.revision;
   }
 
-  private take(): void {
-    const checkpoint = this.capture();
-    if (!checkpoint) return;
-    this.taken.push(checkpoint);
-    this.lastCheckpoint = checkpoint.revision;
-  }
-
-  /** Saves the checkpoints the start-up replay took (at once at close, if they are still waiting). */
-  saveTaken(): void {
+  /** Saves the checkpoints the start-up replay took, oldest first. */
+  private saveTaken(): void {
+    const { checkpoints, kept, warn } = this.options;
     const taken = this.taken;
     this.taken = [];
-    if (taken.length > 0) this.save(taken);
-  }
-
-  private write(): void {
-    if (!this.options.checkpoints) return;
-    const checkpoint = this.capture();
-    if (!checkpoint) return;
-    this.save([checkpoint]);
-    // After a failure too: the next attempt is due a spacing later, not on every event.
-    this.lastCheckpoint = checkpoint.revision;
-  }
-
-  private save(checkpoints: readonly Checkpoint[]): void {
-    const { checkpoints: store, kept, warn } = this.options;
-    if (!store) return;
-    for (const checkpoint of checkpoints) {
+    for (const checkpoint of taken) {
       try {
-        store.save(checkpoint);
-        store.keepLatest(kept);
+        checkpoints?.save(checkpoint);
+        checkpoints?.keepLatest(kept);
       } catch (error) {
         warn(`checkpoint at position ${checkpoint.revision} not written: ${(error as Error).message}`);
       }
     }
+  }
+
+  private write(serving = false): void {
+    const { checkpoints, kept, warn } = this.options;
+    const live = this.options.durableState();
+    if (!checkpoints || !live || live.recorded.revision !== live.state.revision) return;
+    const { recorded, state } = live;
+    if (this.writer?.working) {
+      this.writer.write(recorded.revision, eventHash(recorded));
+      this.lastCheckpoint = recorded.revision;
+      return;
+    }
+    // A worker that died is not started again: one that keeps dying would cost more than it saves.
+    const mayStartWorker = serving && this.writer === null;
+    let text: string | null = null;
+    try {
+      text = serializeState(state);
+      checkpoints.save({
+        revision: recorded.revision,
+        eventHash: eventHash(recorded),
+        format: STATE_FORMAT,
+        state: text,
+      });
+      checkpoints.keepLatest(kept);
+    } catch (error) {
+      warn(`checkpoint at position ${recorded.revision} not written: ${(error as Error).message}`);
+    }
+    // After a failure too: the next attempt is due a spacing later, not on every event.
+    this.lastCheckpoint = recorded.revision;
+    // In the same step as the serialization: every event taken in from now on is after it.
+    if (
+      mayStartWorker &&
+      checkpoints.path &&
+      text !== null &&
+      text.length >= (this.options.workerFromBytes ?? WORKER_FROM_BYTES)
+    ) {
+      this.writer = CheckpointWriter.start(checkpoints.path, kept, text, warn);
+    }
+  }
+
+  /** True while a worker thread writes the checkpoints. */
+  get writesInWorker(): boolean {
+    return this.writer?.working ?? false;
+  }
+
+  /** Resolves once every checkpoint asked of the worker is written (or has failed). */
+  settled(): Promise<void> {
+    return this.writer?.settled() ?? Promise.resolve();
+  }
+
+  /** Saves the checkpoints the start-up replay took if they still wait; lets the worker finish its last one, then stops it. */
+  async close(): Promise<void> {
+    this.saveTaken();
+    await this.writer?.close();
+  }
+
+  /** For tests: the worker writing checkpoints stops as if it had crashed; false: there is none. */
+  async crashWriterForTest(): Promise<boolean> {
+    if (!this.writer?.working) return false;
+    await this.writer.crashForTest();
+    return true;
   }
 
   /**

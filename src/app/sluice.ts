@@ -71,6 +71,8 @@ export interface SluiceOptions {
    * long the history gets.
    */
   checkpointEvery?: number;
+  /** From a checkpoint this long on, a worker thread writes them (see Checkpointing); default 1 MiB. */
+  checkpointWorkerFromBytes?: number;
   /** Where to report trouble that does not stop the server (a checkpoint that failed, the log lost). */
   warn?: (message: string) => void;
   /** Where to report news an operator wants (following the log again after losing it). */
@@ -146,6 +148,7 @@ export class Sluice {
       checkpoints: options.checkpoints ?? null,
       every: options.checkpointEvery ?? 1000,
       kept: options.checkpointsKept ?? 3,
+      workerFromBytes: options.checkpointWorkerFromBytes,
       warn,
       durableState: () =>
         this.closed || this.speculation.active || !this.lastApplied
@@ -279,6 +282,7 @@ export class Sluice {
     if (event.type === 'LogFormatRaised') this.logFormat = Math.max(this.logFormat, event.data.format);
     this.rulesScan?.see(event);
     this.history.record(event, recorded);
+    this.checkpointing.took(event);
     this.checkpointing.maybeCheckpoint(this.durable, this.replaying);
     for (const listener of this.eventListeners) listener(event);
   }
@@ -465,8 +469,8 @@ export class Sluice {
     this.closed = true;
     await this.commands.drained();
     await this.follower.close();
-    // Checkpoints the start-up replay took and has not saved yet (closed at once after opening).
-    this.checkpointing.saveTaken();
+    // Saves the checkpoints the start-up replay took if they still wait (closed right after opening).
+    await this.checkpointing.close();
     this.history.close();
   }
 }

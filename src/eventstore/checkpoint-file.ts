@@ -20,6 +20,7 @@ export function checkpointFileCreatedOnSave(path: string, open: () => Checkpoint
     return store;
   };
   return {
+    path: path === ':memory:' ? null : path,
     save: (checkpoint) => {
       const target = opened(true);
       // The error an opened store gives once closed.

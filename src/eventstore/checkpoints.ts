@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreUnavailableError } from './errors.js';
+import { walCheckpoints, warnProcess } from './wal-checkpoints.js';
 
 export interface CheckpointInfo {
   /** Revision of the last event folded into the state. */
@@ -22,6 +23,8 @@ export interface Checkpoint extends CheckpointInfo {
 }
 
 export interface CheckpointStore {
+  /** The file, which another thread may open too; null: in memory. */
+  readonly path: string | null;
   save(checkpoint: Checkpoint): void;
   /** The checkpoints at or before a revision, latest first, without their (large) states. */
   atOrBefore(revision: bigint, limit?: number): CheckpointInfo[];
@@ -34,13 +37,17 @@ export interface CheckpointStore {
 }
 
 /** A SQLite file of checkpoints; ':memory:' keeps them for the life of the process. */
-export function openCheckpointStore(path: string): CheckpointStore {
+export function openCheckpointStore(path: string, warn: (message: string) => void = warnProcess): CheckpointStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.defaultSafeIntegers(true);
+  let releaseCheckpoints = () => {};
   if (path !== ':memory:') {
     db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 5000');
+    // A checkpoint lost to a power cut is only a slower start: each is checked against the log.
+    db.pragma('synchronous = NORMAL');
+    releaseCheckpoints = walCheckpoints.register(db, path, warn);
   }
   db.exec(`CREATE TABLE IF NOT EXISTS checkpoints (
     revision INTEGER PRIMARY KEY,
@@ -67,6 +74,7 @@ export function openCheckpointStore(path: string): CheckpointStore {
     }
   };
   return {
+    path: path === ':memory:' ? null : path,
     save: (c) => guard('save', () => void insert.run(c.revision, c.eventHash, c.format, c.state)),
     atOrBefore: (revision, limit = 3) =>
       guard('read', () =>
@@ -80,6 +88,9 @@ export function openCheckpointStore(path: string): CheckpointStore {
       guard('read', () => (selectState.get(revision) as { state: string } | undefined)?.state ?? null),
     delete: (revision) => guard('delete', () => void remove.run(revision)),
     keepLatest: (count) => guard('prune', () => void prune.run(count)),
-    close: () => db.close(),
+    close: () => {
+      releaseCheckpoints();
+      db.close();
+    },
   };
 }

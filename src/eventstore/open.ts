@@ -15,7 +15,7 @@ export async function openEventStore(
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
     if (path === '') throw new StoreUsageError('EVENT_STORE_URL sqlite: needs a path, e.g. sqlite:data/events.db');
-    return openSqliteStore({ path, readonly: options.readonly });
+    return openSqliteStore({ path, readonly: options.readonly, warn: options.warn });
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const { openPostgresStore } = await import('./postgres.js');

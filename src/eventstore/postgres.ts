@@ -306,6 +306,10 @@ class PostgresEventStore implements EventStore {
         };
       });
       await this.commit(client);
+      // Handed to this process's subscriptions as a read would return them: no read back.
+      for (const subscription of this.subscriptions) {
+        if (subscription.stream === stream) subscription.handOver(recorded);
+      }
       return { nextExpectedRevision: last + BigInt(rows.length), events: recorded };
     } catch (error) {
       broken = isConnectionFailure(error) ? error : undefined;

@@ -16,6 +16,7 @@ import type {
   SubscribeOptions,
   Subscription,
 } from './store.js';
+import { walCheckpoints, warnProcess } from './wal-checkpoints.js';
 
 export interface SqliteStoreOptions {
   /** A file path (its directory is created when missing) or ':memory:'. */
@@ -30,6 +31,8 @@ export interface SqliteStoreOptions {
   maxPageCount?: number;
   /** Opens an existing file for reading only (`sluice verify` on a live deployment); appends fail. */
   readonly?: boolean;
+  /** Where a failure that loses nothing is told (a WAL checkpoint that could not run). */
+  warn?: (message: string) => void;
 }
 
 /** Bumped when the table layout changes; a file from a newer Sluice is refused. */
@@ -80,6 +83,8 @@ class SqliteEventStore implements EventStore {
   private pollTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = 0n;
   private closed = false;
+  /** Gives this file's WAL checkpoints back from the worker thread (see wal-checkpoints.ts). */
+  private releaseCheckpoints: () => void = () => {};
 
   constructor(options: SqliteStoreOptions) {
     this.description = `sqlite:${options.path}`;
@@ -113,6 +118,9 @@ class SqliteEventStore implements EventStore {
         this.db.pragma(`max_page_count = ${Math.trunc(options.maxPageCount)}`);
       }
       this.statements = prepare(this.db);
+      if (!inMemory && !options.readonly) {
+        this.releaseCheckpoints = walCheckpoints.register(this.db, options.path, options.warn ?? warnProcess);
+      }
     } catch (error) {
       this.db.close();
       if (error instanceof StoreUnavailableError) throw error;
@@ -152,10 +160,11 @@ class SqliteEventStore implements EventStore {
       }
       throw toStoreError(error, 'nothing was appended');
     }
-    // After the commit, so a woken subscription is sure to read what was just appended.
+    // After the commit: handed over as a read would return them, so the server's own
+    // follower does not read back what it has just written.
     if (result.events.length > 0) {
       for (const subscription of this.subscriptions) {
-        if (subscription.stream === stream) subscription.wake();
+        if (subscription.stream === stream) subscription.handOver(result.events);
       }
     }
     return result;
@@ -218,6 +227,7 @@ class SqliteEventStore implements EventStore {
     this.closed = true;
     for (const subscription of [...this.subscriptions]) await subscription.close();
     this.stopPolling();
+    this.releaseCheckpoints();
     this.db.close();
   }
 

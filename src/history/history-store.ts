@@ -19,6 +19,7 @@ import type { EventData, LoggedEvent } from '../domain/events.js';
 import { LIMIT_EDIT_TYPES, poolOfEdit } from '../domain/limit-changes.js';
 import { poolsOf, type RunStatus } from '../domain/run.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
+import { walCheckpoints, warnProcess } from '../eventstore/wal-checkpoints.js';
 import { type JobWaitData, LONGEST_RUNS, shareKey, waitByJob } from './wait-by-job.js';
 import { type Stretch, WAIT_LEDGER_SCHEMA, WAIT_LEDGER_TABLES, WaitLedger } from './wait-ledger.js';
 import { type WaitReportData, waitReport } from './wait-report.js';
@@ -158,10 +159,12 @@ export interface HistoryStore {
 }
 
 /** Opens (creating or rebuilding when of another format) the history file; ':memory:' for none on disk. */
-export function openHistoryStore(path: string): HistoryStore {
+export function openHistoryStore(path: string, warn: (message: string) => void = warnProcess): HistoryStore {
   try {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    return new SqliteHistory(new Database(path), path !== ':memory:');
+    const history = new SqliteHistory(new Database(path), path !== ':memory:');
+    if (path !== ':memory:') history.releaseCheckpoints = walCheckpoints.register(history.db, path, warn);
+    return history;
   } catch (error) {
     if (error instanceof StoreUnavailableError) throw error;
     throw new StoreUnavailableError(`cannot open history ${path}: ${(error as Error).message}`, error);
@@ -174,7 +177,7 @@ class SqliteHistory implements HistoryStore {
   private readonly waits: WaitLedger;
 
   constructor(
-    private readonly db: Database.Database,
+    readonly db: Database.Database,
     onDisk: boolean,
   ) {
     db.defaultSafeIntegers(true);
@@ -588,7 +591,11 @@ class SqliteHistory implements HistoryStore {
     return rows.map(parseDecision);
   }
 
+  /** Gives this file's WAL checkpoints back from the worker thread (see wal-checkpoints.ts). */
+  releaseCheckpoints: () => void = () => {};
+
   close(): void {
+    this.releaseCheckpoints();
     this.db.close();
   }
 }

@@ -475,6 +475,8 @@ function undeletable(inner: CheckpointStore, options: { canSave: boolean; breakA
     throw new Error('attempt to write a readonly database');
   };
   const store: CheckpointStore = {
+    // Never handed to a worker thread, which would open the file past this wrapper.
+    path: null,
     save: options.canSave ? (checkpoint) => inner.save(checkpoint) : readOnly,
     atOrBefore: (revision, limit) => {
       if (deletes > options.breakAfterDeletes) {

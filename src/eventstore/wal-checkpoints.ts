@@ -1,0 +1,157 @@
+/**
+ * SQLite's WAL checkpoints, moved off the event loop. By default the connection whose commit
+ * pushes the write-ahead log past 1,000 pages copies it into the database file and syncs it, in
+ * that commit: on the server's one thread, a stall of 100-300 ms every few thousand commands
+ * (the log, the history and the checkpoints each have a WAL). Instead, those connections turn
+ * automatic checkpoints off and a worker thread runs a PASSIVE checkpoint of each file every
+ * CHECKPOINT_EVERY_MS on a connection of its own, which SQLite lets run beside the writer
+ * (https://www.sqlite.org/wal.html#application_initiated_checkpoints).
+ *
+ * The worker opens each file for the checkpoint and closes it after, so it never holds a file
+ * its owner has closed. If the worker cannot run, or dies, the connections get their automatic
+ * checkpoints back: stalls again, but the WAL never grows without bound.
+ */
+import { Worker } from 'node:worker_threads';
+import type Database from 'better-sqlite3';
+
+const CHECKPOINT_EVERY_MS = 1_000;
+/** SQLite's own default, given back when the worker is not there to do it. */
+const AUTOMATIC_PAGES = 1_000;
+
+/**
+ * Plain JavaScript, evaluated in the worker: it runs the same under tsx, vitest and the built
+ * server, and loads better-sqlite3 as this module resolves it.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require('node:module').createRequire(workerData.from)('better-sqlite3');
+const paths = new Set();
+const failing = new Map();
+function checkpointAll() {
+  for (const path of paths) {
+    let db;
+    try {
+      db = new Database(path, { fileMustExist: true });
+      db.pragma('wal_checkpoint(PASSIVE)');
+      failing.delete(path);
+    } catch (error) {
+      const message = String(error && error.message || error);
+      if (paths.has(path) && failing.get(path) !== message) {
+        failing.set(path, message);
+        parentPort.postMessage({ type: 'failed', path, message });
+      }
+    } finally {
+      try { if (db) db.close(); } catch {}
+    }
+  }
+}
+parentPort.on('message', (message) => {
+  if (message.type === 'add') paths.add(message.path);
+  else if (message.type === 'remove') { paths.delete(message.path); failing.delete(message.path); }
+});
+setInterval(checkpointAll, workerData.everyMs);
+`;
+
+interface Registered {
+  db: Database.Database;
+  path: string;
+  warn: (message: string) => void;
+}
+
+export interface WalCheckpointerOptions {
+  everyMs?: number;
+  /** The worker's code (tests give one that fails, to see the connections take checkpoints back). */
+  source?: string;
+}
+
+export class WalCheckpointer {
+  private worker: Worker | null = null;
+  private readonly registered = new Set<Registered>();
+
+  constructor(private readonly options: WalCheckpointerOptions = {}) {}
+
+  /**
+   * Hands a connection's checkpoints to the worker; the returned function gives them back
+   * (call it before closing the connection).
+   */
+  register(db: Database.Database, path: string, warn: (message: string) => void): () => void {
+    const entry: Registered = { db, path, warn };
+    const worker = this.start(warn);
+    if (worker === null) return () => {};
+    db.pragma('wal_autocheckpoint = 0');
+    this.registered.add(entry);
+    worker.postMessage({ type: 'add', path });
+    return () => {
+      if (!this.registered.delete(entry)) return;
+      this.worker?.postMessage({ type: 'remove', path });
+      if (this.registered.size === 0) this.stop();
+      // The file whole when its owner closes it, as SQLite leaves it by itself when the closing
+      // connection is the last: the worker may hold it open at this moment, which would leave
+      // the newest pages in the WAL beside it (a copy of the file alone would miss them).
+      try {
+        if (db.open) db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // A full disk or another writer: SQLite's own checkpoint at close, or the next opener's, does it.
+      }
+    };
+  }
+
+  private start(warn: (message: string) => void): Worker | null {
+    if (this.worker) return this.worker;
+    try {
+      const worker = new Worker(this.options.source ?? WORKER_SOURCE, {
+        eval: true,
+        workerData: { from: import.meta.url, everyMs: this.options.everyMs ?? CHECKPOINT_EVERY_MS },
+      });
+      // Never what keeps a process alive.
+      worker.unref();
+      worker.on('message', (message: { type: string; path: string; message: string }) => {
+        if (message.type !== 'failed') return;
+        for (const entry of this.registered) {
+          if (entry.path === message.path) entry.warn(`WAL checkpoint of ${message.path} failed: ${message.message}`);
+        }
+      });
+      worker.on('error', (error) => this.lost(worker, error.message));
+      worker.on('exit', (code) => this.lost(worker, `exited with code ${code}`));
+      this.worker = worker;
+      return worker;
+    } catch (error) {
+      warn(`WAL checkpoints stay in the commits: no worker thread (${(error as Error).message})`);
+      return null;
+    }
+  }
+
+  private stop(): void {
+    const worker = this.worker;
+    this.worker = null;
+    void worker?.terminate();
+  }
+
+  /** True while a worker takes the registered files' checkpoints. */
+  get running(): boolean {
+    return this.worker !== null;
+  }
+
+  /** The worker is gone unasked: every connection checkpoints for itself again. */
+  private lost(worker: Worker, why: string): void {
+    if (this.worker !== worker) return;
+    this.worker = null;
+    for (const { db, warn } of this.registered) {
+      warn(`the WAL checkpoint worker stopped (${why}): checkpoints are back in the commits`);
+      try {
+        if (db.open) db.pragma(`wal_autocheckpoint = ${AUTOMATIC_PAGES}`);
+      } catch {
+        // A connection that cannot take the setting is closing.
+      }
+    }
+    this.registered.clear();
+  }
+}
+
+/** Where a store opened without a logger tells what it could not do. */
+export function warnProcess(message: string): void {
+  process.emitWarning(message);
+}
+
+/** One worker for the process, started with the first file and stopped after the last. */
+export const walCheckpoints = new WalCheckpointer();
