@@ -82,6 +82,15 @@ class SqliteEventStore implements EventStore {
   private readonly inMemory: boolean;
   private pollTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = 0n;
+  /**
+   * For each stream, a revision its last event is known not to be past, as of `headsVersion`
+   * (PRAGMA data_version, which changes only when another connection commits): a read after it
+   * while no other connection has committed is answered without a query. Every command reads
+   * the log to its end before it decides, and that read, empty nearly always, was a few percent
+   * of a command's time.
+   */
+  private readonly heads = new Map<string, bigint>();
+  private headsVersion = -1n;
   private closed = false;
   /** Gives this file's WAL checkpoints back from the worker thread (see wal-checkpoints.ts). */
   private releaseCheckpoints: () => void = () => {};
@@ -137,11 +146,14 @@ class SqliteEventStore implements EventStore {
     // Serialise before the transaction, so a bad event fails without taking the write lock.
     const rows = events.map((event) => toRow(stream, event));
     let result: AppendResult;
+    let version = -1n;
     try {
       result = this.db
         .transaction((): AppendResult => {
           const last = this.lastRevision(stream);
           checkExpected(stream, expected, last);
+          // Read under the write lock: no other connection can commit before this one does.
+          version = this.dataVersion();
           const recorded = rows.map((row, index) => {
             const revision = last + 1n + BigInt(index);
             const position = this.statements.insert.get({ ...row, revision }) as bigint;
@@ -160,6 +172,7 @@ class SqliteEventStore implements EventStore {
       }
       throw toStoreError(error, 'nothing was appended');
     }
+    this.knownHead(stream, result.nextExpectedRevision, version);
     // After the commit: handed over as a read would return them, so the server's own
     // follower does not read back what it has just written.
     if (result.events.length > 0) {
@@ -173,7 +186,32 @@ class SqliteEventStore implements EventStore {
   async readStream(stream: string, options: ReadOptions = {}): Promise<RecordedEvent[]> {
     this.assertOpen();
     checkStream(stream);
-    return this.readStreamNow(stream, options.fromRevision ?? 0n, limit(options.maxCount));
+    const fromRevision = options.fromRevision ?? 0n;
+    const maxCount = limit(options.maxCount);
+    const known = this.heads.get(stream);
+    if (known !== undefined && fromRevision > known && maxCount !== 0) {
+      if (this.dataVersion() === this.headsVersion) return [];
+    }
+    const version = this.dataVersion();
+    const events = this.readStreamNow(stream, fromRevision, maxCount);
+    // A read that came back short reached the end (as of `version` at least).
+    if (maxCount < 0 || events.length < maxCount) {
+      this.knownHead(
+        stream,
+        events.length > 0 ? (events.at(-1) as RecordedEvent).revision : fromRevision - 1n,
+        version,
+      );
+    }
+    return events;
+  }
+
+  /** Notes how far a stream goes as of a data_version; an older note of another version is forgotten. */
+  private knownHead(stream: string, revision: bigint, version: bigint): void {
+    if (version !== this.headsVersion) {
+      this.heads.clear();
+      this.headsVersion = version;
+    }
+    this.heads.set(stream, revision);
   }
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {

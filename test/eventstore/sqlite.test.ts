@@ -127,6 +127,33 @@ describe('sqlite event store', () => {
     expect((await two.readStream('runs')).map((e) => e.type)).toEqual(['E0', 'one']);
   });
 
+  it('given a store that has read or written to the end, when another store (or a raw connection) appends, then a read after the end sees it at once', async () => {
+    const path = join(tempDir(), 'events.db');
+    const here = open({ path });
+    const there = open({ path });
+    const raw = rawConnection(path);
+    await here.append('runs', [event('E0'), event('E1')], 'no_stream');
+    expect(await here.readStream('runs', { fromRevision: 2n })).toEqual([]);
+    expect(await here.readStream('runs', { fromRevision: 9n })).toEqual([]);
+
+    await there.append('runs', [event('there')], 1n);
+    expect((await here.readStream('runs', { fromRevision: 2n })).map((e) => e.type)).toEqual(['there']);
+    expect(await here.readStream('runs', { fromRevision: 3n })).toEqual([]);
+
+    raw
+      .prepare(
+        "INSERT INTO events (stream, revision, type, schema_version, data, actor, at) VALUES ('runs', 3, 'raw', 1, '{}', 'a', 'b')",
+      )
+      .run();
+    expect((await here.readStream('runs', { fromRevision: 3n })).map((e) => e.type)).toEqual(['raw']);
+    await here.append('runs', [event('E4')], 3n);
+    expect(await here.readStream('runs', { fromRevision: 5n })).toEqual([]);
+    expect((await there.readStream('runs', { fromRevision: 4n })).map((e) => e.type)).toEqual(['E4']);
+    // Another stream's end is its own.
+    await there.append('other', [event('O0')], 'no_stream');
+    expect((await here.readStream('other')).map((e) => e.type)).toEqual(['O0']);
+  });
+
   it('given several processes appending to one file with retries, when they race, then every event lands once, numbered without gaps, and a subscriber sees them all in order', async () => {
     const path = join(tempDir(), 'events.db');
     const processes = 3;
