@@ -40,22 +40,35 @@ const enqueue = (runId: string) =>
   `mutation { enqueueRun(input: {runId: "${runId}", jobName: "j"}) { __typename ... on Error { message } } }`;
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
+/**
+ * A server process whose wall clock reads the offset in `faketime` (rewritten by the test to step
+ * it; "+0" at start), the monotonic clock left alone, as NTP leaves it.
+ */
+async function startSteppedServer(
+  name: string,
+  env: Record<string, string> = {},
+): Promise<{ server: ServerProcess; clockFile: string; dbPath: string }> {
+  const clockFile = join(dir.path, 'faketime');
+  writeFileSync(clockFile, '+0\n');
+  const dbPath = join(dir.path, 'events.db');
+  const server = await startServerProcess({
+    name,
+    dbPath,
+    env: {
+      LD_PRELOAD: LIBFAKETIME as string,
+      FAKETIME_TIMESTAMP_FILE: clockFile,
+      FAKETIME_NO_CACHE: '1',
+      DONT_FAKE_MONOTONIC: '1',
+      ...env,
+    },
+  });
+  servers.push(server);
+  return { server, clockFile, dbPath };
+}
+
 describe.skipIf(!LIBFAKETIME)("a server process's clock stepped", () => {
   it('given runs enqueued, when the clock steps back an hour, then later events keep the log time, the step is recorded, and the past is answered without later runs', async () => {
-    const clockFile = join(dir.path, 'faketime');
-    writeFileSync(clockFile, '+0\n');
-    const dbPath = join(dir.path, 'events.db');
-    const server = await startServerProcess({
-      name: 'stepped',
-      dbPath,
-      env: {
-        LD_PRELOAD: LIBFAKETIME as string,
-        FAKETIME_TIMESTAMP_FILE: clockFile,
-        FAKETIME_NO_CACHE: '1',
-        DONT_FAKE_MONOTONIC: '1',
-      },
-    });
-    servers.push(server);
+    const { server, clockFile, dbPath } = await startSteppedServer('stepped');
     expect((await server.field(enqueue('a'))).__typename).toBe('RunPayload');
     await sleep(50);
     expect((await server.field(enqueue('b'))).__typename).toBe('RunPayload');
@@ -85,23 +98,11 @@ describe.skipIf(!LIBFAKETIME)("a server process's clock stepped", () => {
   }, 60_000);
 
   it('given a STARTING run with a 2 s start timeout, when the clock steps back an hour, then the run fails about 2 s after admission, not an hour later', async () => {
-    const clockFile = join(dir.path, 'faketime');
-    writeFileSync(clockFile, '+0\n');
     const config = join(dir.path, 'dagster.yaml');
     writeFileSync(config, 'run_monitoring:\n  enabled: true\n  start_timeout_seconds: 2\n');
-    const dbPath = join(dir.path, 'events.db');
-    const server = await startServerProcess({
-      name: 'stepped-back-starting',
-      dbPath,
-      env: {
-        LD_PRELOAD: LIBFAKETIME as string,
-        FAKETIME_TIMESTAMP_FILE: clockFile,
-        FAKETIME_NO_CACHE: '1',
-        DONT_FAKE_MONOTONIC: '1',
-        CONCURRENCY_CONFIG: config,
-      },
+    const { server, clockFile, dbPath } = await startSteppedServer('stepped-back-starting', {
+      CONCURRENCY_CONFIG: config,
     });
-    servers.push(server);
     const admitted = performance.now();
     expect((await server.field(enqueue('a'))).__typename).toBe('RunPayload');
     writeFileSync(clockFile, '-1h\n');
@@ -133,20 +134,7 @@ describe.skipIf(!LIBFAKETIME)("a server process's clock stepped", () => {
   }, 60_000);
 
   it('given a STARTING run, when the clock steps forward an hour, then the step is recorded and the run is not failed for its start timeout', async () => {
-    const clockFile = join(dir.path, 'faketime');
-    writeFileSync(clockFile, '+0\n');
-    const dbPath = join(dir.path, 'events.db');
-    const server = await startServerProcess({
-      name: 'stepped-forward',
-      dbPath,
-      env: {
-        LD_PRELOAD: LIBFAKETIME as string,
-        FAKETIME_TIMESTAMP_FILE: clockFile,
-        FAKETIME_NO_CACHE: '1',
-        DONT_FAKE_MONOTONIC: '1',
-      },
-    });
-    servers.push(server);
+    const { server, clockFile, dbPath } = await startSteppedServer('stepped-forward');
     expect((await server.field(enqueue('a'))).__typename).toBe('RunPayload');
     writeFileSync(clockFile, '+1h\n');
     await sleep(50);
