@@ -14,7 +14,7 @@ import type { RunRecord } from '../../projections/state.js';
 import type { LoggedEvent } from '../domain/events.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
-import type { HistoryStore } from '../history/history-store.js';
+import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
 import { eventHash, toLoggedEvent } from './recorded-events.js';
 import { RunsBehindHistory } from './runs-behind-history.js';
 
@@ -82,13 +82,15 @@ export class HistoryFeed {
   constructor(
     private readonly store: EventStore,
     private readonly stream: string,
-    history: HistoryStore | HistoryToCreate,
+    history: HistoryStore | HistoryToCreate | undefined,
     private readonly warn: (message: string) => void,
     private readonly info: (message: string) => void,
   ) {
-    const toCreate = 'create' in history && typeof history.create === 'function';
-    this.opened = toCreate ? null : (history as HistoryStore);
-    this.create = toCreate ? (history as HistoryToCreate).create : null;
+    // None given: one in memory, made when first written or read.
+    const source = history ?? { create: () => openHistoryStore(':memory:') };
+    const toCreate = 'create' in source && typeof source.create === 'function';
+    this.opened = toCreate ? null : (source as HistoryStore);
+    this.create = toCreate ? (source as HistoryToCreate).create : null;
     // A history not created yet holds nothing: it is written from the log's first event.
     this.position = this.opened ? this.opened.position() : -1n;
     this.behindRuns = new RunsBehindHistory(store, stream);

@@ -24,7 +24,7 @@ import type { RunStatus } from '../domain/run.js';
 import type { CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
-import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
+import type { HistoryStore } from '../history/history-store.js';
 import { Checkpointing } from './checkpointing.js';
 import { type CommandOutcome, type CommandRecord, commitGroup, reported } from './command-path.js';
 import { type DecisionFilter, DecisionStream } from './decision-streams.js';
@@ -79,10 +79,7 @@ export interface SluiceOptions {
   info?: (message: string) => void;
   /** Called once per execute(), whatever its outcome: feeds command metrics and logs. */
   onCommand?: (record: CommandRecord) => void;
-  /**
-   * The history read model (finished runs, decisions, waits), or how to create it once it is
-   * first written or read (a file that does not exist yet); default: one in memory.
-   */
+  /** The history read model (finished runs, decisions, waits), or one to create; default: in memory. */
   history?: HistoryStore | HistoryToCreate;
   /** How many checkpoints to keep; older ones are deleted. Default 3. */
   checkpointsKept?: number;
@@ -156,13 +153,7 @@ export class Sluice {
           : { state: this.current, recorded: this.lastApplied },
     });
     const info = options.info ?? (() => {});
-    this.history = new HistoryFeed(
-      store,
-      stream,
-      options.history ?? { create: () => openHistoryStore(':memory:') },
-      warn,
-      info,
-    );
+    this.history = new HistoryFeed(store, stream, options.history, warn, info);
     this.historyWaitMs = options.historyWaitMs ?? 5_000;
     this.follower = new LogFollower({
       store,
@@ -469,7 +460,6 @@ export class Sluice {
     this.closed = true;
     await this.commands.drained();
     await this.follower.close();
-    // Saves the checkpoints the start-up replay took if they still wait (closed right after opening).
     await this.checkpointing.close();
     this.history.close();
   }
