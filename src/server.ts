@@ -91,6 +91,7 @@ export async function startServer(
     sluice = await Sluice.open({
       store,
       checkpoints,
+      checkpointWorkerFromBytes: settings.checkpointWorkerFromBytes,
       history: historyFile(historyPathFor(settings), (message) => logger.warn(message)),
       warn: (message) => logger.warn(message),
       info: (message) => logger.info(message),

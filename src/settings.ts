@@ -17,6 +17,11 @@ export interface Settings {
   concurrencyConfigPath: string | null;
   /** SQLite file for checkpoints of the projections; null: derived from the store (see checkpointPathFor). */
   checkpointPath?: string | null;
+  /**
+   * From a checkpoint this long (characters) on, a worker thread writes the checkpoints, holding a
+   * second copy of the live state; default 1 MiB (see Checkpointing).
+   */
+  checkpointWorkerFromBytes?: number;
   /** SQLite file of the history read model; null: derived from the store (see historyPathFor). */
   historyPath?: string | null;
   /** pino level: fatal, error, warn, info (default), debug, trace or silent. */
@@ -100,6 +105,15 @@ export function readSettings(env: Record<string, string | undefined> = process.e
   if (env.CONCURRENCY_CONFIG) settings.concurrencyConfigPath = env.CONCURRENCY_CONFIG;
   if (env.CHECKPOINT_PATH) settings.checkpointPath = env.CHECKPOINT_PATH;
   if (env.HISTORY_PATH) settings.historyPath = env.HISTORY_PATH;
+  if (env.CHECKPOINT_WORKER_FROM_BYTES !== undefined && env.CHECKPOINT_WORKER_FROM_BYTES !== '') {
+    const bytes = Number(env.CHECKPOINT_WORKER_FROM_BYTES);
+    if (!Number.isInteger(bytes) || bytes < 0) {
+      throw new SettingsError(
+        `CHECKPOINT_WORKER_FROM_BYTES must be a whole number of bytes (0: always a worker thread), got ${JSON.stringify(env.CHECKPOINT_WORKER_FROM_BYTES)}`,
+      );
+    }
+    settings.checkpointWorkerFromBytes = bytes;
+  }
   if (env.LOG_LEVEL) {
     const level = env.LOG_LEVEL.trim().toLowerCase();
     if (!(LOG_LEVELS as readonly string[]).includes(level)) {

@@ -126,7 +126,8 @@ export function createSluiceYoga(
     // Only JSON bodies reach GraphQL (useSiteChecks); these make Yoga's own parsers agree.
     multipart: false,
     batching: false,
-    maxRequestBodySize: limits.maxBodyBytes,
+    // Bodies are capped by useRequestSizeLimit, which counts only those without a Content-Length.
+    maxRequestBodySize: false,
     parserAndValidationCache: boundedParseCache(limits),
     // Never Yoga's development mode, which sends stack traces to clients. A store outage under
     // a read is explicit, as under a command: clients retry it.

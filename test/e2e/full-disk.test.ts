@@ -58,8 +58,8 @@ function settings(on: Place): Settings {
   };
 }
 
-async function start(on: Place): Promise<{ server: RunningServer; gql: Gql }> {
-  const server = await startServer(settings(on), (line) => logs.push(line));
+async function start(on: Place, checkpointWorkerFromBytes?: number): Promise<{ server: RunningServer; gql: Gql }> {
+  const server = await startServer({ ...settings(on), checkpointWorkerFromBytes }, (line) => logs.push(line));
   servers.push(server);
   return { server, gql: new Gql(server.url) };
 }
@@ -178,27 +178,34 @@ describe.skipIf(skipped !== null)('a really full disk', () => {
     expect(await runIds(gql)).toEqual([...acknowledged].sort());
   }, 120_000);
 
-  it('given the checkpoints on a full disk, when commands make a checkpoint due, then commands go on (a checkpoint is only a speed-up), and after room is made checkpoints are written again and a restart agrees', async () => {
-    const { server, gql } = await start('checkpoints');
-    disk.fill();
-    const acknowledged: string[] = [];
-    const batch = async (prefix: string, count: number) => {
-      for (let i = 0; i < count; i += 25) {
-        const ids = Array.from({ length: Math.min(25, count - i) }, (_, j) => `${prefix}-${i + j}`);
-        const answers = await Promise.all(ids.map((id) => enqueue(gql, id)));
-        answers.forEach((a, j) => {
-          expect(a.ok, JSON.stringify(a)).toBe(true);
-          acknowledged.push(ids[j] as string);
-        });
-      }
-    };
-    await batch('full', 1_100);
-    expect(logs.some((line) => /checkpoint at position \d+ not written/.test(line))).toBe(true);
-    disk.resize(64);
-    await batch('room', 1_000);
-    await server.close();
-    servers.splice(servers.indexOf(server), 1);
-    const again = await start('checkpoints');
-    expect(await runIds(again.gql)).toEqual([...acknowledged].sort());
-  }, 120_000);
+  it.each([
+    ['the server’s thread', undefined],
+    ['a worker thread', 0],
+  ])(
+    'given the checkpoints on a full disk, written by %s, when commands make a checkpoint due, then commands go on (a checkpoint is only a speed-up), and after room is made checkpoints are written again and a restart agrees',
+    async (_, workerFromBytes) => {
+      const { server, gql } = await start('checkpoints', workerFromBytes);
+      disk.fill();
+      const acknowledged: string[] = [];
+      const batch = async (prefix: string, count: number) => {
+        for (let i = 0; i < count; i += 25) {
+          const ids = Array.from({ length: Math.min(25, count - i) }, (_, j) => `${prefix}-${i + j}`);
+          const answers = await Promise.all(ids.map((id) => enqueue(gql, id)));
+          answers.forEach((a, j) => {
+            expect(a.ok, JSON.stringify(a)).toBe(true);
+            acknowledged.push(ids[j] as string);
+          });
+        }
+      };
+      await batch('full', 1_100);
+      expect(logs.some((line) => /checkpoint at position \d+ not written/.test(line))).toBe(true);
+      disk.resize(64);
+      await batch('room', 1_000);
+      await server.close();
+      servers.splice(servers.indexOf(server), 1);
+      const again = await start('checkpoints');
+      expect(await runIds(again.gql)).toEqual([...acknowledged].sort());
+    },
+    120_000,
+  );
 });

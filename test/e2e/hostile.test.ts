@@ -473,6 +473,26 @@ describe('hostile input', () => {
   }
 });
 
+describe('request bodies without a declared length', () => {
+  it('given a chunked body over the limit, it is refused with 413 and the limit named, and nothing is appended', async () => {
+    const before = await revision();
+    const answer = await post(JSON.stringify({ query: `${MUTATE} #${'x'.repeat(5 * MiB)}` }), {}, { chunked: true });
+    expect(answer.status, answer.text).toBe(413);
+    expect(answer.text).toMatch(/request body over 4194304 bytes/);
+    expect(await revision()).toBe(before);
+  });
+
+  it('given a chunked body under the limit, it is answered as any other', async () => {
+    const answer = await post(
+      JSON.stringify({ query: `{ pools { name } } #${'x'.repeat(64 * 1024)}` }),
+      {},
+      { chunked: true },
+    );
+    expect(answer.status, answer.text).toBe(200);
+    expect(answer.json.data.pools).toEqual(expect.any(Array));
+  });
+});
+
 async function normalQueryAnswers(): Promise<void> {
   const started = Date.now();
   const answer = await gql({ query: '{ concurrencyConfig { maxConcurrentRuns } pools { name inUse } queue { id } }' });

@@ -285,5 +285,7 @@ describe('secrets and settings', () => {
     expect(() => readSettings({ LOG_LEVEL: 'loud' })).toThrow(SettingsError);
     expect(() => readSettings({ LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL must be one of fatal, error/);
     expect(() => readSettings({ SLOW_REQUEST_MS: '-5' })).toThrow(/SLOW_REQUEST_MS/);
+    expect(readSettings({ CHECKPOINT_WORKER_FROM_BYTES: '0' })).toMatchObject({ checkpointWorkerFromBytes: 0 });
+    expect(() => readSettings({ CHECKPOINT_WORKER_FROM_BYTES: '1.5' })).toThrow(/CHECKPOINT_WORKER_FROM_BYTES/);
   });
 });
