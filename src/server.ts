@@ -4,24 +4,26 @@
  * follow it), apply the limits the environment and dagster.yaml set, start the run monitor,
  * serve GraphQL over HTTP and WebSocket.
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { applyConfigFile } from './app/apply-dagster-yaml.js';
 import { recordRulesVersion } from './app/rules-version.js';
 import { startRunMonitor } from './app/run-monitor.js';
-import { Sluice } from './app/sluice.js';
+import { type HistoryToCreate, Sluice } from './app/sluice.js';
 import { DEFAULT_SECURITY, type SecuritySettings } from './auth/settings.js';
 import { isLoopback, sitePolicyFor } from './auth/site.js';
 import { Tokens } from './auth/tokens.js';
 import { readConcurrencyConfigFile } from './dagster-yaml.js';
 import { CURRENT_RULES } from './domain/rules.js';
+import { checkpointFileCreatedOnSave } from './eventstore/checkpoint-file.js';
 import { openCheckpointStore } from './eventstore/checkpoints.js';
 import { openEventStore } from './eventstore/open.js';
 import type { EventStore } from './eventstore/store.js';
 import { timeAppends } from './eventstore/timed.js';
 import { createSluiceYoga } from './graphql/yoga.js';
-import { openHistoryStore } from './history/history-store.js';
+import { type HistoryStore, openHistoryStore } from './history/history-store.js';
 import { attachWebSockets, httpServer, listen, siteGuarded, trackResponses } from './http-server.js';
 import { createLogger, type Logger, lineLogger, logCommand } from './log/logger.js';
 import { createSluiceMetrics, type SluiceMetrics } from './metrics/sluice-metrics.js';
@@ -78,7 +80,11 @@ export async function startServer(
     await openEventStore(settings.eventStoreUrl, { warn: (message) => logger.warn(message) }),
     metrics.recordAppend,
   );
-  const checkpoints = openCheckpointStore(checkpointPathFor(settings), (message) => logger.warn(message));
+  // Created with the first checkpoint, after the server answers (see checkpoint-file.ts).
+  const checkpointPath = checkpointPathFor(settings);
+  const checkpoints = checkpointFileCreatedOnSave(checkpointPath, () =>
+    openCheckpointStore(checkpointPath, (message) => logger.warn(message)),
+  );
   let sluice: Sluice;
   let stopMetrics = () => {};
   try {
@@ -86,7 +92,7 @@ export async function startServer(
       store,
       checkpoints,
       checkpointWorkerFromBytes: settings.checkpointWorkerFromBytes,
-      history: openHistoryStore(historyPathFor(settings), (message) => logger.warn(message)),
+      history: historyFile(historyPathFor(settings), (message) => logger.warn(message)),
       warn: (message) => logger.warn(message),
       info: (message) => logger.info(message),
       onCommand: (record) => {
@@ -181,6 +187,11 @@ export async function startServer(
     return tokens.isOpen ? 'open mode: no tokens file to read' : `tokens: ${count} from ${tokens.path}`;
   };
   return { url, sluice, store, http, metrics, logger, close, reloadTokens };
+}
+
+/** The history file; one that does not exist yet is created after the server answers (see HistoryToCreate). */
+function historyFile(path: string, warn: (message: string) => void): HistoryStore | HistoryToCreate {
+  return existsSync(path) ? openHistoryStore(path, warn) : { create: () => openHistoryStore(path, warn) };
 }
 
 /**

@@ -7,7 +7,7 @@ import { evolve } from '../../projections/evolve.js';
 import { deserializeState, STATE_FORMAT, serializeState } from '../../projections/serialize.js';
 import type { State } from '../../projections/state.js';
 import type { LoggedEvent } from '../domain/events.js';
-import type { CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
+import type { Checkpoint, CheckpointInfo, CheckpointStore } from '../eventstore/checkpoints.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
 import { CheckpointWriter } from './checkpoint-writer.js';
 import { eventHash, toLoggedEvent } from './recorded-events.js';
@@ -37,17 +37,35 @@ const WORKER_FROM_BYTES = 1024 * 1024;
 
 export class Checkpointing {
   /** Revision of the newest checkpoint that matches the log; -1n: none. */
-  lastCheckpoint = -1n;
+  private last = -1n;
+  /** Where the next checkpoint falls due (`last` plus the spacing), kept so no event computes it. */
+  private nextDue = 0n;
   private scheduled = false;
   /** The log's last position when the start-up replay began; null: not replaying. */
   private replayHead: bigint | null = null;
+  /**
+   * Checkpoints taken during the start-up replay, saved once it is over: the state is captured
+   * as each falls due, and the file is written (and created) off the path to answering.
+   */
+  private taken: Checkpoint[] = [];
   /** The worker thread writing checkpoints once the state is large; null: written here. */
   private writer: CheckpointWriter | null = null;
 
-  constructor(private readonly options: CheckpointingOptions) {}
+  constructor(private readonly options: CheckpointingOptions) {
+    this.lastCheckpoint = -1n;
+  }
+
+  get lastCheckpoint(): bigint {
+    return this.last;
+  }
+
+  set lastCheckpoint(revision: bigint) {
+    this.last = revision;
+    this.nextDue = revision + this.spacing(revision);
+  }
 
   /** Events between checkpoints after one at `last`: at least `every`, else a quarter of the log. */
-  private spacing(last = this.lastCheckpoint): bigint {
+  private spacing(last = this.last): bigint {
     const every = BigInt(this.options.every);
     const quarter = (last + 1n) / 4n;
     return quarter > every ? quarter : every;
@@ -55,10 +73,13 @@ export class Checkpointing {
 
   /**
    * The start-up replay is to reach `head`: of the checkpoints due on the way, only those that
-   * will be kept are written (the others would be deleted at once), at the same positions.
+   * will be kept are taken (the others would be deleted at once), at the same positions. With
+   * null the replay is over, and the checkpoints it took are saved on a later turn of the event
+   * loop, after the server answers.
    */
   replayTo(head: bigint | null): void {
     this.replayHead = head;
+    if (head === null && this.taken.length > 0) setImmediate(() => this.saveTaken());
   }
 
   /** True when `kept` more checkpoints fall due after one at `at` before the replay's end. */
@@ -72,15 +93,15 @@ export class Checkpointing {
   }
 
   /**
-   * Writes a checkpoint when one is due. While replaying at start-up it is written at once;
-   * while serving, after the current command has answered.
+   * Takes a checkpoint when one is due. While replaying at start-up the state is captured at
+   * once and saved when the replay is over; while serving, it is written after the current
+   * command has answered.
    */
   maybeCheckpoint(durable: bigint, replaying: boolean): void {
-    if (!this.options.checkpoints || this.scheduled) return;
-    if (durable - this.lastCheckpoint < this.spacing()) return;
+    if (durable < this.nextDue || !this.options.checkpoints || this.scheduled) return;
     if (replaying) {
       if (this.prunedBeforeReplayEnds(durable)) this.lastCheckpoint = durable;
-      else this.write();
+      else this.take();
       return;
     }
     this.scheduled = true;
@@ -93,6 +114,34 @@ export class Checkpointing {
   /** A durable event taken in while serving: the worker's copy of the state takes it too. */
   took(event: LoggedEvent): void {
     this.writer?.take(event);
+  }
+
+  /** Captures the durable live state as a checkpoint, to be saved when the replay is over. */
+  private take(): void {
+    const live = this.options.durableState();
+    if (!live || live.recorded.revision !== live.state.revision) return;
+    this.taken.push({
+      revision: live.recorded.revision,
+      eventHash: eventHash(live.recorded),
+      format: STATE_FORMAT,
+      state: serializeState(live.state),
+    });
+    this.lastCheckpoint = live.recorded.revision;
+  }
+
+  /** Saves the checkpoints the start-up replay took, oldest first. */
+  private saveTaken(): void {
+    const { checkpoints, kept, warn } = this.options;
+    const taken = this.taken;
+    this.taken = [];
+    for (const checkpoint of taken) {
+      try {
+        checkpoints?.save(checkpoint);
+        checkpoints?.keepLatest(kept);
+      } catch (error) {
+        warn(`checkpoint at position ${checkpoint.revision} not written: ${(error as Error).message}`);
+      }
+    }
   }
 
   private write(serving = false): void {
@@ -143,8 +192,9 @@ export class Checkpointing {
     return this.writer?.settled() ?? Promise.resolve();
   }
 
-  /** Lets the worker finish its last checkpoint, then stops it. */
+  /** Saves the checkpoints the start-up replay took if they still wait; lets the worker finish its last one, then stops it. */
   async close(): Promise<void> {
+    this.saveTaken();
     await this.writer?.close();
   }
 

@@ -14,7 +14,7 @@ import type { RunRecord } from '../../projections/state.js';
 import type { LoggedEvent } from '../domain/events.js';
 import { StoreUnavailableError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
-import type { HistoryStore } from '../history/history-store.js';
+import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
 import { eventHash, toLoggedEvent } from './recorded-events.js';
 import { RunsBehindHistory } from './runs-behind-history.js';
 
@@ -51,6 +51,14 @@ export interface HistoryStatus {
   catchingUp: boolean;
 }
 
+/**
+ * A history file that does not exist yet, created when the history is first written or read:
+ * on a first start that is after the server answers (creating an SQLite file syncs the disk).
+ */
+export interface HistoryToCreate {
+  create: () => HistoryStore;
+}
+
 export class HistoryFeed {
   /** Durable events not yet written to the history; written in batches, and before any read. */
   private readonly pending: LoggedEvent[] = [];
@@ -67,15 +75,31 @@ export class HistoryFeed {
   /** While catching up: the runs enqueued after the history's position, so commands naming them need not wait. */
   private readonly behindRuns: RunsBehindHistory;
 
+  /** The history read model; null until a history to create is first written or read. */
+  private opened: HistoryStore | null;
+  private readonly create: (() => HistoryStore) | null;
+
   constructor(
     private readonly store: EventStore,
     private readonly stream: string,
-    private readonly history: HistoryStore,
+    history: HistoryStore | HistoryToCreate | undefined,
     private readonly warn: (message: string) => void,
     private readonly info: (message: string) => void,
   ) {
-    this.position = history.position();
+    // None given: one in memory, made when first written or read.
+    const source = history ?? { create: () => openHistoryStore(':memory:') };
+    const toCreate = 'create' in source && typeof source.create === 'function';
+    this.opened = toCreate ? null : (source as HistoryStore);
+    this.create = toCreate ? (source as HistoryToCreate).create : null;
+    // A history not created yet holds nothing: it is written from the log's first event.
+    this.position = this.opened ? this.opened.position() : -1n;
     this.behindRuns = new RunsBehindHistory(store, stream);
+  }
+
+  /** The history read model, created now if it was still to be. */
+  private get history(): HistoryStore {
+    this.opened ??= (this.create as () => HistoryStore)();
+    return this.opened;
   }
 
   /**
@@ -91,11 +115,16 @@ export class HistoryFeed {
       this.position = -1n;
       return;
     }
-    if (this.history.bindTo(eventHash(first))) {
+    if (!this.opened) {
+      // Bound when the catch-up writes the log's first event to it, like an empty file.
+      this.behindRuns.startAfter(0);
+      return;
+    }
+    if (this.opened.bindTo(eventHash(first))) {
       this.warn('history read model was of another log: rebuilding it from this one');
     }
-    this.position = this.history.position();
-    this.behindRuns.startAfter(this.history.runCount());
+    this.position = this.opened.position();
+    this.behindRuns.startAfter(this.opened.runCount());
   }
 
   /**
@@ -278,6 +307,6 @@ export class HistoryFeed {
         this.warn(`history not written at shutdown (it is rebuilt from the log): ${(error as Error).message}`);
       }
     }
-    this.history.close();
+    this.opened?.close();
   }
 }

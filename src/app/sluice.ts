@@ -24,13 +24,13 @@ import type { RunStatus } from '../domain/run.js';
 import type { CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
-import { type HistoryStore, openHistoryStore } from '../history/history-store.js';
+import type { HistoryStore } from '../history/history-store.js';
 import { Checkpointing } from './checkpointing.js';
 import { type CommandOutcome, type CommandRecord, commitGroup, reported } from './command-path.js';
 import { type DecisionFilter, DecisionStream } from './decision-streams.js';
 import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
-import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
+import { HistoryBehindError, HistoryFeed, type HistoryStatus, type HistoryToCreate } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
 import { SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 import { PastStates } from './past-states.js';
@@ -44,7 +44,7 @@ export {
   TooMuchContentionError,
 } from './command-path.js';
 export { type DecisionFilter, matchesDecision, SubscriberBehindError } from './decision-streams.js';
-export { HistoryBehindError, type HistoryStatus } from './history-feed.js';
+export { HistoryBehindError, type HistoryStatus, type HistoryToCreate } from './history-feed.js';
 export { DEPLOYMENT_STREAM, eventHash, toLoggedEvent } from './recorded-events.js';
 export { UnreadableEventError };
 
@@ -79,8 +79,8 @@ export interface SluiceOptions {
   info?: (message: string) => void;
   /** Called once per execute(), whatever its outcome: feeds command metrics and logs. */
   onCommand?: (record: CommandRecord) => void;
-  /** The history read model (finished runs, decisions, waits); default: one in memory. */
-  history?: HistoryStore;
+  /** The history read model (finished runs, decisions, waits), or one to create; default: in memory. */
+  history?: HistoryStore | HistoryToCreate;
   /** How many checkpoints to keep; older ones are deleted. Default 3. */
   checkpointsKept?: number;
   /**
@@ -153,7 +153,7 @@ export class Sluice {
           : { state: this.current, recorded: this.lastApplied },
     });
     const info = options.info ?? (() => {});
-    this.history = new HistoryFeed(store, stream, options.history ?? openHistoryStore(':memory:'), warn, info);
+    this.history = new HistoryFeed(store, stream, options.history, warn, info);
     this.historyWaitMs = options.historyWaitMs ?? 5_000;
     this.follower = new LogFollower({
       store,

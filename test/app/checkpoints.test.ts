@@ -201,12 +201,40 @@ describe('writing checkpoints', () => {
     expect(revisions(checkpoints)).toEqual([3n]);
   });
 
-  it('given a log replayed at start-up, when no checkpoint exists, then checkpoints are written during the replay, event by event as they fall due', async () => {
+  it('given a log replayed at start-up, when no checkpoint exists, then checkpoints are taken during the replay as they fall due, and written once it has answered', async () => {
     const { events, checkpoints, last } = await written();
     for (const revision of revisions(checkpoints)) checkpoints.delete(revision);
     const restarted = await open(events, checkpoints, { every: 5 });
+    // Off the path to answering: nothing is written before the open has returned.
+    expect(revisions(checkpoints)).toEqual([]);
+    await settle();
     expect(restarted.warnings).toEqual([]);
     expect(revisions(checkpoints)).toEqual(checkpointModel(revisionsBetween(0n, last), 5));
+    await expectCheckpointsMatch(checkpoints, events);
+  });
+
+  it('given a log replayed at start-up, when the server closes before the checkpoints it took are written, then they are written at close, and match the log', async () => {
+    const { events, checkpoints, last } = await written();
+    for (const revision of revisions(checkpoints)) checkpoints.delete(revision);
+    const restarted = await open(events, checkpoints, { every: 5, kept: 3 });
+    await restarted.sluice.close();
+    expect(restarted.warnings).toEqual([]);
+    expect(revisions(checkpoints)).toEqual(checkpointModel(revisionsBetween(0n, last), 5).slice(-3));
+    await expectCheckpointsMatch(checkpoints, events);
+  });
+
+  it('given a log replayed at start-up, when a command comes right after the open, then the checkpoints the replay took and the ones after the command are all written and match the log', async () => {
+    const { events, checkpoints } = await written();
+    for (const revision of revisions(checkpoints)) checkpoints.delete(revision);
+    const restarted = await open(events, checkpoints, { every: 5, kept: 1_000 });
+    const replayed = restarted.sluice.state.revision;
+    for (let i = 0; i < 12; i++)
+      await restarted.sluice.execute({ type: 'EnqueueRun', input: { runId: `after-${i}`, jobName: 'job' } }, 'test');
+    await settle();
+    expect(restarted.warnings).toEqual([]);
+    const written_ = revisions(checkpoints);
+    expect(written_.some((r) => r <= replayed)).toBe(true);
+    expect(written_.some((r) => r > replayed)).toBe(true);
     await expectCheckpointsMatch(checkpoints, events);
   });
 
@@ -229,6 +257,7 @@ describe('writing checkpoints', () => {
     const due = checkpointModel(revisionsBetween(0n, last), 5);
     expect(due.length).toBeGreaterThan(4);
     const restarted = await open(events, counting, { every: 5, kept: 2 });
+    await settle();
     expect(restarted.warnings).toEqual([]);
     expect(saved).toEqual(due.slice(-2));
     expect(revisions(checkpoints)).toEqual(due.slice(-2));
@@ -378,7 +407,8 @@ describe('checkpoints that do not match the log', () => {
     );
     expect(restarted.sluice.state.runs.has('only-here')).toBe(true);
     expect(serializeState(restarted.sluice.state)).toBe((await fullReplay(other)).serialized);
-    // What is left is checkpoints of this log, written by the replay.
+    // What is left is checkpoints of this log, written once the replay is over.
+    await settle();
     expect(revisions(checkpoints).length).toBeGreaterThan(0);
     await expectCheckpointsMatch(checkpoints, other);
   });
@@ -532,6 +562,7 @@ describe('a checkpoint store that fails', () => {
     checkpoints.close();
 
     const restarted = await open(events, checkpoints, { every: 5 });
+    await settle();
     const before = restarted.sluice.state.revision;
     const notWritten = (list: bigint[]) =>
       list.map((r) =>
