@@ -25,10 +25,11 @@ const AUTOMATIC_PAGES = 1_000;
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require('node:module').createRequire(workerData.from)('better-sqlite3');
-const paths = new Set();
+// A path may be registered by several connections of this process: counted, kept while any is.
+const paths = new Map();
 const failing = new Map();
 function checkpointAll() {
-  for (const path of paths) {
+  for (const path of paths.keys()) {
     let db;
     try {
       db = new Database(path, { fileMustExist: true });
@@ -46,7 +47,9 @@ function checkpointAll() {
   }
 }
 parentPort.on('message', (message) => {
-  if (message.type === 'add') paths.add(message.path);
+  const count = paths.get(message.path) || 0;
+  if (message.type === 'add') paths.set(message.path, count + 1);
+  else if (message.type === 'remove' && count > 1) paths.set(message.path, count - 1);
   else if (message.type === 'remove') { paths.delete(message.path); failing.delete(message.path); }
 });
 setInterval(checkpointAll, workerData.everyMs);

@@ -77,6 +77,21 @@ describe('WAL checkpoints in a worker thread', () => {
     read.close();
   });
 
+  it('given two connections of this process on one file, when one is released, the other’s pages still reach the database file', async () => {
+    const checkpointer = new WalCheckpointer({ everyMs: 20 });
+    const { db, path } = openWal();
+    const second = new Database(path);
+    const releaseFirst = checkpointer.register(db, path, () => {});
+    const releaseSecond = checkpointer.register(second, path, () => {});
+    releaseFirst();
+    db.close();
+    write(second);
+
+    expect(await until(() => statSync(path).size >= TWO_MIB)).toBe(true);
+    releaseSecond();
+    second.close();
+  });
+
   it('given automatic checkpoints off and no worker, the pages stay in the WAL (what the worker is for)', async () => {
     const { db, path } = openWal();
     db.pragma('wal_autocheckpoint = 0');
