@@ -9,7 +9,8 @@
  * - checkpointing.ts: checkpoints of the live state, and the one to start from;
  * - history-feed.ts: durable events written to the history read model;
  * - decision-streams.ts: past then live decisions for subscribers;
- * - past-states.ts: the state at a past position or instant.
+ * - past-states.ts: the state at a past position or instant;
+ * - sluice-options.ts: what it is opened with.
  *
  * What stays here is the live state itself and `apply`, which takes each stored event in once,
  * in order, and hands it to the others.
@@ -21,7 +22,6 @@ import type { Command } from '../domain/commands.js';
 import { knownRun } from '../domain/decide.js';
 import { CURRENT_SCHEMA_VERSION, type LoggedEvent, UnreadableEventError } from '../domain/events.js';
 import type { RunStatus } from '../domain/run.js';
-import type { CheckpointStore } from '../eventstore/checkpoints.js';
 import { ConcurrencyError } from '../eventstore/errors.js';
 import type { EventStore, RecordedEvent } from '../eventstore/store.js';
 import type { HistoryStore } from '../history/history-store.js';
@@ -30,12 +30,13 @@ import { type CommandOutcome, type CommandRecord, commitGroup, reported } from '
 import { type DecisionFilter, DecisionStream } from './decision-streams.js';
 import { EventClock } from './event-clock.js';
 import { GroupCommit } from './group-commit.js';
-import { HistoryBehindError, HistoryFeed, type HistoryStatus, type HistoryToCreate } from './history-feed.js';
+import { HistoryBehindError, HistoryFeed, type HistoryStatus } from './history-feed.js';
 import { LogFollower } from './log-follower.js';
 import { SERVER_ACTOR, SERVER_LOG_FORMAT } from './log-format.js';
 import { PastStates } from './past-states.js';
 import { DEPLOYMENT_STREAM, toLoggedEvent } from './recorded-events.js';
 import { type RulesRecord, RulesScan, rulesRecordMissing } from './rules-version.js';
+import type { SluiceOptions } from './sluice-options.js';
 import { Speculation } from './speculation.js';
 
 export {
@@ -46,49 +47,8 @@ export {
 export { type DecisionFilter, matchesDecision, SubscriberBehindError } from './decision-streams.js';
 export { HistoryBehindError, type HistoryStatus, type HistoryToCreate } from './history-feed.js';
 export { DEPLOYMENT_STREAM, eventHash, toLoggedEvent } from './recorded-events.js';
+export type { SluiceOptions } from './sluice-options.js';
 export { UnreadableEventError };
-
-export interface SluiceOptions {
-  store: EventStore;
-  /** The stream holding every event that affects admission. */
-  stream?: string;
-  /** Injected so tests can drive time. */
-  clock?: () => Date;
-  /**
-   * A clock no step moves, in milliseconds (default performance.now when `clock` is not given;
-   * none for an injected `clock` unless given too): event time runs on by it after the wall
-   * clock steps back (see EventClock).
-   */
-  monotonic?: () => number;
-  newRunId?: () => string;
-  /** How many lost races a command may retry before giving up. */
-  maxAttempts?: number;
-  /** Where to keep checkpoints of the projections; none: always replay from the start. */
-  checkpoints?: CheckpointStore;
-  /**
-   * The least number of events between checkpoints. The spacing grows with the log (a quarter
-   * of its length), so checkpoints cost a bounded share of the time and of the disk however
-   * long the history gets.
-   */
-  checkpointEvery?: number;
-  /** From a checkpoint this long on, a worker thread writes them (see Checkpointing); default 1 MiB. */
-  checkpointWorkerFromBytes?: number;
-  /** Where to report trouble that does not stop the server (a checkpoint that failed, the log lost). */
-  warn?: (message: string) => void;
-  /** Where to report news an operator wants (following the log again after losing it). */
-  info?: (message: string) => void;
-  /** Called once per execute(), whatever its outcome: feeds command metrics and logs. */
-  onCommand?: (record: CommandRecord) => void;
-  /** The history read model (finished runs, decisions, waits), or one to create; default: in memory. */
-  history?: HistoryStore | HistoryToCreate;
-  /** How many checkpoints to keep; older ones are deleted. Default 3. */
-  checkpointsKept?: number;
-  /**
-   * How long a read of the history waits for it to catch up after a start before it answers
-   * HistoryBehindError (saying how far it is). Default 5000 ms.
-   */
-  historyWaitMs?: number;
-}
 
 /**
  * Events read from the store at a time when catching up. Small batches keep what is alive at a
