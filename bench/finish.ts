@@ -286,7 +286,9 @@ async function latencyOn(f: Fixture, finishes: number) {
 export async function admissionLatencySection(fixtures: Fixture[], finishes: number): Promise<void> {
   heading('9. Finish-to-next-admission latency seen by a dequeueDecisions subscriber (real server, SSE)');
   note('From sending markRunFinished over HTTP to the subscriber receiving the ADMITTED decision it led to;');
-  note(`same queues and limits as section 8, ${finishes} finishes each, server in this process, timed once its history has caught up. ${load()}.`);
+  note(
+    `same queues and limits as section 8, ${finishes} finishes each, server in this process, timed once its history has caught up. ${load()}.`,
+  );
   console.log();
   const rows: Array<Array<string | number>> = [];
   const p50s: number[] = [];
