@@ -161,6 +161,13 @@ describe.skipIf(missing !== null)('the dashboard in Chromium', { timeout: 60_000
     const maxRuns = page.locator('input[name="maxConcurrentRuns"]');
     await poll(() => maxRuns.inputValue()).toBe('1');
     await maxRuns.fill('4');
+    // A live update while the admin edits (another run queued) leaves the edit as typed.
+    const pendingNow = async () =>
+      Number((await page.locator('.pending-text').first().textContent())?.match(/\d+/)?.[0]);
+    const pendingBefore = await pendingNow();
+    await enqueued(gql, { runId: 'bi-2', jobName: 'report', tags: [{ key: 'team', value: 'bi' }] });
+    await poll(pendingNow).toBe(pendingBefore + 1);
+    expect(await maxRuns.inputValue()).toBe('4');
     await page.getByTestId('simulate').click();
     const whatIf = page.getByTestId('whatif');
     await whatIf.waitFor();

@@ -1,5 +1,5 @@
 /** Limits: every limit with its usage; an admin edits, sees the what-if, then applies as one change. */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { GraphQLFailure, gql } from '../api';
 import { Note, ReasonChips, RunLink, Section, UsageBar } from '../components';
 import { useLiveQuery } from '../hooks';
@@ -92,10 +92,18 @@ export function Limits(props: { canEdit: boolean; role: string | null }) {
   const [message, setMessage] = useState<{ kind: 'error' | 'info'; text: string } | null>(null);
   const [busy, setBusy] = useState(false);
 
-  // The form starts from the limits in force, and follows them until the admin edits.
-  const editing = draft !== null && data !== null && JSON.stringify(draft) !== JSON.stringify(draftOf(data));
+  // The form starts from the limits in force, and follows them until the admin edits. Decided on
+  // the draft as it is when new limits arrive (not as it was at the last render), so an edit typed
+  // between a live update's render and its effect is kept rather than overwritten.
+  const followed = useRef<string | null>(null);
   useEffect(() => {
-    if (data && !editing) setDraft(draftOf(data));
+    if (!data) return;
+    const fresh = draftOf(data);
+    setDraft((current) => {
+      if (current !== null && JSON.stringify(current) !== followed.current) return current;
+      followed.current = JSON.stringify(fresh);
+      return fresh;
+    });
   }, [data]);
 
   if (error && !data) return <Note kind="error">{error}</Note>;
@@ -326,7 +334,9 @@ export function Limits(props: { canEdit: boolean; role: string | null }) {
             class="secondary"
             disabled={disabled || !changed}
             onClick={() => {
-              setDraft(draftOf(data));
+              const fresh = draftOf(data);
+              followed.current = JSON.stringify(fresh);
+              setDraft(fresh);
               setPreview(null);
             }}
           >
