@@ -188,11 +188,9 @@ class SqliteEventStore implements EventStore {
     checkStream(stream);
     const fromRevision = options.fromRevision ?? 0n;
     const maxCount = limit(options.maxCount);
-    const known = this.heads.get(stream);
-    if (known !== undefined && fromRevision > known && maxCount !== 0) {
-      if (this.dataVersion() === this.headsVersion) return [];
-    }
     const version = this.dataVersion();
+    const known = this.heads.get(stream);
+    if (known !== undefined && fromRevision > known && maxCount !== 0 && version === this.headsVersion) return [];
     const events = this.readStreamNow(stream, fromRevision, maxCount);
     // A read that came back short reached the end (as of `version` at least).
     if (maxCount < 0 || events.length < maxCount) {

@@ -11,7 +11,7 @@
  * its owner has closed. If the worker cannot run, or dies, the connections get their automatic
  * checkpoints back: stalls again, but the WAL never grows without bound.
  */
-import { Worker } from 'node:worker_threads';
+import { isMainThread, Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 
 const CHECKPOINT_EVERY_MS = 1_000;
@@ -78,6 +78,9 @@ export class WalCheckpointer {
    * (call it before closing the connection).
    */
   register(db: Database.Database, path: string, warn: (message: string) => void): () => void {
+    // A connection opened in a worker thread (the checkpoint writer's) is off the server's thread
+    // already: it keeps SQLite's own checkpoints rather than start a worker of its own.
+    if (!isMainThread) return () => {};
     const entry: Registered = { db, path, warn };
     const worker = this.start(warn);
     if (worker === null) return () => {};
