@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.events import EngineEventData
 from dagster._core.launcher import LaunchRunContext
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.tags import GRPC_INFO_TAG
@@ -40,6 +42,7 @@ from dagster._core.workspace.context import IWorkspaceProcessContext
 from dagster._grpc.client import DagsterGrpcClient
 from dagster._grpc.types import GetCurrentRunsResult
 from dagster._serdes import deserialize_value
+from dagster._utils.error import serializable_error_info_from_exc_info
 from sluice_client import SluiceError
 from sluice_client.models import DecisionKind, RunStatus
 
@@ -52,6 +55,18 @@ _log = logging.getLogger("dagster_sluice.launcher")
 
 _IN_PROGRESS_IN_SLUICE = [RunStatus.STARTING, RunStatus.STARTED, RunStatus.CANCELING]
 _IN_PROGRESS_IN_DAGSTER = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+
+#: The statuses the run storage loop acts on (`send_dagster_status`). NOT_STARTED and STARTING are
+#: left out in the query itself: while a queue drains, every run launched is STARTING, and reading
+#: them back ten times a second cost the launcher more than the launches.
+_SENT_TO_SLUICE = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+    DagsterRunStatus.SUCCESS,
+    DagsterRunStatus.FAILURE,
+    DagsterRunStatus.CANCELED,
+]
 
 #: How far back each read of Dagster's run storage looks past the newest change it has seen:
 #: two writes in the same instant, or committed out of order, are still read.
@@ -159,16 +174,27 @@ class SluiceLauncher:
                 self._launching.discard(run_id)
 
     def _launch_queued(self, run: DagsterRun) -> None:
+        """What `DagsterInstance.launch_run` does, and Dagster's own queue daemon per run, less
+        launch_run's first read of the run: `_launch` has just read it."""
         _log.debug("launching run %s", run.run_id)
+        instance = self._instance
+        starting = DagsterEvent(
+            event_type_value=DagsterEventType.PIPELINE_STARTING.value, job_name=run.job_name
+        )
+        instance.report_dagster_event(starting, run_id=run.run_id)
+        run = instance.get_run_by_id(run.run_id) or run  # STARTING now, as the run launcher expects
         request = self._workspace.create_request_context()
         try:
-            # Records STARTING in Dagster, then hands the run to the instance's run launcher.
-            self._instance.launch_run(run.run_id, request)
+            instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=request))
         except Exception:
-            # launch_run has recorded the failure on the run; the run storage loop tells Sluice.
+            # As launch_run does: the failure is recorded on the run, which ends it FAILURE; the
+            # run storage loop tells Sluice.
             _log.exception("the run launcher refused run %s", run.run_id)
+            error = serializable_error_info_from_exc_info(sys.exc_info())
+            instance.report_engine_event(error.message, run, EngineEventData.engine_error(error))
+            instance.report_run_failed(run)
             return
-        self._instance.add_run_tags(run.run_id, {SLUICE_LAUNCHED_TAG: _now_iso()})
+        instance.add_run_tags(run.run_id, {SLUICE_LAUNCHED_TAG: _now_iso()})
         _log.info("launched run %s (%s)", run.run_id, run.job_name)
 
     def _relaunch_if_never_started(self, run: DagsterRun) -> None:
@@ -202,7 +228,7 @@ class SluiceLauncher:
         interval = self._settings.poll_interval_seconds
         while not self._stop.is_set():
             records = self._instance.get_run_records(
-                filters=RunsFilter(updated_after=since) if since else None,
+                filters=RunsFilter(statuses=_SENT_TO_SLUICE, updated_after=since),
                 order_by="update_timestamp",
                 ascending=True,
                 limit=1000,

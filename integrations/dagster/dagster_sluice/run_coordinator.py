@@ -78,8 +78,10 @@ class SluiceRunCoordinator(RunCoordinator, ConfigurableClass):
             _log.warning("submit_run: run %s is already %s; nothing to queue", run.run_id, run.status.value)
             return self._reload(run.run_id)
 
-        run = self._reload(run.run_id)
         try:
+            # What Sluice is told (job, tags as written, the plan's steps) is what the run was
+            # created with; the QUEUED event and the link tag change none of it, so the run is
+            # not read again before the enqueue.
             enqueue_in_sluice(self.client, instance, run)
         except SluiceConnectionError as error:
             # The run stays QUEUED in Dagster; the launcher enqueues every QUEUED run Sluice does
