@@ -2,24 +2,35 @@
 
 - `dagster`: QueuedRunCoordinator with `dagster-daemon run` (default settings; only the run limit
   each scenario needs is set).
-- `sluice`: SluiceRunCoordinator with `dagster-sluice launcher` and a Sluice server.
+- `sluice`: SluiceRunCoordinator with `dagster-sluice launcher` and a Sluice server (its own
+  default store, a SQLite file).
 
 Both use Dagster's own MockedRunLauncher (from dagster._core.test_utils), which records a launch
 and starts no process: what is measured is the queue (submit, decide, launch), not how fast this
 machine starts Python processes. A run's STARTING time is the timestamp of Dagster's own
 RUN_STARTING event; the bench ends runs by recording RUN_SUCCESS in Dagster, as a run worker does.
 
-Measured per side:
+Each side runs on each of Dagster's two storages in turn (`--storage`):
+- `sqlite`: Dagster's default, a SQLite database per run for its events. The first event of a
+  run creates that database (tables, indexes, alembic's stamp: about 130 ms of `submit_run` on
+  this machine), and one process writes events one at a time (the storage holds a lock per
+  process). Both sides pay this before a run can be STARTING.
+- `postgres`: Dagster's PostgreSQL storage (dagster-postgres), what a production deployment of
+  the daemon runs on; one database per side on a throwaway cluster the bench starts and stops
+  (Debian's binaries under /usr/lib/postgresql, PostgreSQL's default settings).
+
+Measured per side and storage:
 - submit-to-STARTING latency (p50, p99) of runs that can start at once: from the call of
   `DagsterInstance.submit_run` (the run already created, as the UI creates it first) to Dagster's
-  RUN_STARTING event;
+  RUN_STARTING event; also the `submit_run` call alone and what is left after it returns;
 - release-to-next-launch latency: one run at a time, the running one ends, how long until the
   next one is STARTING;
 - launches per second draining queued runs once the limit is lifted;
 - memory (RSS) of each side's processes: the daemon and its code server; the launcher, its code
-  server and the Sluice server.
+  server and the Sluice server (the PostgreSQL server, which both share, is not counted).
 
-Run: `npm run bench:dagster` (or `python integrations/dagster/bench/coordinator_bench.py --help`).
+Run: `npm run bench:dagster` (both storages; `npm run bench:dagster -- --storage postgres` for
+one), or `python integrations/dagster/bench/coordinator_bench.py --help`.
 """
 
 from __future__ import annotations
@@ -38,9 +49,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from dagster import DagsterEvent, DagsterEventType, DagsterInstance, RunsFilter  # noqa: E402
 from dagster._core.workspace.context import WorkspaceProcessContext  # noqa: E402
+from postgres_cluster import PostgresCluster  # noqa: E402
 from sluice_client import SluiceClient  # noqa: E402
 from sluice_client.testing import SluiceServer  # noqa: E402
 
@@ -61,12 +74,16 @@ telemetry:
 
 
 class Side:
-    """One queue under test: how to set its run limit, start it, and which processes it is."""
+    """One queue under test: how to set its run limit, start it, and which processes it is.
+
+    ``storage``: the dagster.yaml lines naming Dagster's storage ("" for its default, SQLite).
+    """
 
     name = ""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, storage: str = "") -> None:
         self.home = home
+        self.storage = storage
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def set_max_runs(self, limit: int) -> None:
@@ -86,7 +103,7 @@ class DagsterSide(Side):
     def _write(self, limit: int) -> None:
         (self.home / "dagster.yaml").write_text(
             "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
-            f"  config:\n    max_concurrent_runs: {limit}\n" + MOCK_LAUNCHER
+            f"  config:\n    max_concurrent_runs: {limit}\n" + MOCK_LAUNCHER + self.storage
         )
 
     def open(self) -> DagsterSide:
@@ -113,7 +130,7 @@ class SluiceSide(Side):
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "dagster.yaml").write_text(
             "run_coordinator:\n  module: dagster_sluice\n  class: SluiceRunCoordinator\n"
-            f"  config:\n    url: {self.server.url}\n" + MOCK_LAUNCHER
+            f"  config:\n    url: {self.server.url}\n" + MOCK_LAUNCHER + self.storage
         )
         self.procs.append(
             _spawn(["dagster-sluice", "launcher", "-w", str(WORKSPACE_FILE)], self.home, "launcher")
@@ -244,15 +261,19 @@ def measure(
     _wait(
         lambda: _started(instance, [r for r, _ in submitted]) == len(submitted), 120, f"{side.name}: latency"
     )
-    for run_id, at in submitted:
+    returned: list[float] = []
+    for (run_id, at), call in zip(submitted, calls, strict=True):
         started = _starting_at(instance, run_id)
         assert started is not None
         latencies.append(started - at)
+        returned.append(started - at - call)
     result["submit_to_starting_p50_ms"] = _percentile(latencies, 50) * 1000
     result["submit_to_starting_p99_ms"] = _percentile(latencies, 99) * 1000
     # The submit_run call alone: mostly Dagster writing the run's first event to its storage (with
     # SQLite, creating the run's own event database), a floor both sides share.
     result["submit_call_p50_ms"] = _percentile(calls, 50) * 1000
+    # From submit_run's return to STARTING: what is left once that floor is paid.
+    result["return_to_starting_p50_ms"] = _percentile(returned, 50) * 1000
     _succeed(instance, [r for r, _ in submitted])
 
     # Release to next launch: one run at a time.
@@ -281,6 +302,53 @@ def _is_live(instance: DagsterInstance, run_id: str) -> bool:
     return run is not None and run.status.value in ("STARTING", "STARTED")
 
 
+STORAGES = ("sqlite", "postgres")
+
+ROWS = [
+    ("submit_to_starting_p50_ms", True),
+    ("submit_to_starting_p99_ms", True),
+    ("submit_call_p50_ms", True),
+    ("return_to_starting_p50_ms", True),
+    ("release_to_launch_p50_ms", True),
+    ("release_to_launch_p99_ms", True),
+    ("drain_launches_per_s", False),
+    ("rss_mb", True),
+]
+
+
+def run_storage(storage: str, args: argparse.Namespace, tmp: Path) -> dict[str, dict]:
+    """Both sides on one storage: Dagster's default SQLite, or a PostgreSQL database each on a
+    throwaway cluster the bench starts (the same cluster, so both pay the same server)."""
+    cluster = PostgresCluster().start() if storage == "postgres" else None
+    results: dict[str, dict] = {}
+    try:
+        for side_class in (SluiceSide, DagsterSide):
+            yaml = ""
+            if cluster is not None:
+                url = cluster.create_database(side_class.name)
+                yaml = f"storage:\n  postgres:\n    postgres_url: {url}\n"
+            side = side_class(tmp / storage / side_class.name, yaml).open()
+            try:
+                with (
+                    DagsterInstance.from_config(str(side.home)) as instance,
+                    in_process_workspace(instance) as ws,
+                ):
+                    # This process submits runs as Dagster's webserver does when a person clicks
+                    # Launch, and holds its connections as the webserver does (its defaults:
+                    # 15 s statement timeout, hourly recycling, 20 overflow connections).
+                    instance.optimize_for_webserver(
+                        statement_timeout=15000, pool_recycle=3600, max_overflow=20
+                    )
+                    results[side.name] = measure(side, instance, ws, args)
+            finally:
+                side.close()
+            print(json.dumps({storage: {side.name: results[side.name]}}), file=sys.stderr)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -289,35 +357,31 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--release-runs", type=int, default=10)
     parser.add_argument("--spacing", type=float, default=0.25, help="seconds between latency submissions")
+    parser.add_argument(
+        "--storage",
+        choices=(*STORAGES, "both"),
+        default="both",
+        help="Dagster's storage for both sides: its default SQLite, PostgreSQL, or one after the other",
+    )
     args = parser.parse_args()
 
-    results: dict[str, dict] = {}
+    storages = STORAGES if args.storage == "both" else (args.storage,)
+    results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="coordinator-bench-") as tmp:
-        for side_class in (SluiceSide, DagsterSide):
-            side = side_class(Path(tmp) / side_class.name).open()
-            try:
-                with (
-                    DagsterInstance.from_config(str(side.home)) as instance,
-                    in_process_workspace(instance) as ws,
-                ):
-                    results[side.name] = measure(side, instance, ws, args)
-            finally:
-                side.close()
-            print(json.dumps({side.name: results[side.name]}), file=sys.stderr)
+        for storage in storages:
+            results[storage] = run_storage(storage, args, Path(tmp))
 
-    d, s = results["dagster"], results["sluice"]
-    print(f"{'':34}{'dagster':>12}{'sluice':>12}{'ratio':>10}")
-    for key, better_low in [
-        ("submit_to_starting_p50_ms", True),
-        ("submit_to_starting_p99_ms", True),
-        ("submit_call_p50_ms", True),
-        ("release_to_launch_p50_ms", True),
-        ("release_to_launch_p99_ms", True),
-        ("drain_launches_per_s", False),
-        ("rss_mb", True),
-    ]:
-        ratio = d[key] / s[key] if better_low else s[key] / d[key]
-        print(f"{key:34}{d[key]:12.1f}{s[key]:12.1f}{ratio:9.1f}x")
+    header = "".join(f"{f'{st} dagster':>17}{'sluice':>9}{'ratio':>8}" for st in storages)
+    print(f"{'':28}{header}")
+    for key, better_low in ROWS:
+        line = f"{key:28}"
+        for storage in storages:
+            d, s = results[storage]["dagster"][key], results[storage]["sluice"][key]
+            # STARTING can be recorded before submit_run returns (the launcher is that quick):
+            # a time at or below zero has no ratio.
+            ratio = f"{(d / s if better_low else s / d):7.1f}x" if d > 0 and s > 0 else f"{'n/a':>8}"
+            line += f"{d:17.1f}{s:9.1f}{ratio}"
+        print(line)
     print("ratio: how many times better Sluice is (below 1: worse)")
     print(json.dumps(results))
 

@@ -55,6 +55,13 @@ def launcher(workspace_files: tuple[str, ...], launch_threads: int, log_level: s
                 f"{type(coordinator).__name__}; set it to dagster_sluice's SluiceRunCoordinator "
                 "in dagster.yaml (see docs/dagster.md)"
             )
+        # A long-running process, as Dagster's webserver is: with PostgreSQL (or MySQL) storage
+        # it keeps its database connections open instead of opening one for every query, which
+        # cost ten times the launch itself. No statement timeout (0): the launcher's reads are
+        # its own, not a page a person waits for. SQLite storage is unchanged.
+        instance.optimize_for_webserver(
+            statement_timeout=0, pool_recycle=3600, max_overflow=launch_threads + 4
+        )
         target = WorkspaceFileTarget(paths=list(workspace_files))
         with WorkspaceProcessContext(instance, target) as workspace:
             launcher = SluiceLauncher(

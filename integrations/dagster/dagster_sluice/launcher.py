@@ -10,10 +10,12 @@ Three loops share one Dagster instance and one workspace:
 - Dagster's run storage, read for runs whose status changed: STARTED and the terminal statuses go
   to Sluice (which frees their capacity and admits the next run in the same step), and runs
   Dagster holds QUEUED that Sluice does not know are enqueued. Dagster's run storage has no change
-  feed, so this one is read every `poll_interval_seconds` (0.1 s by default).
+  feed, so this one is read every `poll_interval_seconds` (0.1 s by default), and with PostgreSQL
+  storage also as soon as Dagster notifies that it stored an event (`wakeup.py`).
 
-A launch is recorded in Dagster before it happens: `DagsterInstance.launch_run` moves the run
-from QUEUED to STARTING first, and only QUEUED runs are launched, so a second decision, a
+A launch is recorded in Dagster before it happens: as `DagsterInstance.launch_run` and Dagster's
+queue daemon do, the run moves from QUEUED to STARTING before the run launcher is called, and only
+QUEUED runs are launched, so a second decision, a
 reconnect that replays decisions, or a restart never launches a run twice. After the run launcher
 has accepted the run, the launcher tags it `sluice/launched`. A launcher killed between the two
 leaves a STARTING run without the tag: on restart it is launched again only when it certainly
@@ -50,6 +52,7 @@ from .config import SluiceSettings
 from .enqueue import enqueue_in_sluice
 from .sync import ENDED_BY_SLUICE, end_in_dagster, is_queued_through_sluice, send_dagster_status
 from .tags import SLUICE_LAUNCHED_TAG
+from .wakeup import RunEventWakeup, postgres_url_of
 
 _log = logging.getLogger("dagster_sluice.launcher")
 
@@ -94,6 +97,8 @@ class SluiceLauncher:
         self._launching: set[str] = set()
         self._launching_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # With PostgreSQL storage, Dagster's own event notifications wake the run storage loop.
+        self._wakeup: RunEventWakeup | None = None
 
     def start(self) -> None:
         # Streams follow the log from this position; the reconciliation below covers everything
@@ -108,6 +113,10 @@ class SluiceLauncher:
         self._spawn("sluice-decisions", lambda: self._follow_decisions(position))
         self._spawn("sluice-status", lambda: self._follow_sluice_status(position))
         since = self._reconcile()
+        url = postgres_url_of(self._instance)
+        if url is not None:
+            self._wakeup = RunEventWakeup(url, self._stop)
+            self._threads.append(self._wakeup.start())
         self._spawn("dagster-status", lambda: self._follow_dagster_status(since))
 
     def stop(self) -> None:
@@ -253,7 +262,10 @@ class SluiceLauncher:
                 for run_id in [r for r, (_, at) in sent.items() if at < cutoff]:
                     del sent[run_id]
             if len(records) < 1000:
-                self._stop.wait(interval)
+                if self._wakeup is not None:
+                    self._wakeup.wait(interval)
+                else:
+                    self._stop.wait(interval)
 
     # -- after a (re)start ------------------------------------------------------------------
 

@@ -133,6 +133,13 @@ class SluiceEventLogStorage(EventLogStorage, ConfigurableClass):
         self._slots.close()
         self._inner.dispose()
 
+    def optimize_for_webserver(self, statement_timeout: int, pool_recycle: int, max_overflow: int) -> None:
+        # EventLogStorage's own is a no-op: without this, a long-running process (the webserver,
+        # the launcher) would keep opening a connection per query to the wrapped storage.
+        self._inner.optimize_for_webserver(
+            statement_timeout=statement_timeout, pool_recycle=pool_recycle, max_overflow=max_overflow
+        )
+
     def store_event(self, event: EventLogEntry) -> None:
         self._inner.store_event(event)
         ended = _RUN_ENDS.get(event.dagster_event.event_type) if event.dagster_event else None
