@@ -3,7 +3,8 @@
  * The Python environment the Python suites run in: a virtual environment `.venv/` at the
  * repository root, made with the machine's python3, with every Python package of the repository
  * installed from the package index in editable mode with its dev extras (pytest, ruff, pyright):
- * `clients/python` always, `integrations/dagster` when it exists. When the venv module is missing
+ * `clients/python` always, `integrations/dagster` when it exists (and, for the latter, Dagster's own
+ * test suite of the installed release, from its source distribution). When the venv module is missing
  * (Debian's python3 without python3-venv) and we are root with apt-get, installs it.
  *
  * Idempotent and quick: a stamp in the venv holds a hash of the packages' pyproject files and
@@ -73,6 +74,16 @@ function stampFor(packages, python) {
   return hash.digest('hex');
 }
 
+/**
+ * Dagster publishes its own test suite only in its source distribution: the Dagster package's
+ * tests import it, so it is fetched for the installed release (integrations/dagster's
+ * dagster_own_tests/fetch.py; idempotent, a file check when it is in place).
+ */
+function fetchDagsterOwnTests(packages) {
+  if (!packages.includes('integrations/dagster')) return;
+  run(join(VENV_BIN, 'python'), ['-m', 'dagster_own_tests.fetch'], { cwd: join(ROOT, 'integrations/dagster') });
+}
+
 /** Makes or refreshes `.venv`; answers the package directories it holds. */
 export function preparePythonEnv() {
   const packages = pythonPackages();
@@ -82,6 +93,7 @@ export function preparePythonEnv() {
   const stamp = stampFor(packages, python);
   if (existsSync(STAMP) && readFileSync(STAMP, 'utf8') === stamp) {
     log(`.venv is up to date (${packages.join(', ')})`);
+    fetchDagsterOwnTests(packages);
     return packages;
   }
   run(venvPython, ['-m', 'pip', 'install', '--quiet', '--upgrade', 'pip']);
@@ -94,6 +106,7 @@ export function preparePythonEnv() {
   ]);
   // pyright's PyPI package fetches its Node half on first use: do it now, not inside a test run.
   run(join(VENV_BIN, 'pyright'), ['--version']);
+  fetchDagsterOwnTests(packages);
   writeFileSync(STAMP, stamp);
   return packages;
 }

@@ -10,7 +10,7 @@
  * Only node's own modules.
  */
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { preparePythonEnv, ROOT, VENV_BIN } from './python-env.mjs';
 
 const NO_TESTS_COLLECTED = 5;
@@ -40,7 +40,14 @@ for (const dir of packages) {
       cwd,
       stdio: 'inherit',
       // The fixtures start this checkout's server; a SLUICE_REPO set for another one is not ours.
-      env: { ...process.env, SLUICE_REPO: ROOT, VIRTUAL_ENV: join(ROOT, '.venv') },
+      // The venv's commands first on PATH, as an activated venv has them: Dagster's executors
+      // start its `dagster` command for run workers and steps.
+      env: {
+        ...process.env,
+        SLUICE_REPO: ROOT,
+        VIRTUAL_ENV: join(ROOT, '.venv'),
+        PATH: `${VENV_BIN}${delimiter}${process.env.PATH ?? ''}`,
+      },
     });
     if (name === 'pytest' && status === NO_TESTS_COLLECTED) {
       console.error(`test-python: ${dir}: pytest collected no tests${ci ? ' (CI=true: a failure)' : ''}`);

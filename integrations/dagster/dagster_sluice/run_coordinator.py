@@ -18,7 +18,7 @@ from dagster._config.config_schema import UserConfigSchema
 from dagster._core.events import EngineEventData
 from dagster._core.run_coordinator.base import RunCoordinator, SubmitRunContext
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
-from sluice_client import Conflict, NotFound, SluiceClient, SluiceConnectionError, SluiceError
+from sluice_client import Conflict, NotFound, RunStatus, SluiceClient, SluiceConnectionError, SluiceError
 from typing_extensions import Self
 
 from .config import SluiceSettings, sluice_config_schema
@@ -111,10 +111,22 @@ class SluiceRunCoordinator(RunCoordinator, ConfigurableClass):
         if run.status == DagsterRunStatus.QUEUED:
             instance.report_run_canceling(run, message="Canceling run from the queue.")
             instance.report_run_canceled(run)
+            # Sluice may have admitted it a moment ago (CANCELING there, holding capacity): the run
+            # never launched and Dagster now holds it CANCELED, so it ends in Sluice too, rather
+            # than when the launcher next reads Dagster's statuses or not at all without one.
+            self._finish_in_sluice(run_id, RunStatus.CANCELED)
             return True
         if run.is_finished:
             return False
         return instance.run_launcher.terminate(run_id)
+
+    def _finish_in_sluice(self, run_id: str, status: RunStatus) -> None:
+        try:
+            self.client.mark_run_finished(run_id, status)
+        except (NotFound, Conflict):
+            pass  # never queued in Sluice, or already ended there
+        except SluiceError as error:
+            _log.warning("cancel_run: Sluice did not record run %s %s: %s", run_id, status.value, error)
 
     def dispose(self) -> None:
         if self._client is not None:

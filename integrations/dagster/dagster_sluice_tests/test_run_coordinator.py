@@ -1,9 +1,8 @@
 """SluiceRunCoordinator against a real Sluice server and a real Dagster instance.
 
-The cases of Dagster's own `TestQueuedRunCoordinator` (submit records the run QUEUED and
-launches nothing; a second submit of a run already queued is a no-op; cancel of a queued run
-ends it CANCELED), plus what queueing in Sluice adds: the run is in Sluice's queue under
-Dagster's run id with its tags, steps and pools, and a cancel in Dagster ends it there too.
+Dagster's own `TestQueuedRunCoordinator` runs against it in dagster_own_tests; these are what
+queueing in Sluice adds: the run is in Sluice's queue under Dagster's run id with its tags,
+steps and pools, a second submit enqueues nothing more, and a cancel in Dagster ends it there too.
 """
 
 from __future__ import annotations
@@ -180,6 +179,25 @@ class TestSluiceRunCoordinator:
         assert coordinator.cancel_run(run.run_id)
         stored = instance.get_run_by_id(run.run_id)
         assert stored is not None and stored.status == DagsterRunStatus.CANCELED
+        in_sluice = sluice_client.run(run.run_id)
+        assert in_sluice is not None and in_sluice.status == RunStatus.CANCELED
+
+    def test_cancel_of_a_run_admitted_but_not_launched_ends_it_in_sluice(
+        self,
+        instance: DagsterInstance,
+        coordinator: SluiceRunCoordinator,
+        sluice_client: SluiceClient,
+        foo_origin: dict[str, Any],
+    ) -> None:
+        run = create_run_for_test(instance, job_name="foo", **foo_origin, status=DagsterRunStatus.NOT_STARTED)
+        _submit(coordinator, run)
+        admitted = sluice_client.run(run.run_id)
+        assert admitted is not None and admitted.status == RunStatus.STARTING
+        assert coordinator.cancel_run(run.run_id)
+        stored = instance.get_run_by_id(run.run_id)
+        assert stored is not None and stored.status == DagsterRunStatus.CANCELED
+        # Not left CANCELING, holding a place under the run limit until a timeout: Dagster holds
+        # it CANCELED and no run worker was ever started for it.
         in_sluice = sluice_client.run(run.run_id)
         assert in_sluice is not None and in_sluice.status == RunStatus.CANCELED
 
