@@ -49,11 +49,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
 from dagster import DagsterEvent, DagsterEventType, DagsterInstance, RunsFilter  # noqa: E402
 from dagster._core.workspace.context import WorkspaceProcessContext  # noqa: E402
-from postgres_cluster import PostgresCluster  # noqa: E402
 from sluice_client import SluiceClient  # noqa: E402
 from sluice_client.testing import SluiceServer  # noqa: E402
 
@@ -64,6 +62,7 @@ from dagster_sluice_tests.harness import (  # noqa: E402
     in_process_workspace,
     submit,
 )
+from dagster_sluice_tests.postgres import PostgresCluster  # noqa: E402
 
 MOCK_LAUNCHER = """run_launcher:
   module: dagster._core.test_utils

@@ -53,6 +53,8 @@ class RunEventWakeup:
         self._stop = stop
         self._notified = threading.Event()
         self._last = 0.0  # monotonic time of the last notification
+        #: Set while the channel is listened to.
+        self.listening = threading.Event()
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._listen, name="dagster-run-events", daemon=True)
@@ -86,6 +88,7 @@ class RunEventWakeup:
                 conn.autocommit = True
                 with conn.cursor() as cursor:
                     cursor.execute(f"LISTEN {CHANNEL}")
+                self.listening.set()
                 while not self._stop.is_set():
                     if select.select([conn], [], [], 1.0)[0]:
                         conn.poll()
@@ -97,4 +100,5 @@ class RunEventWakeup:
                 _log.warning("the connection listening for Dagster's run events failed: %s", error)
                 self._stop.wait(backoff)
             finally:
+                self.listening.clear()
                 conn.close()

@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL cluster for the bench: Debian's binaries, a temporary folder, a free port
-on 127.0.0.1, stopped and deleted at the end.
+"""A throwaway PostgreSQL cluster for the tests and the bench: Debian's binaries, a temporary
+folder, a free port on 127.0.0.1, stopped and deleted at the end.
 
 Its settings are PostgreSQL's defaults (fsync on, synchronous commits), as a deployment of
 Dagster on PostgreSQL runs; only the port, the address and max_connections are set (each Dagster
@@ -35,8 +35,7 @@ class PostgresCluster:
         bin_dir = postgres_bin_dir()
         if bin_dir is None:
             raise RuntimeError(
-                "no PostgreSQL here: /usr/lib/postgresql/*/bin/initdb is missing "
-                "(apt-get install postgresql), or run the bench with --storage sqlite"
+                "no PostgreSQL here: /usr/lib/postgresql/*/bin/initdb is missing (apt-get install postgresql)"
             )
         self.bin = bin_dir
         self.dir = Path(tempfile.mkdtemp(prefix="coordinator-bench-pg-"))
