@@ -9,9 +9,10 @@ Three loops share one Dagster instance and one workspace:
   cancel or run timeout, a lease that ran out) is terminated in Dagster.
 - Dagster's run storage, read for runs whose status changed: STARTED and the terminal statuses go
   to Sluice (which frees their capacity and admits the next run in the same step), and runs
-  Dagster holds QUEUED that Sluice does not know are enqueued. Dagster's run storage has no change
-  feed, so this one is read every `poll_interval_seconds` (0.1 s by default), and with PostgreSQL
-  storage also as soon as Dagster notifies that it stored an event (`wakeup.py`).
+  Dagster holds QUEUED that Sluice does not know are enqueued (one the coordinator queued, which
+  enqueued it itself, only once it has stayed QUEUED for a few seconds). Dagster's run storage
+  has no change feed, so this one is read every `poll_interval_seconds` (0.1 s by default), and
+  with PostgreSQL storage also as soon as Dagster notifies that it stored an event (`wakeup.py`).
 
 A launch is recorded in Dagster before it happens: as `DagsterInstance.launch_run` and Dagster's
 queue daemon do, the run moves from QUEUED to STARTING before the run launcher is called, and only
@@ -45,7 +46,7 @@ from dagster._grpc.client import DagsterGrpcClient
 from dagster._grpc.types import GetCurrentRunsResult
 from dagster._serdes import deserialize_value
 from dagster._utils.error import serializable_error_info_from_exc_info
-from sluice_client import SluiceError
+from sluice_client import SluiceClient, SluiceError
 from sluice_client.models import DecisionKind, RunStatus
 
 from .config import SluiceSettings
@@ -70,6 +71,10 @@ _SENT_TO_SLUICE = [
     DagsterRunStatus.FAILURE,
     DagsterRunStatus.CANCELED,
 ]
+
+#: How long a run the coordinator queued may stay QUEUED in Dagster before the launcher makes sure
+#: Sluice has it too.
+_QUEUED_GRACE = 5.0
 
 #: How far back each read of Dagster's run storage looks past the newest change it has seen:
 #: two writes in the same instant, or committed out of order, are still read.
@@ -234,8 +239,11 @@ class SluiceLauncher:
     def _follow_dagster_status(self, since: datetime | None) -> None:
         client = self._settings.client()
         sent: dict[str, tuple[DagsterRunStatus, datetime]] = {}
+        # Runs the coordinator queued, and when to make sure Sluice has them (monotonic time).
+        recheck: dict[str, float] = {}
         interval = self._settings.poll_interval_seconds
         while not self._stop.is_set():
+            self._enqueue_if_still_queued(client, recheck)
             records = self._instance.get_run_records(
                 filters=RunsFilter(statuses=_SENT_TO_SLUICE, updated_after=since),
                 order_by="update_timestamp",
@@ -246,13 +254,18 @@ class SluiceLauncher:
             for record in records:
                 run = record.dagster_run
                 if sent.get(run.run_id, (None,))[0] != run.status:
-                    self._guard(
-                        f"sending run {run.run_id}'s status to Sluice",
-                        send_dagster_status,
-                        client,
-                        self._instance,
-                        run,
-                    )
+                    if run.status == DagsterRunStatus.QUEUED and is_queued_through_sluice(run):
+                        # The coordinator enqueued it in Sluice itself a moment ago: enqueueing
+                        # it again now would only compete with its launch.
+                        recheck.setdefault(run.run_id, time.monotonic() + _QUEUED_GRACE)
+                    else:
+                        self._guard(
+                            f"sending run {run.run_id}'s status to Sluice",
+                            send_dagster_status,
+                            client,
+                            self._instance,
+                            run,
+                        )
                     sent[run.run_id] = (run.status, record.update_timestamp)
                 if newest is None or record.update_timestamp > newest:
                     newest = record.update_timestamp
@@ -266,6 +279,19 @@ class SluiceLauncher:
                     self._wakeup.wait(interval)
                 else:
                     self._stop.wait(interval)
+
+    def _enqueue_if_still_queued(self, client: SluiceClient, recheck: dict[str, float]) -> None:
+        """A run the coordinator queued that Dagster still holds QUEUED after `_QUEUED_GRACE` is
+        enqueued (appending nothing when Sluice has it): the coordinator could not reach Sluice,
+        or its process stopped between Dagster's record and Sluice's."""
+        now = time.monotonic()
+        for run_id in [r for r, at in recheck.items() if at <= now]:
+            del recheck[run_id]
+            run = self._instance.get_run_by_id(run_id)
+            if run is not None and run.status == DagsterRunStatus.QUEUED:
+                self._guard(
+                    f"enqueueing run {run_id} in Sluice", send_dagster_status, client, self._instance, run
+                )
 
     # -- after a (re)start ------------------------------------------------------------------
 

@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.workspace.context import WorkspaceProcessContext
 from sluice_client import DecisionKind, RunStatus, SluiceClient
 from sluice_client.testing import SluiceServer
 
+from dagster_sluice.tags import SLUICE_RUN_URL_TAG
+
 from .harness import (
     REPO_ROOT,
     LauncherProcess,
+    create_run,
     in_process_workspace,
     statuses,
     submit,
@@ -264,3 +267,19 @@ def test_launcher_killed_mid_queue_loses_nothing_and_launches_nothing_twice(four
         60,
         "Sluice to record every run SUCCESS",
     )
+
+
+def test_a_run_queued_in_dagster_but_never_in_sluice_is_enqueued_and_runs(two_runs: Deployment) -> None:
+    """The coordinator's process stopped between Dagster's QUEUED record and Sluice's enqueue (or
+    Sluice could not be reached): the launcher finds the run still QUEUED and enqueues it."""
+    d = two_runs
+    run = create_run(d.instance, d.workspace, "quick_job")
+    # What SluiceRunCoordinator.submit_run records in Dagster before it calls Sluice.
+    d.instance.add_run_tags(run.run_id, {SLUICE_RUN_URL_TAG: "http://sluice.invalid/runs/" + run.run_id})
+    d.instance.report_dagster_event(DagsterEvent.job_enqueue(run), run_id=run.run_id)
+    assert _in_sluice(d.client, run.run_id) is None
+
+    wait_until(lambda: _in_sluice(d.client, run.run_id) is not None, 120, "the launcher to enqueue the run")
+    wait_until(lambda: _all_finished(d.instance, [run.run_id]), 300, "the run to end")
+    assert statuses(d.instance, [run.run_id])[run.run_id] == DagsterRunStatus.SUCCESS
+    assert _workers_started(d.instance, run.run_id) == 1
