@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs dagster-sluice's tests on another Dagster release (default: the newest 1.10) beside the one
+# npm test uses, in a virtual environment of its own (.ci/dagster<RELEASE>/venv, git-ignored), so
+# `.venv` stays as it was. Dagster's own tests (dagster_own_tests) come from the release's source
+# distribution, which carries them only from 1.13 on: for older releases only dagster-sluice's
+# own tests run.
+#
+#   scripts/test-on-dagster.sh [RELEASE] [pytest arguments...]     e.g. scripts/test-on-dagster.sh 1.10
+set -euo pipefail
+cd "$(dirname "$0")/.."
+release="${1:-1.10}"
+shift || true
+venv=".ci/dagster${release}/venv"
+if [ ! -x "${venv}/bin/python" ]; then
+  python3 -m venv "${venv}"
+  "${venv}/bin/pip" install --quiet --upgrade pip
+  "${venv}/bin/pip" install --quiet -e clients/python -e 'integrations/dagster[dev]' \
+    "dagster==${release}.*" "dagster-graphql==${release}.*"
+fi
+installed="$("${venv}/bin/python" -c 'import dagster; print(dagster.__version__)')"
+echo "test-on-dagster: Dagster ${installed} in ${venv}"
+
+paths=(dagster_sluice_tests)
+if (cd integrations/dagster && "../../${venv}/bin/python" -m dagster_own_tests.fetch); then
+  paths+=(dagster_own_tests)
+else
+  echo "test-on-dagster: Dagster ${installed}'s own tests are not published; running dagster-sluice's only"
+fi
+cd integrations/dagster
+PATH="${PWD}/../../${venv}/bin:${PATH}" VIRTUAL_ENV="${PWD}/../../${venv}" SLUICE_REPO="${PWD}/../.." \
+  "../../${venv}/bin/python" -m pytest -p no:cacheprovider "${paths[@]}" "$@"
