@@ -61,7 +61,11 @@ def extract_tests(sdist: Path, version: str, target: Path) -> None:
     with tarfile.open(sdist) as archive:
         members = [m for m in archive.getmembers() if m.name.startswith(prefix)]
         if not members:
-            raise RuntimeError(f"{sdist.name} holds no {PACKAGE}/: Dagster's sdist layout changed")
+            raise RuntimeError(
+                f"{sdist.name} holds no {PACKAGE}/: Dagster's source distributions carry its tests "
+                "only in recent releases (1.13 does, 1.10 to 1.12 do not); install a newer Dagster "
+                "to run its own tests here"
+            )
         for member in members:
             member.name = member.name[len(f"dagster-{version}/") :]
         archive.extractall(staging, members=members, filter="data")

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
+
+try:
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+except ImportError:  # Dagster 1.10 keeps it beside the remote representations
+    from dagster._core.remote_representation.origin import (  # pyright: ignore[reportMissingImports]
+        InProcessCodeLocationOrigin,  # pyright: ignore[reportAttributeAccessIssue]
+    )
 from dagster._core.remote_representation.external import RemoteJob, RemoteRepository
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
