@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs dagster-sluice's tests on another Dagster release (default: the newest 1.10) beside the one
-# npm test uses, in a virtual environment of its own (.ci/dagster<RELEASE>/venv, git-ignored), so
+# Runs dagster-sluice's tests on another Dagster release (default: the newest 1.10; `1.13` is the
+# newest of all, where npm test's environment holds the newest dagster-postgres allows) beside the
+# one npm test uses, in a virtual environment of its own (.ci/dagster<RELEASE>/venv, git-ignored), so
 # `.venv` stays as it was. Dagster's own tests (dagster_own_tests) come from the release's source
 # distribution, which carries them only from 1.13 on: for older releases only dagster-sluice's
 # own tests run.
@@ -16,7 +17,9 @@ if [ ! -f "${venv}/.installed" ]; then
   rm -rf "${venv}"
   python3 -m venv "${venv}"
   "${venv}/bin/pip" install --quiet --upgrade pip
-  "${venv}/bin/pip" install --quiet -e clients/python -e 'integrations/dagster[dev]' \
+  # The dev extras' tools, but not dagster-postgres: its releases pin one Dagster release each and
+  # lag Dagster's own, so with it the newest Dagster could not be chosen (its test is skipped).
+  "${venv}/bin/pip" install --quiet -e clients/python -e integrations/dagster pytest ruff pyright \
     "dagster==${release}.*" "dagster-graphql==${release}.*"
   touch "${venv}/.installed"
 fi
