@@ -62,6 +62,15 @@ export class Sluice {
   /** Revision of the last event known durable and handed to history and listeners. */
   private durable = -1n;
   private lastApplied: RecordedEvent | null = null;
+  /**
+   * Set while the live state may hold events that were never recorded: a group's append failed
+   * and rebuilding the state from the log failed too (the store went away meanwhile). Such a
+   * state is not folded into, decided on, answered from or checkpointed; catchUp rebuilds it.
+   */
+  private liveStateStale = false;
+  /** Why the last rebuild of a stale live state failed, for /ready. */
+  private staleBecause = '';
+  private rebuilding: Promise<void> | null = null;
   /** The format the log was raised to, as far as this server has read it (1: never raised). */
   private logFormat = 1;
   private replaying = true;
@@ -108,7 +117,7 @@ export class Sluice {
       workerFromBytes: options.checkpointWorkerFromBytes,
       warn,
       durableState: () =>
-        this.closed || this.speculation.active || !this.lastApplied
+        this.closed || this.speculation.active || this.liveStateStale || !this.lastApplied
           ? null
           : { state: this.current, recorded: this.lastApplied },
     });
@@ -197,7 +206,9 @@ export class Sluice {
    * not, in words for an operator.
    */
   notReadyBecause(): string | null {
-    return this.follower.notReadyBecause();
+    const following = this.follower.notReadyBecause();
+    if (following !== null || !this.liveStateStale) return following;
+    return `the live state is rebuilt from the log after a failed append, and the log could not be read: ${this.staleBecause}`;
   }
 
   /** Event time now: the wall clock, unless it stepped back (see EventClock). */
@@ -223,7 +234,7 @@ export class Sluice {
       // append must lose the race (it expects the log to end before this event), and the live
       // state is rebuilt from the log then. Folded into the speculative state it would land on
       // the wrong runs; skipped as "already folded" it would be lost.
-    } else if (recorded.revision > this.current.revision && !this.speculation.restoring) {
+    } else if (recorded.revision > this.current.revision && !this.speculation.restoring && !this.liveStateStale) {
       // While restoring, the rebuilt state takes this event from the log instead.
       if (this.bulk) this.bulk.add(event);
       else evolve(this.current, event);
@@ -245,10 +256,33 @@ export class Sluice {
    * step as that check. Until the swap, events are taken in without being folded (`restoring`).
    */
   private async restoreLiveState(): Promise<void> {
+    // Stale until the swap: should the store fail meanwhile, the state keeps the group's events.
+    this.liveStateStale = true;
     let state = (await this.checkpointing.latestValid(this.durable).catch(() => null)) ?? initialState();
-    do state = await this.checkpointing.foldUpTo(state, this.durable);
-    while (state.revision < this.durable);
+    try {
+      do state = await this.checkpointing.foldUpTo(state, this.durable);
+      while (state.revision < this.durable);
+    } catch (error) {
+      this.staleBecause = error instanceof Error ? error.message : String(error);
+      throw error;
+    }
     this.current = state;
+    this.liveStateStale = false;
+  }
+
+  /** Rebuilds a stale live state (see liveStateStale): one rebuild, however many wait for it. */
+  private async rebuildStaleLiveState(): Promise<void> {
+    if (!this.liveStateStale) return;
+    this.rebuilding ??= (async () => {
+      this.speculation.restoring = true;
+      try {
+        await this.restoreLiveState();
+      } finally {
+        this.speculation.restoring = false;
+        this.rebuilding = null;
+      }
+    })();
+    await this.rebuilding;
   }
 
   /**
@@ -259,6 +293,7 @@ export class Sluice {
    */
   async catchUp(): Promise<void> {
     await this.speculation.settled();
+    await this.rebuildStaleLiveState();
     for (;;) {
       const batch = await this.store.readStream(this.stream, {
         fromRevision: this.durable + 1n,
