@@ -68,8 +68,8 @@ export class Sluice {
    * state is not folded into, decided on, answered from or checkpointed; catchUp rebuilds it.
    */
   private liveStateStale = false;
-  /** Why the last rebuild of a stale live state failed, for /ready. */
-  private staleBecause = '';
+  /** Why the last rebuild of a stale live state failed (null: none failed), for /ready. */
+  private rebuildFailed: string | null = null;
   private rebuilding: Promise<void> | null = null;
   /** The format the log was raised to, as far as this server has read it (1: never raised). */
   private logFormat = 1;
@@ -206,9 +206,10 @@ export class Sluice {
    * not, in words for an operator.
    */
   notReadyBecause(): string | null {
+    // A rebuild under way (after every lost race, too) is no reason: reads wait for it anyway.
     const following = this.follower.notReadyBecause();
-    if (following !== null || !this.liveStateStale) return following;
-    return `the live state is rebuilt from the log after a failed append, and the log could not be read: ${this.staleBecause}`;
+    if (following !== null || !this.liveStateStale || this.rebuildFailed === null) return following;
+    return `the live state is rebuilt from the log after a failed append, and the log could not be read: ${this.rebuildFailed}`;
   }
 
   /** Event time now: the wall clock, unless it stepped back (see EventClock). */
@@ -263,11 +264,12 @@ export class Sluice {
       do state = await this.checkpointing.foldUpTo(state, this.durable);
       while (state.revision < this.durable);
     } catch (error) {
-      this.staleBecause = error instanceof Error ? error.message : String(error);
+      this.rebuildFailed = error instanceof Error ? error.message : String(error);
       throw error;
     }
     this.current = state;
     this.liveStateStale = false;
+    this.rebuildFailed = null;
   }
 
   /** Rebuilds a stale live state (see liveStateStale): one rebuild, however many wait for it. */
