@@ -89,7 +89,7 @@ export class Sluice {
   private readonly eventClock: EventClock;
   private readonly onCommand: ((record: CommandRecord) => void) | null;
   private readonly eventListeners = new Set<(event: LoggedEvent) => void>();
-  private readonly speculation = new Speculation();
+  private readonly speculation = new Speculation((recorded) => this.apply(recorded));
   private readonly checkpointing: Checkpointing;
   private readonly history: HistoryFeed;
   private readonly follower: LogFollower;
@@ -224,19 +224,17 @@ export class Sluice {
    */
   private apply(recorded: RecordedEvent): void {
     if (recorded.revision <= this.durable) return;
+    // While a group is folded in ahead of its append, nothing stored is taken in (see Speculation).
+    if (this.speculation.active) return this.speculation.holdBack(recorded);
     if (recorded.revision !== this.durable + 1n) {
       throw new Error(
         `log gap: the projections are at revision ${this.durable}, the next event is ${recorded.revision}`,
       );
     }
     const event = toLoggedEvent(recorded);
-    if (this.speculation.active) {
-      // Another server's event while this server's group is folded in ahead of its append: that
-      // append must lose the race (it expects the log to end before this event), and the live
-      // state is rebuilt from the log then. Folded into the speculative state it would land on
-      // the wrong runs; skipped as "already folded" it would be lost.
-    } else if (recorded.revision > this.current.revision && !this.speculation.restoring && !this.liveStateStale) {
-      // While restoring, the rebuilt state takes this event from the log instead.
+    // A group's own events are folded in already (revision at most the state's); while the state
+    // is rebuilt or stale, the rebuilt state takes the event from the log instead.
+    if (recorded.revision > this.current.revision && !this.speculation.restoring && !this.liveStateStale) {
       if (this.bulk) this.bulk.add(event);
       else evolve(this.current, event);
     }
@@ -290,19 +288,26 @@ export class Sluice {
   /**
    * Reads every event after the projections' revision and takes it in. A read that comes while
    * a group of commands is folded in ahead of its append waits for that append first: until
-   * then the live state holds events that may never be recorded and lacks other servers' events
-   * that arrived meanwhile (see apply), so it is no state to answer from.
+   * then the live state holds events that may never be recorded, and events stored meanwhile are
+   * held back (see Speculation), so it is no state to answer from.
    */
   async catchUp(): Promise<void> {
-    await this.speculation.settled();
-    await this.rebuildStaleLiveState();
     for (;;) {
+      await this.speculation.settled();
+      await this.rebuildStaleLiveState();
       const batch = await this.store.readStream(this.stream, {
         fromRevision: this.durable + 1n,
         maxCount: READ_BATCH,
       });
       for (const recorded of batch) this.apply(recorded);
-      if (batch.length < READ_BATCH) return;
+      if (batch.length === READ_BATCH) continue;
+      // A group folded in while this read was under way holds back what it read; once the group
+      // settles, that is taken in, and nothing need be read again.
+      while (this.speculation.active || this.liveStateStale) {
+        await this.speculation.settled();
+        await this.rebuildStaleLiveState();
+      }
+      return;
     }
   }
 

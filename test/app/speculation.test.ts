@@ -4,7 +4,9 @@
  * gate). The other server's events must not be folded into that speculative state, nor skipped
  * as if already folded: reads meanwhile wait for the append to settle and then answer from the
  * log, no checkpoint is written of a state that is not the log's, and the command, having lost
- * the race, is decided again and recorded.
+ * the race, is decided again and recorded. When this server's append wins and the other
+ * server's event comes right after it, a read under way takes both back before the append has
+ * answered: the group's are already folded, the other's must still be.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -39,6 +41,87 @@ function gatedStore(inner: EventStore) {
   };
   return { store, hold: () => (armed = true), held, open };
 }
+
+/**
+ * A store whose next append, once `holdAfterCommit()` was called, commits and then waits until
+ * `openAppend()`; and whose next read, once `holdRead()` was called, waits until `openRead()`
+ * before reading, with `readDone` resolving once that read has returned.
+ */
+function slowStore(inner: EventStore) {
+  let appendArmed = false;
+  let readArmed = false;
+  let committed!: () => void;
+  const appendCommitted = new Promise<void>((resolve) => (committed = resolve));
+  let openAppend!: () => void;
+  const appendGate = new Promise<void>((resolve) => (openAppend = resolve));
+  let openRead!: () => void;
+  const readGate = new Promise<void>((resolve) => (openRead = resolve));
+  let readReturned!: () => void;
+  const readDone = new Promise<void>((resolve) => (readReturned = resolve));
+  const store: EventStore = Object.create(inner);
+  store.append = async (stream, events, expected) => {
+    const result = await inner.append(stream, events, expected);
+    if (appendArmed) {
+      appendArmed = false;
+      committed();
+      await appendGate;
+    }
+    return result;
+  };
+  store.readStream = async (stream, options) => {
+    if (!readArmed) return inner.readStream(stream, options);
+    readArmed = false;
+    await readGate;
+    const events = await inner.readStream(stream, options);
+    readReturned();
+    return events;
+  };
+  return {
+    store,
+    holdAfterCommit: () => (appendArmed = true),
+    appendCommitted,
+    openAppend,
+    holdRead: () => (readArmed = true),
+    openRead,
+    readDone,
+  };
+}
+
+it("given this server's append has won and another server appends right after it, when a read takes both back before the append answers, then the other server's event is folded into the live state too", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-speculation-'));
+  const path = join(dir, 'events.db');
+  const innerX = openSqliteStore({ path });
+  const slow = slowStore(innerX);
+  const storeY = openSqliteStore({ path });
+  const x = await Sluice.open({ store: slow.store });
+  const y = await Sluice.open({ store: storeY });
+  closers.push(
+    () => innerX.close(),
+    () => storeY.close(),
+    () => x.close(),
+    () => y.close(),
+  );
+  await y.execute({ type: 'SetMaxConcurrentRuns', limit: 0 }, 'y');
+  await x.catchUp();
+
+  slow.holdRead();
+  const read = x.run('from-y'); // its read of the log waits on the gate
+  slow.holdAfterCommit();
+  const command = x.execute({ type: 'SetPoolLimit', pool: 'db', limit: 3 }, 'x');
+  await slow.appendCommitted; // x's PoolLimitSet is in the log; x's append has not answered yet
+  await y.execute({ type: 'EnqueueRun', input: { runId: 'from-y', jobName: 'j' } }, 'y');
+  slow.openRead();
+  await slow.readDone; // x's read took in x's event and y's after it, during the speculation
+
+  slow.openAppend();
+  await command;
+  expect((await read)?.status).toBe('QUEUED');
+  expect(x.state.runs.get('from-y')?.status).toBe('QUEUED');
+  expect(x.state.config.poolLimits.get('db')).toBe(3);
+  const replayed = await Sluice.open({ store: openSqliteStore({ path }) });
+  closers.push(() => replayed.close());
+  expect(serializeState(x.state)).toBe(serializeState(replayed.state));
+});
 
 it("given another server appends during this server's append, then reads wait for it and answer from the log, no false checkpoint is kept, and the command is recorded after the lost race", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-speculation-'));
