@@ -225,7 +225,10 @@ export class Sluice {
   private apply(recorded: RecordedEvent): void {
     if (recorded.revision <= this.durable) return;
     // While a group is folded in ahead of its append, nothing stored is taken in (see Speculation).
-    if (this.speculation.active) return this.speculation.holdBack(recorded);
+    if (this.speculation.active) {
+      this.speculation.holdBack(recorded);
+      return;
+    }
     if (recorded.revision !== this.durable + 1n) {
       throw new Error(
         `log gap: the projections are at revision ${this.durable}, the next event is ${recorded.revision}`,
