@@ -15,6 +15,7 @@ import { type SitePolicy, siteRefusal } from './auth/site.js';
 import { bearerToken, type Tokens } from './auth/tokens.js';
 import type { GraphQLContext } from './graphql/builder.js';
 import { unauthenticated } from './graphql/yoga.js';
+import { keepAlive } from './websocket-keep-alive.js';
 
 interface EnvelopedRoot {
   execute: (args: ExecutionArgs) => ReturnType<typeof execute>;
@@ -129,6 +130,7 @@ export function attachWebSockets(
       siteRefusal(site, req.headers.host, req.headers.origin) === null,
   });
   const stopWatchingClients = closeStalledClients(ws, options.responses, options.maxBufferedBytes);
+  const stopKeepAlive = keepAlive(ws);
   // graphql-ws authenticates once, from connection_init; each subscribe checks the token again,
   // so a token removed from the file (and SIGHUP) stops starting new operations at once.
   const socketTokens = new WeakMap<object, string | null>();
@@ -177,8 +179,11 @@ export function attachWebSockets(
       },
     },
     ws,
+    // Off: its pong deadline drops clients reading a long replay (see websocket-keep-alive.ts).
+    0,
   );
   return async () => {
+    stopKeepAlive();
     stopWatchingClients();
     await wsServer.dispose();
   };
