@@ -7,14 +7,18 @@
  * CHECKPOINT_EVERY_MS on a connection of its own, which SQLite lets run beside the writer
  * (https://www.sqlite.org/wal.html#application_initiated_checkpoints).
  *
- * The worker opens each file for the checkpoint and closes it after, so it never holds a file
- * its owner has closed. If the worker cannot run, or dies, the connections get their automatic
- * checkpoints back: stalls again, but the WAL never grows without bound.
+ * The worker opens each file for the checkpoint and closes it after, and a connection that gives
+ * its checkpoints back waits until the worker has let go of its file, so that no connection of
+ * this process is on a file its owner has closed: a copy made after the close sees the file whole.
+ * If the worker cannot run, or dies, the connections get their automatic checkpoints back: stalls
+ * again, but the WAL never grows without bound.
  */
 import { isMainThread, Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 
 const CHECKPOINT_EVERY_MS = 1_000;
+/** How long giving a file's checkpoints back waits for the worker to let go of it at most. */
+const RELEASE_WAIT_MS = 2_000;
 /** SQLite's own default, given back when the worker is not there to do it. */
 const AUTOMATIC_PAGES = 1_000;
 
@@ -25,6 +29,8 @@ const AUTOMATIC_PAGES = 1_000;
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require('node:module').createRequire(workerData.from)('better-sqlite3');
+// Running: a removal from now on is answered (see letGo).
+Atomics.store(workerData.removed, 1, 1);
 // A path may be registered by several connections of this process: counted, kept while any is.
 const paths = new Map();
 const failing = new Map();
@@ -46,11 +52,17 @@ function checkpointAll() {
     }
   }
 }
+// Messages come between checkpoints (checkpointAll runs to its end): when one is taken, no
+// connection of this worker is open, and a removed path is never opened again.
 parentPort.on('message', (message) => {
   const count = paths.get(message.path) || 0;
   if (message.type === 'add') paths.set(message.path, count + 1);
   else if (message.type === 'remove' && count > 1) paths.set(message.path, count - 1);
   else if (message.type === 'remove') { paths.delete(message.path); failing.delete(message.path); }
+  if (message.type === 'remove') {
+    Atomics.store(workerData.removed, 0, message.seq);
+    Atomics.notify(workerData.removed, 0);
+  }
 });
 setInterval(checkpointAll, workerData.everyMs);
 `;
@@ -70,6 +82,9 @@ export interface WalCheckpointerOptions {
 export class WalCheckpointer {
   private worker: Worker | null = null;
   private readonly registered = new Set<Registered>();
+  /** Shared with the worker: the last removal it has taken (its `seq`), and 1 once it runs. */
+  private readonly removed = new Int32Array(new SharedArrayBuffer(8));
+  private removals = 0;
 
   constructor(private readonly options: WalCheckpointerOptions = {}) {}
 
@@ -89,7 +104,7 @@ export class WalCheckpointer {
     worker.postMessage({ type: 'add', path });
     return () => {
       if (!this.registered.delete(entry)) return;
-      this.worker?.postMessage({ type: 'remove', path });
+      this.letGo(path);
       if (this.registered.size === 0) this.stop();
       // The file whole when its owner closes it, as SQLite leaves it by itself when the closing
       // connection is the last: the worker may hold it open at this moment, which would leave
@@ -102,12 +117,38 @@ export class WalCheckpointer {
     };
   }
 
+  /**
+   * Tells the worker to stop checkpointing a file, and waits (blocking, briefly: at most one
+   * round of checkpoints) until it has: its connection on the file is closed by then.
+   */
+  private letGo(path: string): void {
+    const worker = this.worker;
+    if (worker === null) return;
+    const seq = ++this.removals;
+    worker.postMessage({ type: 'remove', path, seq });
+    // A worker not running yet takes the removal before its first round: nothing to wait for.
+    if (Atomics.load(this.removed, 1) !== 1) return;
+    const deadline = performance.now() + RELEASE_WAIT_MS;
+    for (;;) {
+      const seen = Atomics.load(this.removed, 0);
+      const left = deadline - performance.now();
+      // A worker that died or hangs is waited for no longer than that.
+      if (seen >= seq || left <= 0) return;
+      Atomics.wait(this.removed, 0, seen, Math.min(left, 50));
+    }
+  }
+
   private start(warn: (message: string) => void): Worker | null {
     if (this.worker) return this.worker;
     try {
+      Atomics.store(this.removed, 1, 0);
       const worker = new Worker(this.options.source ?? WORKER_SOURCE, {
         eval: true,
-        workerData: { from: import.meta.url, everyMs: this.options.everyMs ?? CHECKPOINT_EVERY_MS },
+        workerData: {
+          from: import.meta.url,
+          everyMs: this.options.everyMs ?? CHECKPOINT_EVERY_MS,
+          removed: this.removed,
+        },
       });
       // Never what keeps a process alive.
       worker.unref();

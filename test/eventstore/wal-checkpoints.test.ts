@@ -77,6 +77,28 @@ describe('WAL checkpoints in a worker thread', () => {
     read.close();
   });
 
+  it('given the worker checkpointing the file at the moment its owner releases and closes it, then the worker has let go of it by then, and the database file alone is whole and holds every commit', async () => {
+    for (let round = 0; round < 30; round++) {
+      // A round of checkpoints every millisecond: the worker is on the file most of the time.
+      const checkpointer = new WalCheckpointer({ everyMs: 1 });
+      const { db, path } = openWal();
+      const release = checkpointer.register(db, path, () => {});
+      write(db);
+      // Let the worker start and get into its rounds.
+      await until(() => statSync(path).size >= 1024 * 1024);
+      write(db);
+      release();
+      db.close();
+      const copy = `${path}.copy`;
+      copyFileSync(path, copy);
+
+      const read = new Database(copy, { readonly: true });
+      expect(read.pragma('integrity_check', { simple: true }), `round ${round}`).toBe('ok');
+      expect(read.prepare('SELECT count(*) AS n FROM t').get(), `round ${round}`).toEqual({ n: 128 });
+      read.close();
+    }
+  }, 60_000);
+
   it('given two connections of this process on one file, when one is released, the other’s pages still reach the database file', async () => {
     const checkpointer = new WalCheckpointer({ everyMs: 20 });
     const { db, path } = openWal();
