@@ -296,8 +296,9 @@ export class Sluice {
    */
   async catchUp(): Promise<void> {
     for (;;) {
-      await this.speculation.settled();
-      await this.rebuildStaleLiveState();
+      // Awaited only when there is something to wait for: every read and command comes here.
+      if (this.speculation.active) await this.speculation.settled();
+      if (this.liveStateStale) await this.rebuildStaleLiveState();
       const batch = await this.store.readStream(this.stream, {
         fromRevision: this.durable + 1n,
         maxCount: READ_BATCH,
