@@ -1,21 +1,8 @@
-/**
- * A command's append fails because the store went away, and rebuilding the live state from the
- * log fails too (the store is still away). The live state then still holds the group's events,
- * which were never recorded; while another server writes on. Once the store is back, this server
- * must neither answer from nor decide on nor checkpoint that state: it rebuilds it first, and
- * then holds exactly what the log holds (the other server's runs included, the failed command's
- * not).
- */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { serializeState } from '../../projections/serialize.js';
-import { Sluice } from '../../src/app/sluice.js';
-import { openCheckpointStore } from '../../src/eventstore/checkpoints.js';
 import { StoreUnavailableError } from '../../src/eventstore/errors.js';
-import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
+import { serversOnOneFile } from '../support/servers-on-one-file.js';
 
 const closers: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -43,21 +30,16 @@ function outageStore(inner: EventStore) {
 }
 
 it('given an append and the rebuild after it both fail, when the store is back, then the server rebuilds its live state before it answers, decides or checkpoints, and holds what the log holds', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-failed-restore-'));
-  const path = join(dir, 'events.db');
-  const innerX = openSqliteStore({ path });
-  const outage = outageStore(innerX);
-  const storeY = openSqliteStore({ path });
-  const checkpoints = openCheckpointStore(join(dir, 'checkpoints.db'));
-  const x = await Sluice.open({ store: outage.store, checkpoints, checkpointEvery: 1 });
-  const y = await Sluice.open({ store: storeY });
-  closers.push(
-    () => innerX.close(),
-    () => storeY.close(),
-    () => checkpoints.close(),
-    () => x.close(),
-    () => y.close(),
+  let outage!: ReturnType<typeof outageStore>;
+  const { x, y, reopen, close } = await serversOnOneFile(
+    'sluice-failed-restore-',
+    (inner) => {
+      outage = outageStore(inner);
+      return outage.store;
+    },
+    { checkpointEvery: 1 },
   );
+  closers.push(close);
   await y.execute({ type: 'SetPoolLimit', pool: 'db', limit: 2 }, 'y');
   await x.catchUp();
 
@@ -84,16 +66,10 @@ it('given an append and the rebuild after it both fail, when the store is back, 
   expect(x.state.runs.has('never-recorded')).toBe(false);
 
   // The live state is the log's, and every checkpoint x kept is of a state the log replays to.
-  const replayed = await Sluice.open({ store: openSqliteStore({ path }) });
-  closers.push(() => replayed.close());
+  const replayed = await reopen();
   await replayed.catchUp();
   await x.catchUp();
   expect(serializeState(x.state)).toBe(serializeState(replayed.state));
   await x.close();
-  const restarted = await Sluice.open({
-    store: openSqliteStore({ path }),
-    checkpoints: openCheckpointStore(join(dir, 'checkpoints.db')),
-  });
-  closers.push(() => restarted.close());
-  expect(serializeState(restarted.state)).toBe(serializeState(replayed.state));
+  expect(serializeState((await reopen(true)).state)).toBe(serializeState(replayed.state));
 });

@@ -1,22 +1,7 @@
-/**
- * Another server appends while this server's group of commands is folded into its live state
- * ahead of its own append (two Sluice instances on one SQLite file; this one's append held on a
- * gate). The other server's events must not be folded into that speculative state, nor skipped
- * as if already folded: reads meanwhile wait for the append to settle and then answer from the
- * log, no checkpoint is written of a state that is not the log's, and the command, having lost
- * the race, is decided again and recorded. When this server's append wins and the other
- * server's event comes right after it, a read under way takes both back before the append has
- * answered: the group's are already folded, the other's must still be.
- */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { serializeState } from '../../projections/serialize.js';
-import { Sluice } from '../../src/app/sluice.js';
-import { openCheckpointStore } from '../../src/eventstore/checkpoints.js';
-import { openSqliteStore } from '../../src/eventstore/sqlite.js';
 import type { EventStore } from '../../src/eventstore/store.js';
+import { serversOnOneFile } from '../support/servers-on-one-file.js';
 
 const closers: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -88,19 +73,12 @@ function slowStore(inner: EventStore) {
 }
 
 it("given this server's append has won and another server appends right after it, when a read takes both back before the append answers, then the other server's event is folded into the live state too", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-speculation-'));
-  const path = join(dir, 'events.db');
-  const innerX = openSqliteStore({ path });
-  const slow = slowStore(innerX);
-  const storeY = openSqliteStore({ path });
-  const x = await Sluice.open({ store: slow.store });
-  const y = await Sluice.open({ store: storeY });
-  closers.push(
-    () => innerX.close(),
-    () => storeY.close(),
-    () => x.close(),
-    () => y.close(),
-  );
+  let slow!: ReturnType<typeof slowStore>;
+  const { x, y, reopen, close } = await serversOnOneFile('sluice-speculation-', (inner) => {
+    slow = slowStore(inner);
+    return slow.store;
+  });
+  closers.push(close);
   await y.execute({ type: 'SetMaxConcurrentRuns', limit: 0 }, 'y');
   await x.catchUp();
 
@@ -118,27 +96,20 @@ it("given this server's append has won and another server appends right after it
   expect((await read)?.status).toBe('QUEUED');
   expect(x.state.runs.get('from-y')?.status).toBe('QUEUED');
   expect(x.state.config.poolLimits.get('db')).toBe(3);
-  const replayed = await Sluice.open({ store: openSqliteStore({ path }) });
-  closers.push(() => replayed.close());
-  expect(serializeState(x.state)).toBe(serializeState(replayed.state));
+  expect(serializeState(x.state)).toBe(serializeState((await reopen()).state));
 });
 
 it("given another server appends during this server's append, then reads wait for it and answer from the log, no false checkpoint is kept, and the command is recorded after the lost race", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-speculation-'));
-  const path = join(dir, 'events.db');
-  const innerX = openSqliteStore({ path });
-  const gated = gatedStore(innerX);
-  const storeY = openSqliteStore({ path });
-  const checkpoints = openCheckpointStore(join(dir, 'checkpoints.db'));
-  const x = await Sluice.open({ store: gated.store, checkpoints, checkpointEvery: 1 });
-  const y = await Sluice.open({ store: storeY });
-  closers.push(
-    () => innerX.close(),
-    () => storeY.close(),
-    () => checkpoints.close(),
-    () => x.close(),
-    () => y.close(),
+  let gated!: ReturnType<typeof gatedStore>;
+  const { x, y, storeY, reopen, close } = await serversOnOneFile(
+    'sluice-speculation-',
+    (inner) => {
+      gated = gatedStore(inner);
+      return gated.store;
+    },
+    { checkpointEvery: 1 },
   );
+  closers.push(close);
   await y.execute({ type: 'SetMaxConcurrentRuns', limit: 0 }, 'y');
   await x.catchUp();
 
@@ -174,14 +145,5 @@ it("given another server appends during this server's append, then reads wait fo
 
   // Every checkpoint x kept is of a state the log replays to.
   await x.close();
-  const restarted = await Sluice.open({
-    store: openSqliteStore({ path }),
-    checkpoints: openCheckpointStore(join(dir, 'checkpoints.db')),
-  });
-  const replayed = await Sluice.open({ store: openSqliteStore({ path }) });
-  closers.push(
-    () => restarted.close(),
-    () => replayed.close(),
-  );
-  expect(serializeState(restarted.state)).toBe(serializeState(replayed.state));
+  expect(serializeState((await reopen(true)).state)).toBe(serializeState((await reopen()).state));
 });
