@@ -306,7 +306,9 @@ export class Sluice {
       for (const recorded of batch) this.apply(recorded);
       if (batch.length === READ_BATCH) continue;
       // A group folded in while this read was under way holds back what it read; once the group
-      // settles, that is taken in, and nothing need be read again.
+      // settles, that is taken in, and nothing need be read again. Callers read the state in the
+      // turn of the event loop this returns in: a group starts only after a read of its own
+      // (a later turn), so none is folded in between.
       while (this.speculation.active || this.liveStateStale) {
         await this.speculation.settled();
         await this.rebuildStaleLiveState();
