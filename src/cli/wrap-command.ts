@@ -28,8 +28,22 @@ export class RunningCommand {
   private readonly listeners = new Map<NodeJS.Signals, () => void>();
   private killTimer: NodeJS.Timeout | null = null;
 
+  /**
+   * Forwards the wrapper's signals from before COMMAND is spawned: a signal that finds no
+   * listener takes the process's default action and kills the wrapper at once, leaving COMMAND
+   * running and its run unrecorded. Callers keep their own listeners until this one is made.
+   */
   constructor(argv: readonly string[], env: NodeJS.ProcessEnv) {
     const [file, ...args] = argv as [string, ...string[]];
+    for (const signal of FORWARDED_SIGNALS) {
+      // Called from the event loop only, so after `child` is set below.
+      const listener = () => {
+        this.forwarded ??= signal;
+        this.child.kill(signal);
+      };
+      this.listeners.set(signal, listener);
+      process.on(signal, listener);
+    }
     this.child = spawn(file, args, { stdio: 'inherit', env });
     this.ended = new Promise((done) => {
       this.child.once('error', (error: NodeJS.ErrnoException) => {
@@ -44,14 +58,6 @@ export class RunningCommand {
       if (this.killTimer) clearTimeout(this.killTimer);
       return end as CommandEnd;
     });
-    for (const signal of FORWARDED_SIGNALS) {
-      const listener = () => {
-        this.forwarded ??= signal;
-        this.child.kill(signal);
-      };
-      this.listeners.set(signal, listener);
-      process.on(signal, listener);
-    }
   }
 
   /** SIGTERM now, SIGKILL after `graceSeconds` if it is still running. */

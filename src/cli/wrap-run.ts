@@ -188,15 +188,16 @@ class Wrapper {
   async run(): Promise<number> {
     const stopCapturing = this.inbox.captureSignals();
     const stopTimeout = this.inbox.timeoutAfter(this.o.waitTimeout);
-    let code: number | 'ready';
+    let code: number | 'ready' = 1;
     try {
       code = await this.enqueueAndWait();
     } finally {
       stopTimeout();
-      stopCapturing();
+      // Once admitted, the signals are captured until COMMAND's forwarding has taken them over.
+      if (code !== 'ready') stopCapturing();
     }
     if (code !== 'ready') return code;
-    return this.runCommand();
+    return this.runCommand(stopCapturing);
   }
 
   private async enqueueAndWait(): Promise<number | 'ready'> {
@@ -424,12 +425,14 @@ class Wrapper {
     this.onEndedElsewhere?.();
   }
 
-  private async runCommand(): Promise<number> {
+  /** `stopCapturing`: ends the waiting phase's capture of signals, once COMMAND forwards them. */
+  private async runCommand(stopCapturing: () => void): Promise<number> {
     const o = this.o;
     const runId = o.runId;
     const childEnv: NodeJS.ProcessEnv = { ...this.env, SLUICE_RUN_ID: runId, SLUICE_URL: o.url };
     if (o.token) childEnv.SLUICE_TOKEN = o.token;
     const command = new RunningCommand(o.command, childEnv);
+    stopCapturing();
     if (command.child.pid !== undefined) {
       this.out.emit({ event: 'started', runId, command: o.command, pid: command.child.pid });
     }

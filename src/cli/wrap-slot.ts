@@ -182,11 +182,13 @@ async function holdSlot(o: SlotOptions, env: NodeJS.ProcessEnv): Promise<number>
     }
   } finally {
     stopTimeout();
-    stopCapturing();
+    // Once granted, the signals are captured until COMMAND's forwarding has taken them over.
+    if (!granted) stopCapturing();
   }
   out.emit({ event: 'slot', runId, pool, stepKey });
 
   const command = new RunningCommand(o.command, env);
+  stopCapturing();
   if (command.child.pid !== undefined)
     out.emit({ event: 'started', runId, command: o.command, pid: command.child.pid });
   let endedElsewhere: string | null = null;
