@@ -164,6 +164,7 @@ interface Ending {
 /**
  * Ends runs: each run's RunFinished, every slot and claim it has released, capacity re-offered.
  * `allotmentEnded`: STARTED runs whose root steps stop counting as holding slots at the same time.
+ * Recorded in that order: the allotments that end, then each run's end, each list as given.
  */
 function finish(state: State, endings: Ending[], allotmentEnded: readonly RunRecord[] = []) {
   const primary: DomainEvent[] = allotmentEnded.map((run) => ({

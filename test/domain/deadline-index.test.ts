@@ -140,12 +140,15 @@ function apply(s: Scenario, o: Op, n: number): void {
       const now = Date.parse(s.now);
       const due = bruteDue(s.state, now);
       const events = s.when(slotCmd.expire());
-      const ended = events.flatMap((e) =>
-        e.type === 'RunFinished' || e.type === 'RootStepAllotmentEnded' ? [e.data.runId] : [],
-      );
-      // Each due run appears once, in admission order; nothing else is ended.
-      expect([...new Set(ended)].filter((id) => due.includes(id))).toEqual(due);
-      expect(ended.filter((id) => !due.includes(id))).toEqual([]);
+      const of = (type: string) =>
+        events.flatMap((e) => (e.type === type ? [(e.data as { runId: string }).runId] : []));
+      const allotmentsEnded = of('RootStepAllotmentEnded');
+      const finished = of('RunFinished');
+      // Each due run appears once; nothing else is ended. The decision records the allotments
+      // that end first, then the runs that end, each in admission order.
+      expect([...allotmentsEnded, ...finished].sort()).toEqual([...due].sort());
+      expect(allotmentsEnded).toEqual(due.filter((id) => allotmentsEnded.includes(id)));
+      expect(finished).toEqual(due.filter((id) => finished.includes(id)));
       return;
     }
     case 'checkpoint':
