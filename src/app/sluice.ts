@@ -297,23 +297,31 @@ export class Sluice {
   async catchUp(): Promise<void> {
     for (;;) {
       // Awaited only when there is something to wait for: every read and command comes here.
-      if (this.speculation.active) await this.speculation.settled();
-      if (this.liveStateStale) await this.rebuildStaleLiveState();
+      if (this.unsettled) await this.settleLiveState();
       const batch = await this.store.readStream(this.stream, {
         fromRevision: this.durable + 1n,
         maxCount: READ_BATCH,
       });
       for (const recorded of batch) this.apply(recorded);
-      if (batch.length === READ_BATCH) continue;
-      // A group folded in while this read was under way holds back what it read; once the group
-      // settles, that is taken in, and nothing need be read again. Callers read the state in the
-      // turn of the event loop this returns in: a group starts only after a read of its own
-      // (a later turn), so none is folded in between.
-      while (this.speculation.active || this.liveStateStale) {
-        await this.speculation.settled();
-        await this.rebuildStaleLiveState();
-      }
-      return;
+      if (batch.length < READ_BATCH) break;
+    }
+    // A group folded in while the last read was under way holds back what it read; once the
+    // group settles, that is taken in, and nothing need be read again. Callers read the state in
+    // the turn of the event loop this returns in: a group starts only after a read of its own
+    // (a later turn), so none is folded in between.
+    if (this.unsettled) await this.settleLiveState();
+  }
+
+  /** True while a group is folded in ahead of its append, or the live state is stale. */
+  private get unsettled(): boolean {
+    return this.speculation.active || this.liveStateStale;
+  }
+
+  /** Waits until the live state is the log's again: the group's append settled, a stale state rebuilt. */
+  private async settleLiveState(): Promise<void> {
+    while (this.unsettled) {
+      await this.speculation.settled();
+      await this.rebuildStaleLiveState();
     }
   }
 

@@ -188,15 +188,20 @@ class Wrapper {
   async run(): Promise<number> {
     const stopCapturing = this.inbox.captureSignals();
     const stopTimeout = this.inbox.timeoutAfter(this.o.waitTimeout);
-    let code: number | 'ready' = 1;
+    let code: number | 'ready';
     try {
       code = await this.enqueueAndWait();
+    } catch (error) {
+      stopCapturing();
+      throw error;
     } finally {
       stopTimeout();
-      // Once admitted, the signals are captured until COMMAND's forwarding has taken them over.
-      if (code !== 'ready') stopCapturing();
     }
-    if (code !== 'ready') return code;
+    if (code !== 'ready') {
+      stopCapturing();
+      return code;
+    }
+    // Once admitted, the signals are captured until COMMAND's forwarding has taken them over.
     return this.runCommand(stopCapturing);
   }
 
